@@ -1,0 +1,299 @@
+//! The one error type of the connector.
+//!
+//! Every failure that leaves the core is a [`DbcError`]; its [`DbcError::code`] is the
+//! stable `DBC_*` code of SPEC.md and [`DbcError::is_retryable`] says whether running the
+//! same operation again may succeed. Driver errors are classified once, in
+//! [`DbcError::from_sqlx`], and never travel further as driver variants.
+
+use std::fmt;
+
+/// Which database an error came from (or was meant for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// PostgreSQL 13+
+    Postgres,
+    /// MariaDB 10.6+ / MySQL 8+
+    Mariadb,
+    /// SQLite (bundled)
+    Sqlite,
+}
+
+impl Provider {
+    /// The name used in configs, errors and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Postgres => "postgres",
+            Provider::Mariadb => "mariadb",
+            Provider::Sqlite => "sqlite",
+        }
+    }
+
+    /// Parses a provider name as written in a config node.
+    pub fn parse(s: &str) -> Result<Self, DbcError> {
+        match s {
+            "postgres" | "postgresql" => Ok(Provider::Postgres),
+            "mariadb" | "mysql" => Ok(Provider::Mariadb),
+            "sqlite" => Ok(Provider::Sqlite),
+            other => Err(DbcError::Config(format!(
+                "unknown provider {other:?}: use postgres, mariadb or sqlite"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every way an operation can fail. The variant decides `code()`; see docs/ERRORS.md.
+#[derive(Debug, thiserror::Error)]
+pub enum DbcError {
+    /// The configuration is unusable (unknown provider, bad prefix, bad port...).
+    #[error("{0}")]
+    Config(String),
+    /// The operation's input is invalid; `field` names the offending input.
+    #[error("{message}")]
+    Validation {
+        /// dotted path of the bad input, e.g. `payload.priority`
+        field: String,
+        /// what is wrong, in plain words
+        message: String,
+    },
+    /// The database could not be reached, or the connection broke.
+    #[error("{message}")]
+    Connection {
+        /// what happened, without credentials
+        message: String,
+        /// true when the request may have been applied (the connection broke after sending)
+        outcome_unknown: bool,
+    },
+    /// No pooled connection became free within the acquire timeout.
+    #[error("{0}")]
+    PoolTimeout(String),
+    /// The statement ran longer than the statement timeout.
+    #[error("{0}")]
+    QueryTimeout(String),
+    /// The task or workflow does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A constraint (unique, foreign key, check) refused the change.
+    #[error("{message}")]
+    Conflict {
+        /// what the database said
+        message: String,
+        /// the SQLSTATE, where the database gives one
+        sql_state: Option<String>,
+    },
+    /// The task's current status does not allow the requested change.
+    #[error("{0}")]
+    InvalidTransition(String),
+    /// The caller's lease on the task expired or belongs to another worker.
+    #[error("{0}")]
+    LeaseLost(String),
+    /// A step of `executeTransaction` failed; everything was rolled back.
+    #[error("step {index} failed: {source}")]
+    Transaction {
+        /// zero-based index of the failing step
+        index: usize,
+        /// why it failed
+        source: Box<DbcError>,
+    },
+    /// The database rejected the SQL (syntax, unknown column, bad cast...).
+    #[error("{message}")]
+    Query {
+        /// what the database said
+        message: String,
+        /// the SQLSTATE, where the database gives one
+        sql_state: Option<String>,
+    },
+    /// The connector's schema is missing, newer than this version, or a migration failed.
+    #[error("{0}")]
+    Schema(String),
+    /// A bug in the connector (including a caught panic).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl DbcError {
+    /// Shorthand for a validation error.
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        DbcError::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The stable `DBC_*` code (SPEC.md); never renamed.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DbcError::Config(_) => "DBC_CONFIG",
+            DbcError::Validation { .. } => "DBC_VALIDATION",
+            DbcError::Connection { .. } => "DBC_CONNECTION",
+            DbcError::PoolTimeout(_) => "DBC_POOL_TIMEOUT",
+            DbcError::QueryTimeout(_) => "DBC_QUERY_TIMEOUT",
+            DbcError::NotFound(_) => "DBC_NOT_FOUND",
+            DbcError::Conflict { .. } => "DBC_CONFLICT",
+            DbcError::InvalidTransition(_) => "DBC_INVALID_TRANSITION",
+            DbcError::LeaseLost(_) => "DBC_LEASE_LOST",
+            DbcError::Transaction { .. } => "DBC_TRANSACTION",
+            DbcError::Query { .. } => "DBC_QUERY",
+            DbcError::Schema(_) => "DBC_SCHEMA",
+            DbcError::Internal(_) => "DBC_INTERNAL",
+        }
+    }
+
+    /// Whether the same operation may succeed if run again unchanged.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DbcError::Connection { .. } | DbcError::PoolTimeout(_) | DbcError::QueryTimeout(_) => {
+                true
+            }
+            DbcError::Query { sql_state, .. } => sql_state.as_deref().is_some_and(is_retryable_state),
+            DbcError::Transaction { source, .. } => source.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// The SQLSTATE behind the error, if any (for a transaction: its failing step's).
+    pub fn sql_state(&self) -> Option<&str> {
+        match self {
+            DbcError::Query { sql_state, .. } | DbcError::Conflict { sql_state, .. } => {
+                sql_state.as_deref()
+            }
+            DbcError::Transaction { source, .. } => source.sql_state(),
+            _ => None,
+        }
+    }
+
+    /// True when a broken connection leaves it unknown whether the request was applied.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            DbcError::Connection {
+                outcome_unknown, ..
+            } => *outcome_unknown,
+            DbcError::Transaction { source, .. } => source.outcome_unknown(),
+            _ => false,
+        }
+    }
+
+    /// True for errors that say the database itself is unreachable (drives failover).
+    pub fn is_connection_class(&self) -> bool {
+        matches!(self, DbcError::Connection { .. } | DbcError::PoolTimeout(_))
+    }
+
+    /// Classifies a driver error. `sent` says whether the request may already have
+    /// reached the server, which decides `outcome: "unknown"` for broken connections.
+    pub fn from_sqlx(err: sqlx::Error, sent: bool) -> Self {
+        use sqlx::Error as E;
+        match err {
+            E::Database(db) => {
+                let state = db.code().map(|c| c.into_owned());
+                // DatabaseError::message() leaves out sqlx's " at line N" suffix.
+                let message = db.message().to_string();
+                classify_database_error(message, state, db.kind())
+            }
+            E::PoolTimedOut => DbcError::PoolTimeout(
+                "no database connection became free within the acquire timeout".into(),
+            ),
+            E::PoolClosed => DbcError::Connection {
+                message: "the connection pool is closed".into(),
+                outcome_unknown: false,
+            },
+            E::Io(e) => DbcError::Connection {
+                message: format!("network error: {e}"),
+                outcome_unknown: sent,
+            },
+            E::Tls(e) => DbcError::Connection {
+                message: format!("TLS error: {e}"),
+                outcome_unknown: false,
+            },
+            E::Protocol(m) => DbcError::Connection {
+                message: format!("protocol error: {m}"),
+                outcome_unknown: sent,
+            },
+            E::RowNotFound => DbcError::NotFound("no row found".into()),
+            E::ColumnDecode { index, source } => {
+                DbcError::Query {
+                    message: format!("cannot decode column {index}: {source}"),
+                    sql_state: None,
+                }
+            }
+            E::Decode(e) => DbcError::Query {
+                message: format!("cannot decode value: {e}"),
+                sql_state: None,
+            },
+            E::Encode(e) => DbcError::validation("params", format!("cannot encode parameter: {e}")),
+            E::Configuration(e) => DbcError::Config(e.to_string()),
+            E::Migrate(e) => DbcError::Schema(e.to_string()),
+            other => DbcError::Internal(other.to_string()),
+        }
+    }
+}
+
+fn classify_database_error(
+    message: String,
+    sql_state: Option<String>,
+    kind: sqlx::error::ErrorKind,
+) -> DbcError {
+    use sqlx::error::ErrorKind as K;
+    let state = sql_state.as_deref().unwrap_or("");
+    // PostgreSQL: 57014 query_canceled (statement_timeout). MariaDB: 70100 / ER 1969 max_statement_time.
+    if state == "57014" || state == "70100" || message.contains("max_statement_time") {
+        return DbcError::QueryTimeout(format!("statement timed out: {message}"));
+    }
+    // 08xxx connection exceptions, 57P01..03 admin shutdown / cannot connect now, 28xxx auth.
+    if state.starts_with("08") || state.starts_with("57P") || state.starts_with("28") || state == "HY000" && message.contains("Access denied") {
+        return DbcError::Connection {
+            message,
+            outcome_unknown: false,
+        };
+    }
+    match kind {
+        K::UniqueViolation | K::ForeignKeyViolation | K::NotNullViolation | K::CheckViolation => {
+            DbcError::Conflict { message, sql_state }
+        }
+        _ => DbcError::Query { message, sql_state },
+    }
+}
+
+/// SQLSTATEs that mean "try again": serialization failure, deadlock (PostgreSQL and
+/// MariaDB), lock wait timeout.
+pub fn is_retryable_state(state: &str) -> bool {
+    matches!(state, "40001" | "40P01" | "55P03")
+}
+
+/// Result alias used throughout the core.
+pub type Result<T, E = DbcError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable_and_retryable_classes_hold() {
+        assert_eq!(DbcError::validation("id", "bad").code(), "DBC_VALIDATION");
+        assert!(DbcError::PoolTimeout("x".into()).is_retryable());
+        let deadlock = DbcError::Query {
+            message: "deadlock".into(),
+            sql_state: Some("40P01".into()),
+        };
+        assert!(deadlock.is_retryable());
+        let syntax = DbcError::Query {
+            message: "syntax".into(),
+            sql_state: Some("42601".into()),
+        };
+        assert!(!syntax.is_retryable());
+        let tx = DbcError::Transaction {
+            index: 2,
+            source: Box::new(deadlock),
+        };
+        assert_eq!(tx.code(), "DBC_TRANSACTION");
+        assert!(tx.is_retryable());
+        assert_eq!(tx.sql_state(), Some("40P01"));
+        assert!(Provider::parse("oracle").is_err());
+        assert_eq!(Provider::parse("mysql").unwrap(), Provider::Mariadb);
+    }
+}

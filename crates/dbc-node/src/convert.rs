@@ -1,0 +1,348 @@
+//! Conversions between JS values and core types, all on the JS thread.
+
+use std::ptr;
+
+use dbc_core::connector::{DebugInfo, Failure, OpValue, Outcome};
+use dbc_core::db::QueryOutput;
+use dbc_core::value::{iso_utc, Param, Params, Value};
+use dbc_core::DbcError;
+use napi::bindgen_prelude::*;
+use napi::sys;
+
+macro_rules! check {
+    ($e:expr) => {{
+        let status = $e;
+        if status != sys::Status::napi_ok {
+            return Err(Error::new(Status::from(status), "napi call failed".to_string()));
+        }
+    }};
+}
+
+unsafe fn js_string(env: sys::napi_env, s: &str) -> Result<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    check!(sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut v));
+    Ok(v)
+}
+
+unsafe fn set(env: sys::napi_env, obj: sys::napi_value, key: &str, v: sys::napi_value) -> Result<()> {
+    let k = js_string(env, key)?;
+    check!(sys::napi_set_property(env, obj, k, v));
+    Ok(())
+}
+
+unsafe fn js_bool(env: sys::napi_env, b: bool) -> Result<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    check!(sys::napi_get_boolean(env, b, &mut v));
+    Ok(v)
+}
+
+unsafe fn js_number(env: sys::napi_env, n: f64) -> Result<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    check!(sys::napi_create_double(env, n, &mut v));
+    Ok(v)
+}
+
+/// Builds the JS `Error` a user sees for a failed operation (see docs/ERRORS.md).
+unsafe fn error_object(env: sys::napi_env, f: &Failure) -> Result<sys::napi_value> {
+    let e = &f.error;
+    let code = js_string(env, e.code())?;
+    let msg = js_string(env, &e.to_string())?;
+    let mut err = ptr::null_mut();
+    check!(sys::napi_create_error(env, code, msg, &mut err));
+    set(env, err, "retryable", js_bool(env, e.is_retryable())?)?;
+    set(env, err, "provider", js_string(env, f.provider.as_str())?)?;
+    set(env, err, "operation", js_string(env, &f.operation)?)?;
+    match e {
+        DbcError::Validation { field, .. } => set(env, err, "field", js_string(env, field)?)?,
+        DbcError::Transaction { index, .. } => set(env, err, "index", js_number(env, *index as f64)?)?,
+        _ => {}
+    }
+    if let Some(state) = e.sql_state() {
+        set(env, err, "sqlState", js_string(env, state)?)?;
+    }
+    if e.is_connection_class() || matches!(e, DbcError::Transaction { .. }) && e.outcome_unknown() {
+        let outcome = if e.outcome_unknown() { "unknown" } else { "not-applied" };
+        set(env, err, "outcome", js_string(env, outcome)?)?;
+    }
+    Ok(err)
+}
+
+/// An operation's answer: resolves with `T`, or rejects with a coded JS `Error`.
+pub enum Reply<T> {
+    /// success
+    Ok(T),
+    /// failure, turned into a JS `Error` on the JS thread
+    Err(Failure),
+}
+
+impl<T: ToNapiValue> ToNapiValue for Reply<T> {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        match val {
+            Reply::Ok(v) => T::to_napi_value(env, v),
+            Reply::Err(f) => {
+                let err = error_object(env, &f)?;
+                // An Error made from a JS value keeps a reference to it, and napi rejects
+                // the promise with that very object.
+                Err(Error::from(Unknown::from_raw_unchecked(env, err)))
+            }
+        }
+    }
+}
+
+impl<T> TypeName for Reply<T> {
+    fn type_name() -> &'static str {
+        "Reply"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+unsafe fn value_to_js(env: sys::napi_env, v: Value) -> Result<sys::napi_value> {
+    match v {
+        Value::Null => {
+            let mut n = ptr::null_mut();
+            check!(sys::napi_get_null(env, &mut n));
+            Ok(n)
+        }
+        Value::Bool(b) => js_bool(env, b),
+        Value::Int(i) => js_number(env, i as f64),
+        Value::Float(f) => js_number(env, f),
+        Value::Text(s) => js_string(env, &s),
+        Value::Json(j) => serde_json::Value::to_napi_value(env, j),
+        Value::Bytes(b) => {
+            let mut data = ptr::null_mut();
+            let mut buf = ptr::null_mut();
+            check!(sys::napi_create_buffer_copy(env, b.len(), b.as_ptr().cast(), &mut data, &mut buf));
+            Ok(buf)
+        }
+    }
+}
+
+unsafe fn rows_to_js(env: sys::napi_env, out: QueryOutput) -> Result<sys::napi_value> {
+    let mut arr = ptr::null_mut();
+    check!(sys::napi_create_array_with_length(env, out.rows.len(), &mut arr));
+    // column names are made into JS strings once, not once per row
+    let mut keys = Vec::with_capacity(out.columns.len());
+    for c in &out.columns {
+        keys.push(js_string(env, c)?);
+    }
+    for (i, row) in out.rows.into_iter().enumerate() {
+        let mut obj = ptr::null_mut();
+        check!(sys::napi_create_object(env, &mut obj));
+        for (k, v) in keys.iter().zip(row) {
+            check!(sys::napi_set_property(env, obj, *k, value_to_js(env, v)?));
+        }
+        check!(sys::napi_set_element(env, arr, i as u32, obj));
+    }
+    Ok(arr)
+}
+
+unsafe fn debug_to_js(env: sys::napi_env, obj: sys::napi_value, debug: Option<DebugInfo>) -> Result<()> {
+    if let Some(d) = debug {
+        let v = serde_json::to_value(d).map_err(|e| Error::from_reason(e.to_string()))?;
+        set(env, obj, "debug", serde_json::Value::to_napi_value(env, v)?)?;
+    }
+    Ok(())
+}
+
+/// The answer of `query`: `{provider, rows, rowCount, lastInsertId?, debug?}`.
+pub struct Rows(pub Outcome);
+
+impl ToNapiValue for Rows {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        let Outcome { provider, value, debug } = val.0;
+        let mut obj = ptr::null_mut();
+        check!(sys::napi_create_object(env, &mut obj));
+        set(env, obj, "provider", js_string(env, provider.as_str())?)?;
+        if let OpValue::Rows(out) = value {
+            let count = if out.rows.is_empty() { out.rows_affected } else { out.rows.len() as u64 };
+            set(env, obj, "rowCount", js_number(env, count as f64)?)?;
+            if let Some(id) = out.last_insert_id.clone() {
+                set(env, obj, "lastInsertId", value_to_js(env, id)?)?;
+            }
+            set(env, obj, "rows", rows_to_js(env, out)?)?;
+        }
+        debug_to_js(env, obj, debug)?;
+        Ok(obj)
+    }
+}
+
+/// The answer of `execute`: `{provider, value, debug?}`.
+pub struct OutcomeJs(pub Outcome);
+
+impl ToNapiValue for OutcomeJs {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        let Outcome { provider, value, debug } = val.0;
+        let mut obj = ptr::null_mut();
+        check!(sys::napi_create_object(env, &mut obj));
+        set(env, obj, "provider", js_string(env, provider.as_str())?)?;
+        let v = match value {
+            OpValue::Json(j) => serde_json::Value::to_napi_value(env, j)?,
+            OpValue::Rows(r) => rows_to_js(env, r)?,
+        };
+        set(env, obj, "value", v)?;
+        debug_to_js(env, obj, debug)?;
+        Ok(obj)
+    }
+}
+
+/// `msg.params` converted on the JS thread; a bad value is kept as the validation error
+/// it causes, so the call rejects with `DBC_VALIDATION` instead of a napi type error.
+pub struct JsParams(pub std::result::Result<Params, DbcError>);
+
+impl TypeName for JsParams {
+    fn type_name() -> &'static str {
+        "params"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Unknown
+    }
+}
+
+impl ValidateNapiValue for JsParams {}
+
+unsafe fn type_of(env: sys::napi_env, v: sys::napi_value) -> Result<sys::napi_valuetype> {
+    let mut t = 0;
+    check!(sys::napi_typeof(env, v, &mut t));
+    Ok(t)
+}
+
+unsafe fn is(env: sys::napi_env, v: sys::napi_value, f: unsafe extern "C" fn(sys::napi_env, sys::napi_value, *mut bool) -> sys::napi_status) -> bool {
+    let mut r = false;
+    f(env, v, &mut r) == sys::Status::napi_ok && r
+}
+
+unsafe fn param_from_js(env: sys::napi_env, v: sys::napi_value, field: &str) -> Result<std::result::Result<Param, DbcError>> {
+    let t = type_of(env, v)?;
+    Ok(Ok(match t {
+        sys::ValueType::napi_undefined | sys::ValueType::napi_null => Param::Null,
+        sys::ValueType::napi_boolean => Param::Bool(bool::from_napi_value(env, v)?),
+        sys::ValueType::napi_number => {
+            let n = f64::from_napi_value(env, v)?;
+            if !n.is_finite() {
+                return Ok(Err(DbcError::validation(field, format!("{field} is {n}, which no database column can hold"))));
+            }
+            if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
+                Param::Int(n as i64)
+            } else {
+                Param::Float(n)
+            }
+        }
+        sys::ValueType::napi_string => Param::Text(String::from_napi_value(env, v)?),
+        sys::ValueType::napi_bigint => {
+            let mut i = 0i64;
+            let mut lossless = false;
+            check!(sys::napi_get_value_bigint_int64(env, v, &mut i, &mut lossless));
+            if lossless {
+                Param::Int(i)
+            } else {
+                return Ok(Err(DbcError::validation(field, format!("{field} is a BigInt outside the 64-bit range"))));
+            }
+        }
+        sys::ValueType::napi_object => {
+            if is(env, v, sys::napi_is_buffer) {
+                let mut data = ptr::null_mut();
+                let mut len = 0usize;
+                check!(sys::napi_get_buffer_info(env, v, &mut data, &mut len));
+                let bytes = if len == 0 { Vec::new() } else { std::slice::from_raw_parts(data as *const u8, len).to_vec() };
+                Param::Bytes(bytes)
+            } else if is(env, v, sys::napi_is_date) {
+                let mut ms = 0f64;
+                check!(sys::napi_get_date_value(env, v, &mut ms));
+                match chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64) {
+                    Some(t) if ms.is_finite() => Param::Text(iso_utc(t)),
+                    _ => return Ok(Err(DbcError::validation(field, format!("{field} is an invalid Date")))),
+                }
+            } else {
+                // plain objects and arrays are JSON; JSON.stringify catches cycles and BigInts
+                match json_of(env, v) {
+                    Ok(j) => Param::Json(j),
+                    Err(why) => return Ok(Err(DbcError::validation(field, format!("{field} cannot be sent as JSON: {why}")))),
+                }
+            }
+        }
+        _ => return Ok(Err(DbcError::validation(field, format!("{field} is a function or symbol, which cannot be a parameter")))),
+    }))
+}
+
+/// Serializes with the JS engine's own `JSON.stringify`, which rejects cycles and BigInt
+/// with a TypeError instead of recursing forever.
+unsafe fn json_of(env: sys::napi_env, v: sys::napi_value) -> std::result::Result<serde_json::Value, String> {
+    let mut global = ptr::null_mut();
+    if sys::napi_get_global(env, &mut global) != sys::Status::napi_ok {
+        return Err("no global object".into());
+    }
+    let get = |obj: sys::napi_value, name: &str| -> std::result::Result<sys::napi_value, String> {
+        let mut out = ptr::null_mut();
+        let key = js_string(env, name).map_err(|e| e.to_string())?;
+        if sys::napi_get_property(env, obj, key, &mut out) != sys::Status::napi_ok {
+            return Err(format!("no {name}"));
+        }
+        Ok(out)
+    };
+    let json = get(global, "JSON")?;
+    let stringify = get(json, "stringify")?;
+    let mut text = ptr::null_mut();
+    let status = sys::napi_call_function(env, json, stringify, 1, [v].as_ptr(), &mut text);
+    if status != sys::Status::napi_ok {
+        // clear the pending TypeError and report it as a validation error
+        let mut exc = ptr::null_mut();
+        sys::napi_get_and_clear_last_exception(env, &mut exc);
+        let msg = String::from_napi_value(env, exc).ok().or_else(|| {
+            let m = get(exc, "message").ok()?;
+            String::from_napi_value(env, m).ok()
+        });
+        return Err(msg.unwrap_or_else(|| "not serializable".into()));
+    }
+    let s = String::from_napi_value(env, text).map_err(|e| e.to_string())?;
+    serde_json::from_str(&s).map_err(|e| e.to_string())
+}
+
+impl FromNapiValue for JsParams {
+    unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> Result<Self> {
+        let t = type_of(env, v)?;
+        if t == sys::ValueType::napi_undefined || t == sys::ValueType::napi_null {
+            return Ok(JsParams(Ok(Params::None)));
+        }
+        if t != sys::ValueType::napi_object || is(env, v, sys::napi_is_buffer) {
+            return Ok(JsParams(Err(DbcError::validation(
+                "params",
+                "msg.params must be an array (positional) or an object (named)",
+            ))));
+        }
+        let mut is_array = false;
+        check!(sys::napi_is_array(env, v, &mut is_array));
+        if is_array {
+            let mut len = 0u32;
+            check!(sys::napi_get_array_length(env, v, &mut len));
+            let mut out = Vec::with_capacity(len as usize);
+            for i in 0..len {
+                let mut item = ptr::null_mut();
+                check!(sys::napi_get_element(env, v, i, &mut item));
+                match param_from_js(env, item, &format!("params[{i}]"))? {
+                    Ok(p) => out.push(p),
+                    Err(e) => return Ok(JsParams(Err(e))),
+                }
+            }
+            return Ok(JsParams(Ok(Params::Positional(out))));
+        }
+        let mut names = ptr::null_mut();
+        check!(sys::napi_get_property_names(env, v, &mut names));
+        let mut len = 0u32;
+        check!(sys::napi_get_array_length(env, names, &mut len));
+        let mut out = Vec::with_capacity(len as usize);
+        for i in 0..len {
+            let mut key = ptr::null_mut();
+            check!(sys::napi_get_element(env, names, i, &mut key));
+            let name = String::from_napi_value(env, key)?;
+            let mut item = ptr::null_mut();
+            check!(sys::napi_get_property(env, v, key, &mut item));
+            match param_from_js(env, item, &format!("params.{name}"))? {
+                Ok(p) => out.push((name, p)),
+                Err(e) => return Ok(JsParams(Err(e))),
+            }
+        }
+        Ok(JsParams(Ok(Params::Named(out))))
+    }
+}

@@ -1,0 +1,250 @@
+//! # dbc-node — the napi-rs binding of dbc-core
+//!
+//! Thin by design: it converts JS values to core types on the JS thread, runs the core's
+//! async operations on napi's tokio runtime, and converts results back. Two things live
+//! only here:
+//! - **Errors** ([`Reply`]): napi async functions can only reject with a status-based
+//!   error, which would lose `code`. A `Reply::Err` instead builds the JS `Error` itself
+//!   when the promise settles (on the JS thread) — `code`, `retryable`, `provider`,
+//!   `operation`, and `field` / `index` / `sqlState` / `outcome` where they apply — and
+//!   rejects with that object. This is the one place a core error becomes a JS error.
+//! - **Panics**: every operation runs in its own tokio task; a panic there becomes a
+//!   `DBC_INTERNAL` rejection instead of unwinding into Node.
+#![deny(clippy::all)]
+
+mod convert;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use dbc_core::connector::{Failure, OpOptions, Outcome};
+use dbc_core::{ConnectorConfig, DbcError, Provider};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use convert::{JsParams, Reply, Rows};
+
+/// Per-call options.
+#[napi(object)]
+pub struct CallOptions {
+    /// collect `_debug` timings and pool state
+    pub debug: Option<bool>,
+    /// default queue for tasks without one
+    pub queue: Option<String>,
+}
+
+fn op_options(o: Option<CallOptions>) -> OpOptions {
+    {
+        match o {
+            Some(o) => OpOptions {
+                debug: o.debug.unwrap_or(false),
+                queue: o.queue,
+            },
+            None => OpOptions::default(),
+        }
+    }
+}
+
+fn failure(error: DbcError, provider: Provider, operation: &str) -> Failure {
+    Failure {
+        error,
+        provider,
+        operation: operation.to_string(),
+    }
+}
+
+/// Runs `fut` in its own task so a panic is caught and reported as `DBC_INTERNAL`.
+async fn guarded<T: Send + 'static>(
+    provider: Provider,
+    operation: &'static str,
+    fut: impl Future<Output = std::result::Result<T, Failure>> + Send + 'static,
+) -> Reply<T> {
+    match tokio::spawn(fut).await {
+        Ok(Ok(v)) => Reply::Ok(v),
+        Ok(Err(f)) => Reply::Err(f),
+        Err(join) => {
+            let why = if join.is_panic() { "a panic in the addon" } else { "the task was cancelled" };
+            Reply::Err(failure(
+                DbcError::Internal(format!("{operation} failed with {why}; please report this")),
+                provider,
+                operation,
+            ))
+        }
+    }
+}
+
+fn outcome_reply(o: Outcome) -> convert::OutcomeJs {
+    convert::OutcomeJs(o)
+}
+
+/// One config node's pools: opened by [`open`], closed by [`Connector::close`].
+#[napi]
+pub struct Connector {
+    inner: Arc<dbc_core::Connector>,
+}
+
+/// Opens a connector from its configuration (JSON text, see docs/API.md): probes the
+/// database, opens the pool and applies migrations when `autoMigrate` is on.
+/// Rejects with `DBC_CONFIG`, `DBC_CONNECTION` or `DBC_SCHEMA`.
+#[napi(ts_return_type = "Promise<Connector>")]
+pub fn open(env: &Env, config_json: String) -> Result<PromiseRaw<'_, Reply<Connector>>> {
+    env.spawn_future(async move {
+        let provider = ConnectorConfig::from_json(&config_json)
+            .ok()
+            .and_then(|c| c.primary.provider().ok())
+            .unwrap_or(Provider::Sqlite);
+        Ok(guarded(provider, "connect", async move {
+            let cfg = ConnectorConfig::from_json(&config_json).map_err(|e| failure(e, provider, "connect"))?;
+            dbc_core::Connector::open(cfg)
+                .await
+                .map(|c| Connector { inner: Arc::new(c) })
+                .map_err(|e| failure(e, provider, "connect"))
+        })
+        .await)
+    })
+}
+
+/// Connects once with the given settings (JSON text of a connector config) and reports
+/// `{provider, serverVersion, latencyMs}`; keeps no connection open.
+#[napi(ts_return_type = "Promise<{provider: string, serverVersion: string, latencyMs: number}>")]
+pub fn test_connection(env: &Env, config_json: String) -> Result<PromiseRaw<'_, Reply<serde_json::Value>>> {
+    env.spawn_future(async move {
+        Ok(guarded(Provider::Sqlite, "test", async move {
+            let cfg = ConnectorConfig::from_json(&config_json).map_err(|e| failure(e, Provider::Sqlite, "test"))?;
+            let provider = cfg.primary.provider().unwrap_or(Provider::Sqlite);
+            let r = dbc_core::connector::test_connection(&cfg.primary, &cfg.pool)
+                .await
+                .map_err(|e| failure(e, provider, "test"))?;
+            serde_json::to_value(r).map_err(|e| failure(DbcError::Internal(e.to_string()), provider, "test"))
+        })
+        .await)
+    })
+}
+
+#[napi]
+impl Connector {
+    /// The provider in use: `postgres`, `mariadb` or `sqlite`.
+    #[napi(getter)]
+    pub fn provider(&self) -> String {
+        self.inner.provider().as_str().to_string()
+    }
+
+    /// `connected`, `failover`, `reconnecting` or `disconnected`.
+    #[napi(getter)]
+    pub fn state(&self) -> String {
+        self.inner.connection_state().to_string()
+    }
+
+    /// Pool gauges `{size, idle, inUse, max, waiting}`.
+    #[napi]
+    pub fn pool(&self) -> serde_json::Value {
+        serde_json::to_value(self.inner.pool_state()).unwrap_or_default()
+    }
+
+    /// Runs a queue operation by name; `payload_json` is the JSON text of `msg.payload`.
+    /// Resolves `{provider, value, debug?}`.
+    #[napi(ts_return_type = "Promise<{provider: string, value: any, debug?: any}>")]
+    pub fn execute<'e>(
+        &self,
+        env: &'e Env,
+        operation: String,
+        payload_json: String,
+        options: Option<CallOptions>,
+    ) -> Result<PromiseRaw<'e, Reply<convert::OutcomeJs>>> {
+        let inner = self.inner.clone();
+        let opts = op_options(options);
+        env.spawn_future(async move {
+            let provider = inner.provider();
+            Ok(guarded(provider, "execute", async move {
+                let payload: serde_json::Value = serde_json::from_str(&payload_json).map_err(|e| {
+                    failure(DbcError::validation("payload", format!("invalid JSON: {e}")), provider, &operation)
+                })?;
+                inner.execute(&operation, payload, &opts).await.map(outcome_reply)
+            })
+            .await)
+        })
+    }
+
+    /// Runs SQL. `params`: an array (positional `$1` / `?`) or an object (`:name`).
+    /// Resolves `{provider, rows, rowCount, lastInsertId?, debug?}`.
+    #[napi(ts_args_type = "sql: string, params?: any[] | Record<string, any> | null, options?: CallOptions", ts_return_type = "Promise<{provider: string, rows: any[], rowCount: number, lastInsertId?: number | string, debug?: any}>")]
+    pub fn query<'e>(
+        &self,
+        env: &'e Env,
+        sql: String,
+        params: JsParams,
+        options: Option<CallOptions>,
+    ) -> Result<PromiseRaw<'e, Reply<Rows>>> {
+        let inner = self.inner.clone();
+        let opts = op_options(options);
+        env.spawn_future(async move {
+            let provider = inner.provider();
+            Ok(guarded(provider, "query", async move {
+                let params = params.0.map_err(|e| failure(e, provider, "query"))?;
+                inner.query(&sql, params, &opts).await.map(Rows)
+            })
+            .await)
+        })
+    }
+
+    /// Applied and pending migrations: `{provider, applied, pending}`.
+    #[napi(ts_return_type = "Promise<{provider: string, applied: any[], pending: any[]}>")]
+    pub fn schema<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, Reply<serde_json::Value>>> {
+        let inner = self.inner.clone();
+        env.spawn_future(async move {
+            let provider = inner.provider();
+            Ok(guarded(provider, "schema", async move {
+                let s = inner.schema_status().await.map_err(|e| failure(e, provider, "schema"))?;
+                serde_json::to_value(s).map_err(|e| failure(DbcError::Internal(e.to_string()), provider, "schema"))
+            })
+            .await)
+        })
+    }
+
+    /// Applies pending migrations; resolves the list applied.
+    #[napi(ts_return_type = "Promise<any[]>")]
+    pub fn migrate<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, Reply<serde_json::Value>>> {
+        let inner = self.inner.clone();
+        env.spawn_future(async move {
+            let provider = inner.provider();
+            Ok(guarded(provider, "migrate", async move {
+                let s = inner.migrate().await.map_err(|e| failure(e, provider, "migrate"))?;
+                serde_json::to_value(s).map_err(|e| failure(DbcError::Internal(e.to_string()), provider, "migrate"))
+            })
+            .await)
+        })
+    }
+
+    /// Closes the pools, waiting for operations in flight. Later calls reject with
+    /// `DBC_CONNECTION` ("the connector is closed").
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, ()>> {
+        let inner = self.inner.clone();
+        env.spawn_future(async move {
+            inner.close().await;
+            Ok(())
+        })
+    }
+
+    /// Test hook: panics inside the addon's runtime, to prove a panic becomes a
+    /// `DBC_INTERNAL` rejection and never reaches Node.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn panic_for_test<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, Reply<()>>> {
+        let provider = self.inner.provider();
+        env.spawn_future(async move {
+            Ok(guarded(provider, "panicForTest", async move {
+                if provider.as_str().len() < usize::MAX {
+                    panic!("deliberate test panic");
+                }
+                Ok(())
+            })
+            .await)
+        })
+    }
+}
+
+/// The version of the addon (the crate version).
+#[napi]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}
