@@ -1,0 +1,423 @@
+/**
+ * database-connector-helpers.js — the method registry and the msg ↔ request mapping.
+ *
+ * Business rules live in the Rust core; this file maps Node-RED config and messages to
+ * addon calls, assembles `msg._debug`, and shapes errors so a Catch node sees them.
+ * Only database-service.js touches the addon.
+ * @module database-connector-helpers
+ */
+'use strict';
+
+const path = require('path');
+const service = require('./database-service');
+
+const { DatabaseError } = service;
+
+/** Operations a node can run (`msg` means: read `msg.operation`). */
+const OPERATIONS = [
+  'insertTask', 'claimTasks', 'updateTaskStatus', 'requeueFailedTask', 'getTask', 'listTasks',
+  'deleteTask', 'createWorkflow', 'getWorkflowProgress', 'executeTransaction', 'query', 'consume',
+];
+
+/**
+ * Replaces every `${NAME}` with the environment variable NAME (empty when unset).
+ * @param {unknown} value
+ * @returns {unknown} the value, with strings substituted
+ */
+function resolveEnv(value) {
+  if (typeof value !== 'string') return value;
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, name) => process.env[name] ?? '');
+}
+
+function configError(message) {
+  return new DatabaseError(message, { code: 'DBC_CONFIG', operation: 'connect', retryable: false });
+}
+
+/**
+ * Reads a numeric config property (the editor saves numbers as strings; `${VAR}` allowed).
+ * @param {object} n node config
+ * @param {string} key property name
+ * @param {number} fallback default when empty
+ * @returns {number}
+ */
+function numberProp(n, key, fallback) {
+  const raw = resolveEnv(n[key]);
+  if (raw === undefined || raw === null || raw === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || !Number.isInteger(v) || v < 0) {
+    throw configError(`${key} must be a whole number, got ${JSON.stringify(raw)}`);
+  }
+  return v;
+}
+
+function connection(n, creds, pre, userDir) {
+  const key = (k) => (pre ? pre + k[0].toUpperCase() + k.slice(1) : k);
+  const provider = resolveEnv(n[key('provider')]) || (pre ? 'mariadb' : 'sqlite');
+  const out = {
+    provider,
+    host: resolveEnv(n[key('host')]) || undefined,
+    port: n[key('port')] === '' || n[key('port')] === undefined ? undefined : numberProp(n, key('port'), undefined),
+    database: resolveEnv(n[key('database')]) || undefined,
+    ssl: resolveEnv(n[key('ssl')]) || undefined,
+    user: resolveEnv(creds[key('user')]) || undefined,
+    password: resolveEnv(creds[key('password')]) || undefined,
+    url: resolveEnv(creds[key('url')]) || undefined,
+  };
+  if (!pre) {
+    out.sslCa = resolveEnv(n.sslCa) || resolveEnv(creds.sslCa) || undefined;
+    out.sslCert = resolveEnv(n.sslCert) || resolveEnv(creds.sslCert) || undefined;
+    out.sslKey = resolveEnv(n.sslKey) || resolveEnv(creds.sslKey) || undefined;
+  }
+  if (provider === 'sqlite') {
+    const file = resolveEnv(n.sqliteFile) || 'database-connector.db';
+    out.sqliteFile = file === ':memory:' || path.isAbsolute(file) ? file : path.join(userDir || process.cwd(), file);
+  }
+  return out;
+}
+
+/**
+ * Builds the addon's connector config from a config node's properties and credentials.
+ * @param {object} n the config node's properties (SPEC.md names)
+ * @param {object} [credentials] `user`, `password`, `url`, `fallbackUser`, ...
+ * @param {string} [userDir] Node-RED user dir, for a relative SQLite file
+ * @returns {object} the config JSON the addon takes
+ */
+function buildConnectorConfig(n, credentials, userDir) {
+  const creds = credentials || {};
+  return {
+    primary: connection(n, creds, '', userDir),
+    fallback: n.fallbackEnabled === true || n.fallbackEnabled === 'true' ? connection(n, creds, 'fallback', userDir) : undefined,
+    pool: {
+      poolMax: numberProp(n, 'poolMax', 10),
+      poolMin: numberProp(n, 'poolMin', 0),
+      acquireTimeoutMs: numberProp(n, 'acquireTimeoutMs', 5000),
+      idleTimeoutMs: numberProp(n, 'idleTimeoutMs', 60000),
+      statementTimeoutMs: numberProp(n, 'statementTimeoutMs', 30000),
+    },
+    healthIntervalMs: numberProp(n, 'healthIntervalMs', 2000),
+    failoverThreshold: numberProp(n, 'failoverThreshold', 3),
+    failback: resolveEnv(n.failback) || 'auto',
+    tablePrefix: resolveEnv(n.tablePrefix) || 'dbc_',
+    autoMigrate: n.autoMigrate !== false && n.autoMigrate !== 'false',
+    maxPayloadBytes: numberProp(n, 'maxPayloadBytes', 1024 * 1024),
+    retryBackoffMs: numberProp(n, 'retryBackoffMs', 1000),
+    retryBackoffMaxMs: numberProp(n, 'retryBackoffMaxMs', 3600000),
+  };
+}
+
+/**
+ * The method registry bound to one open connection. Every method resolves with the
+ * operation's result or rejects with a {@link DatabaseError}.
+ */
+class Registry {
+  /** @param {object} db an open DatabaseService */
+  constructor(db) {
+    this.db = db;
+  }
+
+  /** @returns {string} the provider in use */
+  get provider() {
+    return this.db.provider;
+  }
+
+  /**
+   * Runs any operation by name and returns the addon's answer (with `debug` when asked).
+   * @param {string} operation
+   * @param {unknown} payload
+   * @param {{debug?: boolean, queue?: string}} [options]
+   * @returns {Promise<{provider: string, value: any, debug?: object}>}
+   */
+  run(operation, payload, options) {
+    return this.db.execute(operation, payload, options);
+  }
+
+  /**
+   * Inserts one task, or an array of tasks in one statement.
+   * @param {object|object[]} task `{queue?, name?, payload?, priority?, runAt?, maxAttempts?, workflowId?, idempotencyKey?, dependsOn?}`
+   * @returns {Promise<object|object[]>} the stored task(s); `deduplicated: true` when the key existed
+   * @example await registry.insertTask({ queue: 'mail', payload: { to: 'a@b.c' }, priority: 5 })
+   */
+  async insertTask(task) {
+    return (await this.run('insertTask', task)).value;
+  }
+
+  /**
+   * Moves a task to a new status (SPEC.md's task life).
+   * @param {string} id task id
+   * @param {string} status `pending|running|completed|failed|cancelled`
+   * @param {{result?: any, error?: any, workerId?: string}} [extra]
+   * @returns {Promise<object>} the updated task
+   */
+  async updateTaskStatus(id, status, extra = {}) {
+    return (await this.run('updateTaskStatus', { ...extra, id, status })).value;
+  }
+
+  /**
+   * Makes a failed task pending again with a fresh attempt budget.
+   * @param {string} id
+   * @returns {Promise<object>} the task
+   */
+  async requeueFailedTask(id) {
+    return (await this.run('requeueFailedTask', { id })).value;
+  }
+
+  /**
+   * Reads a task with its execution history and error log.
+   * @param {string} id
+   * @returns {Promise<object>}
+   */
+  async getTask(id) {
+    return (await this.run('getTask', { id })).value;
+  }
+
+  /**
+   * Counts a workflow's tasks by status.
+   * @param {string} workflowId
+   * @returns {Promise<object>} `{workflowId, name, status, total, pending, running, completed, failed, cancelled, percent, startedAt, finishedAt}`
+   */
+  async getWorkflowProgress(workflowId) {
+    return (await this.run('getWorkflowProgress', { workflowId })).value;
+  }
+
+  /**
+   * Runs several operations in one database transaction: all applied or none.
+   * @param {Array<{operation: string, payload: any}>} operations
+   * @returns {Promise<any[]>} one result per step
+   * @example await registry.executeTransaction([
+   *   { operation: 'insertTask', payload: { queue: 'a' } },
+   *   { operation: 'query', payload: { sql: 'UPDATE stock SET n = n - 1 WHERE id = :id', params: { id: 7 } } },
+   * ])
+   */
+  async executeTransaction(operations) {
+    return (await this.run('executeTransaction', operations)).value;
+  }
+
+  /**
+   * Runs SQL with parameters.
+   * @param {string} sql `$1`/`?` placeholders for an array, `:name` for an object
+   * @param {Array|object} [params]
+   * @param {{debug?: boolean}} [options]
+   * @returns {Promise<{provider: string, rows: object[], rowCount: number, lastInsertId?: number|string, debug?: object}>}
+   */
+  query(sql, params, options) {
+    return this.db.query(sql, params, options);
+  }
+
+  /**
+   * Normalises any failure into a DatabaseError with its context, ready for `done(err)`:
+   * the Catch node's `msg.error.code` is the `DBC_*` code and `msg.error.cause` holds
+   * `{code, retryable, provider, operation, field?, index?, sqlState?, outcome?}`.
+   * @param {unknown} error
+   * @param {{operation?: string, provider?: string}} [context]
+   * @returns {DatabaseError}
+   */
+  handleDatabaseError(error, context = {}) {
+    return handleDatabaseError(error, { provider: this.provider, ...context });
+  }
+
+  /** Applied and pending migrations. @returns {Promise<{provider: string, applied: object[], pending: object[]}>} */
+  schema() {
+    return this.db.schema();
+  }
+
+  /** Applies pending migrations. @returns {Promise<object[]>} the migrations applied */
+  migrate() {
+    return this.db.migrate();
+  }
+
+  /** Pool gauges. @returns {{size: number, idle: number, inUse: number, max: number, waiting: number}} */
+  pool() {
+    return this.db.pool();
+  }
+
+  /** Closes the pools. @returns {Promise<void>} */
+  close() {
+    return this.db.close();
+  }
+}
+
+/**
+ * Normalises any failure into a {@link DatabaseError} (see Registry#handleDatabaseError).
+ * @param {unknown} error
+ * @param {{operation?: string, provider?: string}} [context]
+ * @returns {DatabaseError}
+ */
+function handleDatabaseError(error, context = {}) {
+  const err = service.toDatabaseError(error, context.operation || 'unknown');
+  if (err.operation === undefined && context.operation) err.operation = context.operation;
+  if (err.provider === undefined && context.provider) err.provider = context.provider;
+  const details = {};
+  for (const k of ['code', 'retryable', 'provider', 'operation', 'field', 'index', 'sqlState', 'outcome']) {
+    if (err[k] !== undefined) details[k] = err[k];
+  }
+  // Node-RED copies only message, code, stack and cause into a Catch node's msg.error.
+  err.cause = details;
+  return err;
+}
+
+/**
+ * Opens a connection and returns the method registry bound to it.
+ * @param {string} provider `postgres`, `mariadb` or `sqlite`
+ * @param {object} config connector config (buildConnectorConfig's shape); `provider` overrides `config.primary.provider`
+ * @returns {Promise<Registry>}
+ */
+async function connectToDatabase(provider, config) {
+  const cfg = { ...config, primary: { ...(config && config.primary), provider: provider || config.primary.provider } };
+  return new Registry(await service.open(cfg));
+}
+
+function validation(field, message, operation) {
+  return new DatabaseError(message, { code: 'DBC_VALIDATION', field, operation, retryable: false });
+}
+
+/**
+ * Which operation a message asks for.
+ * @param {object} node the operation node's config
+ * @param {object} msg
+ * @returns {string}
+ */
+function operationOf(node, msg) {
+  const op = node.operation === 'msg' || !node.operation ? msg.operation : node.operation;
+  if (typeof op !== 'string' || !OPERATIONS.includes(op)) {
+    throw validation('operation', `unknown operation ${JSON.stringify(op)}; use one of ${OPERATIONS.join(', ')}`, String(op));
+  }
+  return op;
+}
+
+/**
+ * Builds `msg._debug` (SPEC.md) from the addon's debug data and the JS wall time.
+ * @param {string} operation
+ * @param {number} startedAt epoch ms
+ * @param {number} t0 performance.now() at the start
+ * @param {object} debug the addon's `debug` object
+ * @returns {object}
+ */
+function buildDebug(operation, startedAt, t0, debug) {
+  return {
+    operation,
+    provider: debug.provider,
+    failover: debug.failover,
+    connectionState: debug.connectionState,
+    startedAt: new Date(startedAt).toISOString(),
+    durationMs: performance.now() - t0,
+    dbMs: debug.dbMs,
+    statements: debug.statements,
+    pool: debug.pool,
+    retries: debug.retries,
+  };
+}
+
+function splitRows(msg, rows, size) {
+  const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+  const count = Math.max(1, Math.ceil(rows.length / size));
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    const part = { ...msg, payload: rows.slice(i * size, (i + 1) * size) };
+    part.parts = { id, index: i, count, type: 'array', len: size };
+    out.push(part);
+  }
+  return out;
+}
+
+/**
+ * Runs the operation a message asks for and returns the message(s) to send.
+ * @param {Registry} registry
+ * @param {object} node the operation node's config (`operation`, `queue`, `debug`, `sql`, `rowsPerMsg`)
+ * @param {object} msg the incoming message (kept, with `payload` replaced)
+ * @returns {Promise<object|object[]>} one msg, or an array of msgs for `rowsPerMsg`
+ */
+async function runOperation(registry, node, msg) {
+  const operation = operationOf(node, msg);
+  const debug = node.debug === true || node.debug === 'true';
+  const options = { debug, queue: node.queue || undefined };
+  const startedAt = Date.now();
+  const t0 = debug ? performance.now() : 0;
+  if (operation === 'query') {
+    const sql = node.sql || msg.topic;
+    if (typeof sql !== 'string' || !sql.trim()) throw validation('sql', 'no SQL: set it in the node or in msg.topic', operation);
+    const r = await registry.query(sql, msg.params, options);
+    msg.payload = r.rows;
+    msg.result = r.lastInsertId === undefined ? { rowCount: r.rowCount } : { rowCount: r.rowCount, lastInsertId: r.lastInsertId };
+    if (debug) msg._debug = buildDebug(operation, startedAt, t0, r.debug);
+    const size = Number(node.rowsPerMsg);
+    return size > 0 ? splitRows(msg, r.rows, size) : msg;
+  }
+  let payload = msg.payload;
+  if (operation === 'updateTaskStatus' && msg.task && payload && typeof payload === 'object' && !Array.isArray(payload)) {
+    // a task emitted by `consume` carries its id and worker in msg.task
+    payload = { ...payload };
+    if (payload.id === undefined) payload.id = msg.task.id;
+    if (payload.workerId === undefined && msg.task.workerId) payload.workerId = msg.task.workerId;
+  }
+  const r = await registry.run(operation, payload, options);
+  msg.payload = r.value;
+  if (debug) msg._debug = buildDebug(operation, startedAt, t0, r.debug);
+  return msg;
+}
+
+/**
+ * Status dot for a connection state (SPEC.md).
+ * @param {string} state
+ * @param {string} [provider]
+ * @returns {{fill: string, shape: string, text: string}}
+ */
+function statusFor(state, provider) {
+  switch (state) {
+    case 'connected': return { fill: 'green', shape: 'dot', text: provider || 'connected' };
+    case 'failover': return { fill: 'yellow', shape: 'dot', text: `${provider || 'mariadb'} (failover)` };
+    case 'connecting': return { fill: 'grey', shape: 'ring', text: 'database-connector.status.connecting' };
+    case 'reconnecting': return { fill: 'yellow', shape: 'ring', text: 'database-connector.status.reconnecting' };
+    default: return { fill: 'red', shape: 'ring', text: 'database-connector.status.disconnected' };
+  }
+}
+
+/**
+ * Closes a registry, giving up after `ms` so Node-RED's 15 s close limit is never hit.
+ * @param {Registry|null} registry
+ * @param {number} ms
+ * @returns {Promise<void>}
+ */
+function closeWithin(registry, ms) {
+  if (!registry) return Promise.resolve();
+  let timer;
+  const limit = new Promise((resolve) => { timer = setTimeout(resolve, ms); });
+  return Promise.race([registry.close().catch(() => {}), limit]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Answers the editor's "Test connection": fills stored credentials for fields the
+ * dialog left as the `__PWRD__` placeholder, connects once, never throws.
+ * @param {{config: object, credentials?: object}} body
+ * @param {object} [stored] the node's saved credentials
+ * @param {string} [userDir]
+ * @returns {Promise<object>} `{ok: true, provider, serverVersion, latencyMs}` or `{ok: false, code, message}`
+ */
+async function testConnection(body, stored, userDir) {
+  try {
+    const creds = { ...((body && body.credentials) || {}) };
+    for (const k of Object.keys(creds)) {
+      if (creds[k] === '__PWRD__') creds[k] = stored ? stored[k] : undefined;
+    }
+    const r = await service.testConnection(buildConnectorConfig((body && body.config) || {}, creds, userDir));
+    return { ok: true, ...r };
+  } catch (err) {
+    const e = handleDatabaseError(err, { operation: 'test' });
+    return { ok: false, code: e.code, message: e.message };
+  }
+}
+
+module.exports = {
+  OPERATIONS,
+  Registry,
+  DatabaseError,
+  resolveEnv,
+  buildConnectorConfig,
+  connectToDatabase,
+  handleDatabaseError,
+  operationOf,
+  runOperation,
+  buildDebug,
+  statusFor,
+  closeWithin,
+  testConnection,
+};

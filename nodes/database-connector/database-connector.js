@@ -1,0 +1,178 @@
+/**
+ * database-connector.js — the manager: registers the two node types and the admin
+ * routes, and wires Node-RED events to the helpers. No SQL, no business rules here.
+ */
+'use strict';
+
+const helpers = require('./database-connector-helpers');
+
+module.exports = function (RED) {
+  const status = (state, provider) => {
+    const s = helpers.statusFor(state, provider);
+    return { ...s, text: s.text.startsWith('database-connector.') ? RED._(s.text) : s.text };
+  };
+
+  /** Config node: owns the pools, opened on first use and closed on redeploy. */
+  function DatabaseConnectorConfigNode(n) {
+    RED.nodes.createNode(this, n);
+    const node = this;
+    const users = new Set();
+    let registry = null;
+    let opening = null;
+    let closing = false;
+    node.state = 'connecting';
+
+    const setState = (state, reason) => {
+      if (state !== node.state) {
+        node.state = state;
+        const where = registry ? registry.provider : n.provider;
+        node.log(`${where}: ${state}${reason ? ` (${reason})` : ''}`);
+      }
+      for (const u of users) u.status(status(state, registry && registry.provider));
+    };
+
+    /** @returns {Promise<object>} the open registry (opens it on first use) */
+    node.getRegistry = () => {
+      if (registry) return Promise.resolve(registry);
+      if (!opening) {
+        let cfg;
+        try {
+          cfg = helpers.buildConnectorConfig(n, node.credentials, RED.settings.userDir);
+        } catch (err) {
+          setState('disconnected', err.message);
+          return Promise.reject(err);
+        }
+        opening = helpers.connectToDatabase(cfg.primary.provider, cfg).then(
+          (r) => {
+            opening = null;
+            if (closing) {
+              r.close().catch(() => {});
+              throw helpers.handleDatabaseError(new Error('the connection was closed by a redeploy'), { operation: 'connect' });
+            }
+            registry = r;
+            setState('connected');
+            return r;
+          },
+          (err) => {
+            opening = null;
+            setState('disconnected', `${err.code}: ${err.message}`);
+            throw err;
+          },
+        );
+      }
+      return opening;
+    };
+
+    node.register = (user) => {
+      users.add(user);
+      user.status(status(node.state, registry && registry.provider));
+      node.getRegistry().catch(() => {}); // reported through the status; retried on next use
+    };
+    node.deregister = (user) => users.delete(user);
+
+    node.on('close', (removed, done) => {
+      closing = true;
+      const pending = opening;
+      const r = registry;
+      registry = null;
+      const finish = () => helpers.closeWithin(r, 10000).then(() => done(), () => done());
+      if (pending) pending.then((late) => helpers.closeWithin(late, 10000), () => {}).then(finish, finish);
+      else finish();
+    });
+  }
+
+  RED.nodes.registerType('database-connector-config', DatabaseConnectorConfigNode, {
+    credentials: {
+      user: { type: 'text' },
+      password: { type: 'password' },
+      url: { type: 'password' },
+      fallbackUser: { type: 'text' },
+      fallbackPassword: { type: 'password' },
+      fallbackUrl: { type: 'password' },
+    },
+  });
+
+  /** Operation node: maps each message to one operation on its config node's pools. */
+  function DatabaseConnectorNode(config) {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const conn = RED.nodes.getNode(config.connection);
+    if (!conn) {
+      node.status({ fill: 'red', shape: 'ring', text: RED._('database-connector.status.disconnected') });
+      node.on('input', (msg, send, done) => {
+        const err = helpers.handleDatabaseError(
+          new helpers.DatabaseError('no database connection is configured for this node', { code: 'DBC_CONFIG', operation: 'input' }),
+        );
+        msg.error = err.cause;
+        done(err);
+      });
+      return;
+    }
+    conn.register(node);
+
+    node.on('input', (msg, send, done) => {
+      conn
+        .getRegistry()
+        .then((registry) => helpers.runOperation(registry, config, msg))
+        .then(
+          (out) => {
+            send(out);
+            done();
+          },
+          (error) => {
+            const err = helpers.handleDatabaseError(error, { operation: config.operation });
+            msg.error = { code: err.code, message: err.message, retryable: err.retryable };
+            done(err);
+          },
+        );
+    });
+
+    node.on('close', (done) => {
+      conn.deregister(node);
+      done();
+    });
+  }
+
+  RED.nodes.registerType('database-connector', DatabaseConnectorNode);
+
+  // Admin API (SPEC.md): behind Node-RED's admin auth and these permissions.
+  const read = RED.auth.needsPermission('database-connector.read');
+  const write = RED.auth.needsPermission('database-connector.write');
+  const configNode = (req, res) => {
+    const node = RED.nodes.getNode(req.params.configId);
+    if (!node || typeof node.getRegistry !== 'function') {
+      res.status(404).json({ ok: false, code: 'DBC_NOT_FOUND', message: 'no deployed connection with this id' });
+      return null;
+    }
+    return node;
+  };
+  const answer = (res, promise) =>
+    promise.then(
+      (body) => res.json(body),
+      (error) => {
+        const err = helpers.handleDatabaseError(error);
+        res.status(err.code === 'DBC_VALIDATION' || err.code === 'DBC_CONFIG' ? 400 : 500).json({ ok: false, code: err.code, message: err.message });
+      },
+    );
+
+  RED.httpAdmin.post('/database-connector/test', write, (req, res) => {
+    const body = req.body || {};
+    const stored = body.id ? RED.nodes.getCredentials(body.id) : undefined;
+    helpers.testConnection(body, stored, RED.settings.userDir).then((r) => res.json(r));
+  });
+
+  RED.httpAdmin.get('/database-connector/:configId/schema', read, (req, res) => {
+    const node = configNode(req, res);
+    if (node) answer(res, node.getRegistry().then((r) => r.schema()));
+  });
+
+  RED.httpAdmin.post('/database-connector/:configId/schema/migrate', write, (req, res) => {
+    const node = configNode(req, res);
+    if (node) answer(res, node.getRegistry().then((r) => r.migrate()).then((applied) => ({ ok: true, applied })));
+  });
+
+  RED.httpAdmin.get('/database-connector/:configId/metrics', read, (req, res) => {
+    const node = configNode(req, res);
+    if (node) answer(res, node.getRegistry().then((r) => ({ provider: r.provider, state: node.state, pool: r.pool() })));
+  });
+};

@@ -1,0 +1,187 @@
+/**
+ * database-service.js — the only file that talks to the Rust addon.
+ *
+ * It loads the native binding, and wraps each addon call so that a rejection becomes a
+ * {@link DatabaseError} with the addon's `code`, `retryable`, `provider`, `operation`
+ * (and `field`, `index`, `sqlState`, `outcome` where they apply) plus a JS stack that
+ * points at the caller — the addon's own error object has no JS frames.
+ * @module database-service
+ */
+'use strict';
+
+let addon = null;
+let loadError = null;
+try {
+  addon = require('../../native');
+} catch (err) {
+  loadError = err;
+}
+
+const DETAIL_FIELDS = ['code', 'retryable', 'provider', 'operation', 'field', 'index', 'sqlState', 'outcome'];
+
+/** An operation failure with a stable `DBC_*` code (docs/ERRORS.md). */
+class DatabaseError extends Error {
+  /**
+   * @param {string} message plain-words description, never containing a secret
+   * @param {object} details `code`, `retryable`, `provider`, `operation` and optional extras
+   */
+  constructor(message, details = {}) {
+    super(message);
+    this.name = 'DatabaseError';
+    for (const k of DETAIL_FIELDS) {
+      if (details[k] !== undefined) this[k] = details[k];
+    }
+    if (this.code === undefined) this.code = 'DBC_INTERNAL';
+    if (this.retryable === undefined) this.retryable = false;
+  }
+}
+
+/**
+ * Turns anything thrown by the addon (or by JS while preparing a call) into a DatabaseError.
+ * @param {unknown} err
+ * @param {string} operation
+ * @returns {DatabaseError}
+ */
+function toDatabaseError(err, operation) {
+  if (err instanceof DatabaseError) return err;
+  const e = err && typeof err === 'object' ? err : { message: String(err) };
+  const coded = typeof e.code === 'string' && e.code.startsWith('DBC_');
+  return new DatabaseError(e.message || String(err), coded ? e : { code: 'DBC_INTERNAL', operation });
+}
+
+function requireAddon() {
+  if (!addon) {
+    throw new DatabaseError(
+      `the native addon is not built or does not load here (${loadError && loadError.message}); run "npm install" (it compiles the Rust addon) or "npm run build"`,
+      { code: 'DBC_INTERNAL', operation: 'load' },
+    );
+  }
+  return addon;
+}
+
+/**
+ * Serializes a payload for the addon. JSON.stringify rejects cycles and BigInt; the
+ * replacer also rejects NaN and Infinity, which JSON would silently turn into null.
+ * @param {unknown} payload
+ * @param {string} operation
+ * @returns {string}
+ */
+function payloadJson(payload, operation) {
+  try {
+    const text = JSON.stringify(payload === undefined ? null : payload, (key, value) => {
+      if (typeof value === 'number' && !Number.isFinite(value)) {
+        throw new TypeError(`${key || 'payload'} is ${value}, which cannot be stored`);
+      }
+      return value;
+    });
+    return text === undefined ? 'null' : text;
+  } catch (err) {
+    throw new DatabaseError(`msg.payload cannot be sent to the database: ${err.message}`, {
+      code: 'DBC_VALIDATION', field: 'payload', operation, retryable: false,
+    });
+  }
+}
+
+/** One open connector (a config node's pools). */
+class DatabaseService {
+  /** @param {object} handle the addon's Connector */
+  constructor(handle) {
+    this.handle = handle;
+  }
+
+  /** @returns {string} `postgres`, `mariadb` or `sqlite` */
+  get provider() {
+    return this.handle.provider;
+  }
+
+  /** @returns {string} `connected`, `failover`, `reconnecting` or `disconnected` */
+  get state() {
+    return this.handle.state;
+  }
+
+  /** @returns {{size:number, idle:number, inUse:number, max:number, waiting:number}} */
+  pool() {
+    return this.handle.pool();
+  }
+
+  /**
+   * Runs a queue operation.
+   * @param {string} operation e.g. `insertTask`
+   * @param {unknown} payload the operation's input (msg.payload)
+   * @param {{debug?: boolean, queue?: string}} [options]
+   * @returns {Promise<{provider: string, value: any, debug?: object}>}
+   */
+  async execute(operation, payload, options) {
+    try {
+      return await this.handle.execute(operation, payloadJson(payload, operation), options);
+    } catch (err) {
+      throw toDatabaseError(err, operation);
+    }
+  }
+
+  /**
+   * Runs SQL with parameters.
+   * @param {string} sql
+   * @param {Array|object|null} [params] array: positional; object: `:name`
+   * @param {{debug?: boolean}} [options]
+   * @returns {Promise<{provider: string, rows: object[], rowCount: number, lastInsertId?: number|string, debug?: object}>}
+   */
+  async query(sql, params, options) {
+    try {
+      return await this.handle.query(sql, params === undefined ? null : params, options);
+    } catch (err) {
+      throw toDatabaseError(err, 'query');
+    }
+  }
+
+  /** @returns {Promise<{provider: string, applied: object[], pending: object[]}>} */
+  async schema() {
+    try {
+      return await this.handle.schema();
+    } catch (err) {
+      throw toDatabaseError(err, 'schema');
+    }
+  }
+
+  /** @returns {Promise<object[]>} the migrations applied */
+  async migrate() {
+    try {
+      return await this.handle.migrate();
+    } catch (err) {
+      throw toDatabaseError(err, 'migrate');
+    }
+  }
+
+  /** Closes the pools; waits for operations in flight. @returns {Promise<void>} */
+  async close() {
+    await this.handle.close();
+  }
+}
+
+/**
+ * Opens a connector: probes the database, opens the pool, applies migrations.
+ * @param {object} config connector config (see docs/API.md)
+ * @returns {Promise<DatabaseService>}
+ */
+async function open(config) {
+  try {
+    return new DatabaseService(await requireAddon().open(JSON.stringify(config)));
+  } catch (err) {
+    throw toDatabaseError(err, 'connect');
+  }
+}
+
+/**
+ * Connects once and reports the server version and latency; keeps nothing open.
+ * @param {object} config connector config
+ * @returns {Promise<{provider: string, serverVersion: string, latencyMs: number}>}
+ */
+async function testConnection(config) {
+  try {
+    return await requireAddon().testConnection(JSON.stringify(config));
+  } catch (err) {
+    throw toDatabaseError(err, 'test');
+  }
+}
+
+module.exports = { open, testConnection, DatabaseError, toDatabaseError };
