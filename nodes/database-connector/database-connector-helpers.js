@@ -327,6 +327,14 @@ function splitRows(msg, rows, size) {
  * @returns {Promise<object|object[]>} one msg, or an array of msgs for `rowsPerMsg`
  */
 async function runOperation(registry, node, msg) {
+  try {
+    return await mapOperation(registry, node, msg);
+  } catch (err) {
+    throw registry.handleDatabaseError(err, { operation: err && err.operation });
+  }
+}
+
+async function mapOperation(registry, node, msg) {
   const operation = operationOf(node, msg);
   const debug = node.debug === true || node.debug === 'true';
   const options = { debug, queue: node.queue || undefined };

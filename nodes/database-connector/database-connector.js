@@ -116,7 +116,7 @@ module.exports = function (RED) {
         .then((registry) => helpers.runOperation(registry, config, msg))
         .then(
           (out) => {
-            send(out);
+            send(Array.isArray(out) ? [out] : out); // a msg.parts sequence, all on output 1
             done();
           },
           (error) => {

@@ -34,19 +34,30 @@ class DatabaseError extends Error {
     if (this.code === undefined) this.code = 'DBC_INTERNAL';
     if (this.retryable === undefined) this.retryable = false;
   }
+
+  /** "DBC_CODE: message" — what Node-RED shows as msg.error.message and in the log. */
+  toString() {
+    return `${this.code}: ${this.message}`;
+  }
 }
 
 /**
  * Turns anything thrown by the addon (or by JS while preparing a call) into a DatabaseError.
  * @param {unknown} err
  * @param {string} operation
+ * @param {string} [provider]
  * @returns {DatabaseError}
  */
-function toDatabaseError(err, operation) {
-  if (err instanceof DatabaseError) return err;
-  const e = err && typeof err === 'object' ? err : { message: String(err) };
-  const coded = typeof e.code === 'string' && e.code.startsWith('DBC_');
-  return new DatabaseError(e.message || String(err), coded ? e : { code: 'DBC_INTERNAL', operation });
+function toDatabaseError(err, operation, provider) {
+  let out = err;
+  if (!(err instanceof DatabaseError)) {
+    const e = err && typeof err === 'object' ? err : { message: String(err) };
+    const coded = typeof e.code === 'string' && e.code.startsWith('DBC_');
+    out = new DatabaseError(e.message || String(err), coded ? e : { code: 'DBC_INTERNAL', operation });
+  }
+  if (out.operation === undefined && operation) out.operation = operation;
+  if (out.provider === undefined && provider) out.provider = provider;
+  return out;
 }
 
 function requireAddon() {
@@ -115,7 +126,7 @@ class DatabaseService {
     try {
       return await this.handle.execute(operation, payloadJson(payload, operation), options);
     } catch (err) {
-      throw toDatabaseError(err, operation);
+      throw toDatabaseError(err, operation, this.provider);
     }
   }
 
@@ -130,7 +141,7 @@ class DatabaseService {
     try {
       return await this.handle.query(sql, params === undefined ? null : params, options);
     } catch (err) {
-      throw toDatabaseError(err, 'query');
+      throw toDatabaseError(err, 'query', this.provider);
     }
   }
 
@@ -139,7 +150,7 @@ class DatabaseService {
     try {
       return await this.handle.schema();
     } catch (err) {
-      throw toDatabaseError(err, 'schema');
+      throw toDatabaseError(err, 'schema', this.provider);
     }
   }
 
@@ -148,7 +159,7 @@ class DatabaseService {
     try {
       return await this.handle.migrate();
     } catch (err) {
-      throw toDatabaseError(err, 'migrate');
+      throw toDatabaseError(err, 'migrate', this.provider);
     }
   }
 

@@ -578,6 +578,8 @@ async fn exec_my(c: &mut PoolConnection<MySql>, sql: &str, params: &[Param]) -> 
             Param::Text(s) => q.bind(s.clone()),
             Param::Json(j) => q.bind(j.to_string()),
             Param::Bytes(b) => q.bind(b.clone()),
+            // sessions run in UTC (see my_options), so a naive UTC time is exact
+            Param::Time(t) => q.bind(t.naive_utc()),
         };
     }
     Ok(collect_rows!(q.fetch_many(&mut **c), decode_my))
@@ -600,9 +602,32 @@ async fn exec_lite(c: &mut PoolConnection<Sqlite>, sql: &str, params: &[Param]) 
             Param::Text(s) => q.bind(s.clone()),
             Param::Json(j) => q.bind(j.to_string()),
             Param::Bytes(b) => q.bind(b.clone()),
+            Param::Time(t) => q.bind(iso_utc(*t)),
         };
     }
-    Ok(collect_rows!(q.fetch_many(&mut **c), decode_lite))
+    let mut out = collect_rows!(q.fetch_many(&mut **c), decode_lite);
+    // sqlite3_last_insert_rowid() belongs to the connection and outlives its INSERT: only
+    // an INSERT/REPLACE reports it, not a later UPDATE/DELETE on the same pooled connection.
+    if !is_insert(sql) {
+        out.last_insert_id = None;
+    }
+    Ok(out)
+}
+
+/// True when the statement (after leading comments) is an INSERT or REPLACE.
+fn is_insert(sql: &str) -> bool {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map(|(_, r)| r).unwrap_or("").trim_start();
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map(|(_, r)| r).unwrap_or("").trim_start();
+        } else {
+            break;
+        }
+    }
+    let lower = rest.to_ascii_lowercase();
+    lower.starts_with("insert") || lower.starts_with("replace") || (lower.starts_with("with") && lower.contains("insert"))
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
@@ -678,6 +703,7 @@ fn bind_pg<'q>(q: PgQuery<'q>, p: &Param, ty: &str, n: usize) -> Result<PgQuery<
             Param::Bool(b) => Some(sqlx::types::Json(serde_json::Value::Bool(*b))),
             Param::Int(i) => Some(sqlx::types::Json(serde_json::Value::from(*i))),
             Param::Float(f) => Some(sqlx::types::Json(serde_json::Value::from(*f))),
+            Param::Time(t) => Some(sqlx::types::Json(serde_json::Value::String(iso_utc(*t)))),
             Param::Bytes(_) => return Err(bad_param(n, p, ty, "")),
         }),
         "UUID" => q.bind(match p {

@@ -355,7 +355,10 @@ pub async fn insert_tasks(
             insert_dependencies(conn, d, &with_deps, trace.as_deref_mut()).await?;
         }
         let mut out: Vec<Task> = tasks.iter().map(|t| task_from_new(t, ts)).collect();
-        if inserted < tasks.len() as u64 {
+        // MariaDB counts a duplicate "updated" to itself as affected (sqlx sets
+        // CLIENT_FOUND_ROWS), so there the count cannot reveal duplicates: look them up.
+        let keyed = tasks.iter().any(|t| t.idempotency_key.is_some());
+        if inserted < tasks.len() as u64 || (keyed && d.provider == Provider::Mariadb) {
             resolve_duplicates(conn, d, &tasks, &mut out, trace.as_deref_mut()).await?;
         }
         Ok(out)
@@ -494,7 +497,7 @@ async fn resolve_duplicates(
     d: &Dialect,
     tasks: &[NewTask],
     out: &mut [Task],
-    mut trace: Option<&mut Trace>,
+    trace: Option<&mut Trace>,
 ) -> Result<()> {
     let keyed: Vec<usize> = (0..tasks.len()).filter(|i| tasks[*i].idempotency_key.is_some()).collect();
     if keyed.is_empty() {
@@ -506,7 +509,7 @@ async fn resolve_duplicates(
         d.t("tasks"),
         d.phs(1, keys.len())
     );
-    let rows = conn.exec("find duplicates", &sql, &keys, trace.as_deref_mut()).await?;
+    let rows = conn.exec("find duplicates", &sql, &keys, trace).await?;
     let existing: Vec<Task> = rows.rows.iter().map(|r| task_from_row(r)).collect();
     for i in keyed {
         if let Some(found) = existing.iter().find(|e| e.idempotency_key == tasks[i].idempotency_key) {
@@ -837,7 +840,7 @@ pub async fn update_task_status(
                         d.t("task_dependencies"),
                         d.ph(1)
                     ),
-                    &[id.clone()],
+                    std::slice::from_ref(&id),
                     trace.as_deref_mut(),
                 )
                 .await?;

@@ -81,6 +81,8 @@ pub enum Param {
     Json(serde_json::Value),
     /// a Buffer / Uint8Array
     Bytes(Vec<u8>),
+    /// a JS `Date`: bound as a timestamp (MariaDB DATETIME takes it as UTC)
+    Time(DateTime<Utc>),
 }
 
 impl Param {
@@ -112,6 +114,7 @@ impl Param {
             Param::Text(_) => "string",
             Param::Json(_) => "object",
             Param::Bytes(_) => "buffer",
+            Param::Time(_) => "Date",
         }
     }
 
@@ -125,6 +128,7 @@ impl Param {
             Param::Text(s) => s.clone(),
             Param::Json(j) => j.to_string(),
             Param::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+            Param::Time(t) => iso_utc(*t),
         })
     }
 }
@@ -171,6 +175,7 @@ pub fn parse_time(field: &str, p: &Param) -> crate::Result<DateTime<Utc>> {
         )
     };
     let t = match p {
+        Param::Time(t) => *t,
         Param::Int(ms) => DateTime::<Utc>::from_timestamp_millis(*ms).ok_or_else(bad)?,
         Param::Float(ms) if ms.is_finite() => {
             DateTime::<Utc>::from_timestamp_millis(*ms as i64).ok_or_else(bad)?

@@ -4,7 +4,7 @@ use std::ptr;
 
 use dbc_core::connector::{DebugInfo, Failure, OpValue, Outcome};
 use dbc_core::db::QueryOutput;
-use dbc_core::value::{iso_utc, Param, Params, Value};
+use dbc_core::value::{Param, Params, Value};
 use dbc_core::DbcError;
 use napi::bindgen_prelude::*;
 use napi::sys;
@@ -251,7 +251,7 @@ unsafe fn param_from_js(env: sys::napi_env, v: sys::napi_value, field: &str) -> 
                 let mut ms = 0f64;
                 check!(sys::napi_get_date_value(env, v, &mut ms));
                 match chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64) {
-                    Some(t) if ms.is_finite() => Param::Text(iso_utc(t)),
+                    Some(t) if ms.is_finite() => Param::Time(t),
                     _ => return Ok(Err(DbcError::validation(field, format!("{field} is an invalid Date")))),
                 }
             } else {

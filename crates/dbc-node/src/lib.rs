@@ -53,6 +53,24 @@ fn failure(error: DbcError, provider: Provider, operation: &str) -> Failure {
     }
 }
 
+/// A panic is reported as one line on stderr (then as `DBC_INTERNAL` to the caller)
+/// instead of the default multi-page backtrace in the Node-RED log.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            let what = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            eprintln!("[database-connector] internal error (panic){at}: {what}");
+        }));
+    });
+}
+
 /// Runs `fut` in its own task so a panic is caught and reported as `DBC_INTERNAL`.
 async fn guarded<T: Send + 'static>(
     provider: Provider,
@@ -88,6 +106,7 @@ pub struct Connector {
 /// Rejects with `DBC_CONFIG`, `DBC_CONNECTION` or `DBC_SCHEMA`.
 #[napi(ts_return_type = "Promise<Connector>")]
 pub fn open(env: &Env, config_json: String) -> Result<PromiseRaw<'_, Reply<Connector>>> {
+    install_panic_hook();
     env.spawn_future(async move {
         let provider = ConnectorConfig::from_json(&config_json)
             .ok()

@@ -1,0 +1,1569 @@
+//! Conformance suite: the same test bodies run against PostgreSQL, MariaDB and SQLite.
+//!
+//! Every test body below is an `async fn(Provider)`; the `conformance!` macro at the end
+//! instantiates each of them once per provider (`postgres::*`, `mariadb::*`, `sqlite::*`).
+//!
+//! Databases: PostgreSQL from `DBC_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`), MariaDB from `DBC_TEST_MARIADB_URL`
+//! (default `mysql://root@127.0.0.1:3306/test`), SQLite in a temporary file per test.
+//! An unreachable database fails the test with a message naming the variable to set;
+//! nothing is skipped.
+//!
+//! Every test works under its own random table prefix (`t<hex>_`), so the tests run in
+//! parallel, and drops its tables at the end (best effort, also when the body panics).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dbc_core::config::redact_url;
+use dbc_core::connector::{test_connection, DebugInfo, Failure, OpOptions, OpValue, Outcome};
+use dbc_core::db::QueryOutput;
+use dbc_core::value::{Param, Params, Value};
+use dbc_core::{Connector, ConnectorConfig, DbcError, Provider};
+use serde_json::{json, Value as Json};
+
+// ---------------------------------------------------------------------------------------
+// Environment
+// ---------------------------------------------------------------------------------------
+
+const PG_ENV: &str = "DBC_TEST_PG_URL";
+const MARIADB_ENV: &str = "DBC_TEST_MARIADB_URL";
+const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+const MARIADB_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// The connection URL of a server provider (None for SQLite).
+fn server_url(p: Provider) -> Option<String> {
+    let (var, default) = match p {
+        Provider::Postgres => (PG_ENV, PG_DEFAULT),
+        Provider::Mariadb => (MARIADB_ENV, MARIADB_DEFAULT),
+        Provider::Sqlite => return None,
+    };
+    Some(std::env::var(var).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_string()))
+}
+
+fn env_var_of(p: Provider) -> &'static str {
+    match p {
+        Provider::Postgres => PG_ENV,
+        Provider::Mariadb => MARIADB_ENV,
+        Provider::Sqlite => "(none: sqlite uses a temporary file)",
+    }
+}
+
+/// Replaces the `user[:password]@` part of a URL.
+fn with_userinfo(url: &str, userinfo: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with ://");
+    let host_part = match rest.split('/').next().and_then(|auth| auth.rfind('@')) {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    format!("{scheme}://{userinfo}@{host_part}")
+}
+
+/// Replaces the `host[:port]` part of a URL.
+fn with_hostport(url: &str, hostport: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with ://");
+    let (auth, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let userinfo = auth.rfind('@').map(|at| &auth[..=at]).unwrap_or("");
+    format!("{scheme}://{userinfo}{hostport}{path}")
+}
+
+/// A table prefix no other test (in this or another process) uses: `t` + 10 hex + `_`.
+fn unique_prefix() -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    let prefix = format!("t{:010x}_", h.finish() & 0xff_ffff_ffff);
+    assert!(dbc_core::config::valid_prefix(&prefix), "{prefix}");
+    prefix
+}
+
+fn sqlite_path(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("dbc-conformance");
+    std::fs::create_dir_all(&dir).expect("create the sqlite temp dir");
+    dir.join(format!("{prefix}db.sqlite"))
+}
+
+/// The config node's JSON (camelCase names of flows.json) for one provider.
+fn config_json(p: Provider, prefix: &str, sqlite_file: &std::path::Path) -> Json {
+    let primary = match p {
+        Provider::Postgres => json!({"provider": "postgres", "url": server_url(p)}),
+        Provider::Mariadb => json!({"provider": "mariadb", "url": server_url(p)}),
+        Provider::Sqlite => json!({"provider": "sqlite", "sqliteFile": sqlite_file.to_string_lossy()}),
+    };
+    json!({
+        "primary": primary,
+        "tablePrefix": prefix,
+        "autoMigrate": true,
+        "pool": {"poolMax": 10, "acquireTimeoutMs": 5000, "statementTimeoutMs": 30000},
+    })
+}
+
+/// Parses a config without validating it (validation is `Connector::open`'s job).
+fn config_of(v: &Json) -> ConnectorConfig {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("config does not parse: {e}: {v}"))
+}
+
+fn unreachable_message(p: Provider, e: &DbcError) -> String {
+    match p {
+        Provider::Sqlite => format!("cannot open the sqlite test database: {} [{e}]", e.code()),
+        _ => format!(
+            "cannot open the {p} test database at {}: {} [{e}] — start the server or set {} to a reachable database \
+             (default {})",
+            redact_url(&server_url(p).unwrap_or_default()),
+            e.code(),
+            env_var_of(p),
+            if p == Provider::Postgres { PG_DEFAULT } else { MARIADB_DEFAULT },
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fixture
+// ---------------------------------------------------------------------------------------
+
+/// The connector's own tables, in an order that respects the foreign keys when dropping.
+const OWN_TABLES: [&str; 6] = ["task_dependencies", "task_executions", "error_logs", "tasks", "workflows", "migrations"];
+
+/// One test's database: a connector under a fresh prefix, plus what to drop at the end.
+struct Db {
+    p: Provider,
+    prefix: String,
+    cfg: Json,
+    sqlite_file: PathBuf,
+    conn: Arc<Connector>,
+    user_tables: Mutex<Vec<String>>,
+}
+
+impl Db {
+    async fn open_with(p: Provider, edit: impl FnOnce(&mut Json)) -> Db {
+        let prefix = unique_prefix();
+        let sqlite_file = sqlite_path(&prefix);
+        let mut cfg = config_json(p, &prefix, &sqlite_file);
+        edit(&mut cfg);
+        let text = cfg.to_string();
+        let parsed = ConnectorConfig::from_json(&text).unwrap_or_else(|e| panic!("test config rejected: {e}"));
+        let conn = Connector::open(parsed).await.unwrap_or_else(|e| panic!("{}", unreachable_message(p, &e)));
+        assert_eq!(conn.provider(), p);
+        Db {
+            p,
+            prefix,
+            cfg,
+            sqlite_file,
+            conn: Arc::new(conn),
+            user_tables: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Opens another connector on the same database and prefix.
+    async fn open_another(&self, edit: impl FnOnce(&mut Json)) -> std::result::Result<Connector, DbcError> {
+        let mut cfg = self.cfg.clone();
+        edit(&mut cfg);
+        Connector::open(config_of(&cfg)).await
+    }
+
+    /// The n-th positional placeholder of this provider.
+    fn ph(&self, n: usize) -> String {
+        match self.p {
+            Provider::Postgres => format!("${n}"),
+            _ => "?".into(),
+        }
+    }
+
+    /// A connector table name (prefix + name).
+    fn t(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+
+    /// Table options every user table gets.
+    fn table_suffix(&self) -> &'static str {
+        match self.p {
+            Provider::Mariadb => " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+            _ => "",
+        }
+    }
+
+    /// An auto-increment primary key column.
+    fn serial_id(&self) -> &'static str {
+        match self.p {
+            Provider::Postgres => "id BIGSERIAL PRIMARY KEY",
+            Provider::Mariadb => "id BIGINT AUTO_INCREMENT PRIMARY KEY",
+            Provider::Sqlite => "id INTEGER PRIMARY KEY AUTOINCREMENT",
+        }
+    }
+
+    /// Creates a user table `<prefix>u_<name>` (dropped at the end) and returns its name.
+    async fn user_table(&self, name: &str, columns: &str) -> String {
+        let table = format!("{}u_{name}", self.prefix);
+        self.user_tables.lock().unwrap().push(table.clone());
+        self.sql(&format!("CREATE TABLE {table} ({columns}){}", self.table_suffix()), vec![]).await;
+        table
+    }
+
+    async fn drop_table(&self, table: &str) {
+        let cascade = if self.p == Provider::Postgres { " CASCADE" } else { "" };
+        let _ = self
+            .conn
+            .query(&format!("DROP TABLE IF EXISTS {table}{cascade}"), Params::None, &OpOptions::default())
+            .await;
+    }
+
+    async fn try_sql(&self, sql: &str, params: Vec<Param>) -> std::result::Result<Outcome, Failure> {
+        let params = if params.is_empty() { Params::None } else { Params::Positional(params) };
+        self.conn.query(sql, params, &OpOptions::default()).await
+    }
+
+    /// Runs SQL that must succeed.
+    async fn sql(&self, sql: &str, params: Vec<Param>) -> QueryOutput {
+        match self.try_sql(sql, params).await {
+            Ok(o) => rows_of(o),
+            Err(f) => panic!("[{}] {sql}: {} {}", self.p, f.error.code(), f.error),
+        }
+    }
+
+    /// Runs SQL that must fail.
+    async fn sql_err(&self, sql: &str, params: Vec<Param>) -> Failure {
+        match self.try_sql(sql, params).await {
+            Ok(o) => panic!("[{}] {sql}: expected an error, got {:?}", self.p, o.value),
+            Err(f) => {
+                assert_eq!(f.operation, "query");
+                assert_eq!(f.provider, self.p);
+                f
+            }
+        }
+    }
+
+    /// Runs an operation that must succeed and returns its JSON result.
+    async fn op(&self, operation: &str, payload: Json) -> Json {
+        self.op_with(operation, payload, &OpOptions::default()).await
+    }
+
+    async fn op_with(&self, operation: &str, payload: Json, opts: &OpOptions) -> Json {
+        match self.conn.execute(operation, payload.clone(), opts).await {
+            Ok(o) => json_of(o),
+            Err(f) => panic!("[{}] {operation} {payload}: {} {}", self.p, f.error.code(), f.error),
+        }
+    }
+
+    /// Runs an operation that must fail.
+    async fn op_err(&self, operation: &str, payload: Json) -> Failure {
+        match self.conn.execute(operation, payload.clone(), &OpOptions::default()).await {
+            Ok(o) => panic!("[{}] {operation} {payload}: expected an error, got {:?}", self.p, o.value),
+            Err(f) => {
+                assert_eq!(f.operation, operation);
+                assert_eq!(f.provider, self.p);
+                f
+            }
+        }
+    }
+
+    /// `SELECT count(*)` of a table (with an optional WHERE clause).
+    async fn count(&self, table: &str, filter: &str, params: Vec<Param>) -> i64 {
+        let out = self.sql(&format!("SELECT count(*) FROM {table} {filter}"), params).await;
+        match out.rows.first().and_then(|r| r.first()) {
+            Some(Value::Int(n)) => *n,
+            other => panic!("count(*) of {table} gave {other:?}"),
+        }
+    }
+
+    async fn insert_task(&self, task: Json) -> Json {
+        self.op("insertTask", task).await
+    }
+
+    async fn set_status(&self, change: Json) -> Json {
+        self.op("updateTaskStatus", change).await
+    }
+
+    async fn get_task(&self, id: &str) -> Json {
+        self.op("getTask", json!({"id": id})).await
+    }
+
+    /// Drops everything the test created (best effort) and closes the connector.
+    async fn cleanup(&self) {
+        let users: Vec<String> = self.user_tables.lock().unwrap().clone();
+        for t in users.iter().rev() {
+            self.drop_table(t).await;
+        }
+        for t in OWN_TABLES {
+            self.drop_table(&self.t(t)).await;
+        }
+        self.conn.close().await;
+        if self.p == Provider::Sqlite {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut f = self.sqlite_file.clone().into_os_string();
+                f.push(suffix);
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+}
+
+fn rows_of(o: Outcome) -> QueryOutput {
+    match o.value {
+        OpValue::Rows(r) => r,
+        OpValue::Json(j) => panic!("expected rows, got JSON {j}"),
+    }
+}
+
+fn json_of(o: Outcome) -> Json {
+    match o.value {
+        OpValue::Json(j) => j,
+        OpValue::Rows(r) => panic!("expected JSON, got rows {r:?}"),
+    }
+}
+
+fn field_of(e: &DbcError) -> Option<&str> {
+    match e {
+        DbcError::Validation { field, .. } => Some(field.as_str()),
+        _ => None,
+    }
+}
+
+#[track_caller]
+fn assert_code(f: &Failure, code: &str) {
+    assert_eq!(f.error.code(), code, "[{}] {}: {}", f.provider, f.operation, f.error);
+}
+
+#[track_caller]
+fn assert_validation(f: &Failure, field: &str) {
+    assert_code(f, "DBC_VALIDATION");
+    assert_eq!(field_of(&f.error), Some(field), "{}", f.error);
+    assert!(!f.error.is_retryable());
+}
+
+/// Opens a database for the test, runs the body (in a task, so a panic still cleans up),
+/// drops the test's tables, then re-raises any panic.
+async fn with_db<F, Fut>(p: Provider, body: F)
+where
+    F: FnOnce(Arc<Db>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    with_db_cfg(p, |_| {}, body).await
+}
+
+async fn with_db_cfg<F, Fut>(p: Provider, edit: impl FnOnce(&mut Json), body: F)
+where
+    F: FnOnce(Arc<Db>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let db = Arc::new(Db::open_with(p, edit).await);
+    let r = tokio::spawn(body(db.clone())).await;
+    db.cleanup().await;
+    if let Err(e) = r {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("test body did not finish: {e}"),
+        }
+    }
+}
+
+fn s<'a>(v: &'a Json, key: &str) -> &'a str {
+    v.get(key).and_then(Json::as_str).unwrap_or_else(|| panic!("{key} is not a string in {v}"))
+}
+
+fn i(v: &Json, key: &str) -> i64 {
+    v.get(key).and_then(Json::as_i64).unwrap_or_else(|| panic!("{key} is not an integer in {v}"))
+}
+
+fn time_of(v: &Json, key: &str) -> chrono::DateTime<chrono::Utc> {
+    let text = s(v, key);
+    assert!(text.ends_with('Z'), "{key} = {text} is not ISO-8601 UTC");
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{key} = {text}: {e}"))
+        .with_timezone(&chrono::Utc)
+}
+
+#[track_caller]
+fn assert_uuid_v7(id: &str) {
+    let u = uuid::Uuid::parse_str(id).unwrap_or_else(|e| panic!("{id} is not a UUID: {e}"));
+    assert_eq!(u.get_version_num(), 7, "{id} is not a UUIDv7");
+    assert_eq!(u.to_string(), id, "ids are lowercase hyphenated");
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Types
+// ---------------------------------------------------------------------------------------
+
+const TWO_53: i64 = 1 << 53;
+
+/// `(column type, bound parameter, value read back)` per provider. Where a provider lacks
+/// the type, the case records what it does instead (documented behaviour).
+fn type_cases(p: Provider) -> Vec<(&'static str, Param, Value)> {
+    use Param as P;
+    use Value as V;
+    let obj = json!({"a": 1, "b": [true, null, "x"], "c": {"d": 1.5}});
+    let unicode = "héllo ✓ 'single' \"double\" back\\slash 😀".to_string();
+    let uuid = "0190d6e0-5b2c-7a3e-8f00-00000000abcd".to_string();
+    let bytes = vec![0u8, 1, 2, 127, 128, 254, 255];
+    let mut cases: Vec<(&str, Param, Value)> = match p {
+        Provider::Postgres => vec![
+            ("integer", P::Null, V::Null),
+            ("text", P::Null, V::Null),
+            ("boolean", P::Bool(true), V::Bool(true)),
+            ("boolean", P::Bool(false), V::Bool(false)),
+            ("smallint", P::Int(-32768), V::Int(-32768)),
+            ("integer", P::Int(i32::MAX as i64), V::Int(i32::MAX as i64)),
+            ("bigint", P::Int(TWO_53 - 1), V::Int(TWO_53 - 1)),
+            ("bigint", P::Int(-(TWO_53 - 1)), V::Int(-(TWO_53 - 1))),
+            ("bigint", P::Int(TWO_53 + 1), V::Text("9007199254740993".into())),
+            ("bigint", P::Int(i64::MAX), V::Text("9223372036854775807".into())),
+            ("bigint", P::Int(i64::MIN), V::Text("-9223372036854775808".into())),
+            ("double precision", P::Float(1.5), V::Float(1.5)),
+            ("double precision", P::Float(-0.1), V::Float(-0.1)),
+            ("real", P::Float(0.25), V::Float(0.25)),
+            ("numeric(20,4)", P::Text("12345.6789".into()), V::Text("12345.6789".into())),
+            ("numeric(20,4)", P::Text("-0.0001".into()), V::Text("-0.0001".into())),
+            ("numeric(30,0)", P::Text("123456789012345678901234567890".into()), V::Text("123456789012345678901234567890".into())),
+            ("text", P::Text(unicode.clone()), V::Text(unicode.clone())),
+            ("varchar(100)", P::Text(unicode.clone()), V::Text(unicode.clone())),
+            ("jsonb", P::Json(obj.clone()), V::Json(obj.clone())),
+            ("json", P::Json(obj.clone()), V::Json(obj.clone())),
+            ("jsonb", P::Json(json!([1, 2, 3])), V::Json(json!([1, 2, 3]))),
+            // a string bound to a json column is JSON text (as node-postgres does)
+            ("jsonb", P::Text(r#"{"k":"v"}"#.into()), V::Json(json!({"k": "v"}))),
+            ("uuid", P::Text(uuid.to_uppercase()), V::Text(uuid.clone())),
+            // timestamptz: any ISO-8601 offset in, UTC with `Z` and milliseconds out
+            ("timestamptz", P::Text("2024-05-01T10:20:30.123+02:00".into()), V::Text("2024-05-01T08:20:30.123Z".into())),
+            ("timestamptz", P::Text("2024-05-01T08:20:30.123Z".into()), V::Text("2024-05-01T08:20:30.123Z".into())),
+            ("timestamptz", P::Int(1_714_551_630_123), V::Text("2024-05-01T08:20:30.123Z".into())),
+            // timestamp without time zone: the UTC wall time, without `Z`
+            ("timestamp(3)", P::Text("2024-05-01T08:20:30.123Z".into()), V::Text("2024-05-01T08:20:30.123".into())),
+            ("date", P::Text("2024-05-01".into()), V::Text("2024-05-01".into())),
+            ("bytea", P::Bytes(bytes.clone()), V::Bytes(bytes.clone())),
+        ],
+        Provider::Mariadb => vec![
+            ("INT", P::Null, V::Null),
+            ("TEXT", P::Null, V::Null),
+            ("BOOLEAN", P::Bool(true), V::Bool(true)),
+            ("TINYINT(1)", P::Bool(false), V::Bool(false)),
+            ("SMALLINT", P::Int(-32768), V::Int(-32768)),
+            ("INT", P::Int(i32::MAX as i64), V::Int(i32::MAX as i64)),
+            ("BIGINT", P::Int(TWO_53 - 1), V::Int(TWO_53 - 1)),
+            ("BIGINT", P::Int(-(TWO_53 - 1)), V::Int(-(TWO_53 - 1))),
+            ("BIGINT", P::Int(TWO_53 + 1), V::Text("9007199254740993".into())),
+            ("BIGINT", P::Int(i64::MAX), V::Text("9223372036854775807".into())),
+            ("BIGINT", P::Int(i64::MIN), V::Text("-9223372036854775808".into())),
+            ("BIGINT UNSIGNED", P::Text("18446744073709551615".into()), V::Text("18446744073709551615".into())),
+            ("DOUBLE", P::Float(1.5), V::Float(1.5)),
+            ("DOUBLE", P::Float(-0.1), V::Float(-0.1)),
+            ("FLOAT", P::Float(0.25), V::Float(0.25)),
+            ("DECIMAL(20,4)", P::Text("12345.6789".into()), V::Text("12345.6789".into())),
+            ("DECIMAL(20,4)", P::Text("-0.0001".into()), V::Text("-0.0001".into())),
+            ("DECIMAL(30,0)", P::Text("123456789012345678901234567890".into()), V::Text("123456789012345678901234567890".into())),
+            ("TEXT", P::Text(unicode.clone()), V::Text(unicode.clone())),
+            ("VARCHAR(100)", P::Text(unicode.clone()), V::Text(unicode.clone())),
+            // MariaDB's JSON is LONGTEXT utf8mb4_bin + CHECK(JSON_VALID): read back as JSON
+            ("JSON", P::Json(obj.clone()), V::Json(obj.clone())),
+            ("JSON", P::Json(json!([1, 2, 3])), V::Json(json!([1, 2, 3]))),
+            ("JSON", P::Text(r#"{"k":"v"}"#.into()), V::Json(json!({"k": "v"}))),
+            ("CHAR(36)", P::Text(uuid.clone()), V::Text(uuid.clone())),
+            // DATETIME has no zone: an ISO-8601 time with `Z`/offset is stored as UTC
+            // (the session time zone is +00:00) and read back without `Z`
+            ("DATETIME(3)", P::Text("2024-05-01T08:20:30.123Z".into()), V::Text("2024-05-01T08:20:30.123".into())),
+            ("DATETIME(3)", P::Text("2024-05-01T10:20:30.123+02:00".into()), V::Text("2024-05-01T08:20:30.123".into())),
+            ("DATETIME(3)", P::Text("2024-05-01 08:20:30.123".into()), V::Text("2024-05-01T08:20:30.123".into())),
+            // TIMESTAMP is a UTC instant: read back with `Z`
+            ("TIMESTAMP(3) NULL", P::Text("2024-05-01T08:20:30.123Z".into()), V::Text("2024-05-01T08:20:30.123Z".into())),
+            ("DATE", P::Text("2024-05-01".into()), V::Text("2024-05-01".into())),
+            ("BLOB", P::Bytes(bytes.clone()), V::Bytes(bytes.clone())),
+            ("LONGBLOB", P::Bytes(bytes.clone()), V::Bytes(bytes.clone())),
+            ("VARBINARY(16)", P::Bytes(bytes.clone()), V::Bytes(bytes.clone())),
+        ],
+        Provider::Sqlite => vec![
+            ("INTEGER", P::Null, V::Null),
+            ("TEXT", P::Null, V::Null),
+            ("BOOLEAN", P::Bool(true), V::Bool(true)),
+            ("BOOLEAN", P::Bool(false), V::Bool(false)),
+            ("INTEGER", P::Int(-32768), V::Int(-32768)),
+            ("INTEGER", P::Int(i32::MAX as i64), V::Int(i32::MAX as i64)),
+            ("BIGINT", P::Int(TWO_53 - 1), V::Int(TWO_53 - 1)),
+            ("BIGINT", P::Int(-(TWO_53 - 1)), V::Int(-(TWO_53 - 1))),
+            ("BIGINT", P::Int(TWO_53 + 1), V::Text("9007199254740993".into())),
+            ("BIGINT", P::Int(i64::MAX), V::Text("9223372036854775807".into())),
+            ("BIGINT", P::Int(i64::MIN), V::Text("-9223372036854775808".into())),
+            ("REAL", P::Float(1.5), V::Float(1.5)),
+            ("REAL", P::Float(-0.1), V::Float(-0.1)),
+            ("DOUBLE", P::Float(0.25), V::Float(0.25)),
+            // SQLite has no decimal type: NUMERIC affinity turns '12345.6789' into a REAL
+            // (so it comes back as a float); a TEXT column keeps the exact decimal text
+            ("NUMERIC(20,4)", P::Text("12345.6789".into()), V::Float(12345.6789)),
+            ("NUMERIC(20,4)", P::Text("42".into()), V::Int(42)),
+            ("TEXT", P::Text("12345.6789".into()), V::Text("12345.6789".into())),
+            ("TEXT", P::Text("123456789012345678901234567890".into()), V::Text("123456789012345678901234567890".into())),
+            ("TEXT", P::Text(unicode.clone()), V::Text(unicode.clone())),
+            ("VARCHAR(100)", P::Text(unicode.clone()), V::Text(unicode.clone())),
+            // SQLite has no JSON type: JSON is stored as text and comes back as Value::Text
+            ("TEXT", P::Json(obj.clone()), V::Text(obj.to_string())),
+            ("JSON", P::Json(json!([1, 2, 3])), V::Text("[1,2,3]".into())),
+            ("CHAR(36)", P::Text(uuid.clone()), V::Text(uuid.clone())),
+            // no time types either: the ISO-8601 text is kept as given
+            ("TEXT", P::Text("2024-05-01T08:20:30.123Z".into()), V::Text("2024-05-01T08:20:30.123Z".into())),
+            ("DATETIME", P::Text("2024-05-01T10:20:30.123+02:00".into()), V::Text("2024-05-01T10:20:30.123+02:00".into())),
+            ("DATE", P::Text("2024-05-01".into()), V::Text("2024-05-01".into())),
+            ("BLOB", P::Bytes(bytes.clone()), V::Bytes(bytes.clone())),
+        ],
+    };
+    // on every provider: an integer parameter into a text column becomes its decimal text
+    let text = if p == Provider::Mariadb { "TEXT" } else { "text" };
+    cases.push((text, P::Int(42), V::Text("42".into())));
+    cases.push((text, P::Int(-(TWO_53 + 1)), V::Text("-9007199254740993".into())));
+    cases
+}
+
+async fn types_round_trip(p: Provider) {
+    with_db(p, |db| async move {
+        let mut failures = Vec::new();
+        for (n, (ty, param, expected)) in type_cases(db.p).into_iter().enumerate() {
+            let table = db.user_table(&format!("rt{n}"), &format!("v {ty}")).await;
+            let label = format!("#{n} {ty} <- {param:?}");
+            let insert = format!("INSERT INTO {table} (v) VALUES ({})", db.ph(1));
+            match db.try_sql(&insert, vec![param]).await {
+                Ok(o) => assert_eq!(rows_of(o).rows_affected, 1, "{label}"),
+                Err(f) => {
+                    failures.push(format!("{label}: insert failed: {} {}", f.error.code(), f.error));
+                    continue;
+                }
+            }
+            match db.try_sql(&format!("SELECT v FROM {table}"), vec![]).await {
+                Ok(o) => {
+                    let out = rows_of(o);
+                    assert_eq!(out.columns, vec!["v".to_string()], "{label}");
+                    let got = out.rows.first().and_then(|r| r.first()).cloned();
+                    if got.as_ref() != Some(&expected) {
+                        failures.push(format!("{label}: expected {expected:?}, got {got:?}"));
+                    }
+                }
+                Err(f) => failures.push(format!("{label}: select failed: {} {}", f.error.code(), f.error)),
+            }
+            db.drop_table(&table).await;
+        }
+        assert!(failures.is_empty(), "[{}] type round trip:\n  {}", db.p, failures.join("\n  "));
+    })
+    .await
+}
+
+/// Null into an INT column and an integer into a TEXT column, both through named and
+/// positional parameters, in one row.
+async fn types_null_into_int_and_int_into_text(p: Provider) {
+    with_db(p, |db| async move {
+        let table = db.user_table("mixed", &format!("{}, n INTEGER, t TEXT", db.serial_id())).await;
+        let out = db
+            .sql(&format!("INSERT INTO {table} (n, t) VALUES ({}, {})", db.ph(1), db.ph(2)), vec![Param::Null, Param::Int(7)])
+            .await;
+        assert_eq!(out.rows_affected, 1);
+        let named = Params::Named(vec![("n".into(), Param::Null), ("t".into(), Param::Int(-8))]);
+        let out = rows_of(
+            db.conn
+                .query(&format!("INSERT INTO {table} (n, t) VALUES (:n, :t)"), named, &OpOptions::default())
+                .await
+                .unwrap_or_else(|f| panic!("{}", f.error)),
+        );
+        assert_eq!(out.rows_affected, 1);
+        let out = db.sql(&format!("SELECT n, t FROM {table} ORDER BY id"), vec![]).await;
+        assert_eq!(out.columns, vec!["n", "t"]);
+        assert_eq!(
+            out.rows,
+            vec![vec![Value::Null, Value::Text("7".into())], vec![Value::Null, Value::Text("-8".into())]]
+        );
+        // and a null compares as SQL NULL
+        let n = db.count(&table, "WHERE n IS NULL", vec![]).await;
+        assert_eq!(n, 2);
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Coded errors
+// ---------------------------------------------------------------------------------------
+
+async fn errors_connection_refused(p: Provider) {
+    with_db(p, |db| async move {
+        let started = Instant::now();
+        let r = db
+            .open_another(|cfg| {
+                cfg["pool"]["acquireTimeoutMs"] = json!(2000);
+                match db.p {
+                    Provider::Sqlite => {
+                        // SQLite's "refused": a file in a directory that does not exist
+                        cfg["primary"]["sqliteFile"] = json!("/nonexistent-dbc-dir/sub/x.db");
+                    }
+                    p => cfg["primary"]["url"] = json!(with_hostport(&server_url(p).unwrap(), "127.0.0.1:1")),
+                }
+            })
+            .await;
+        let elapsed = started.elapsed();
+        let err = r.err().expect("opening an unreachable database must fail");
+        assert_eq!(err.code(), "DBC_CONNECTION", "{err}");
+        assert!(err.is_retryable());
+        assert!(!err.outcome_unknown());
+        assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}, acquire timeout is 2 s");
+        // the editor's "Test connection" reports the same
+        let mut cfg = db.cfg.clone();
+        match db.p {
+            Provider::Sqlite => cfg["primary"]["sqliteFile"] = json!("/nonexistent-dbc-dir/sub/x.db"),
+            p => cfg["primary"]["url"] = json!(with_hostport(&server_url(p).unwrap(), "127.0.0.1:1")),
+        }
+        let cfg = config_of(&cfg);
+        let err = test_connection(&cfg.primary, &cfg.pool).await.expect_err("test_connection must fail");
+        assert_eq!(err.code(), "DBC_CONNECTION", "{err}");
+    })
+    .await
+}
+
+async fn errors_bad_credentials(p: Provider) {
+    with_db(p, |db| async move {
+        let attempts: Vec<(String, Json)> = match db.p {
+            Provider::Sqlite => {
+                // no credentials in SQLite; the nearest case is a file that is not a database
+                let bad = db.sqlite_file.with_extension("notadb");
+                std::fs::write(&bad, b"this is not a sqlite database, it is just text ............................................................").unwrap();
+                let v = json!({"provider": "sqlite", "sqliteFile": bad.to_string_lossy()});
+                vec![("a file that is not a database".into(), v)]
+            }
+            p => {
+                let url = server_url(p).unwrap();
+                let provider = p.as_str();
+                let mut v = vec![(
+                    "unknown user".to_string(),
+                    json!({"provider": provider, "url": with_userinfo(&url, "dbc_no_such_user_x:secret-pw")}),
+                )];
+                // PostgreSQL here trusts local users, so a wrong password is only testable on MariaDB
+                if p == Provider::Mariadb {
+                    let auth = url.split_once("://").unwrap().1.split('/').next().unwrap_or("");
+                    let user = match auth.rfind('@') {
+                        Some(at) => auth[..at].split(':').next().unwrap_or("root").to_string(),
+                        None => "root".to_string(),
+                    };
+                    v.push(("wrong password".into(), json!({"provider": provider, "url": with_userinfo(&url, &format!("{user}:definitely-wrong-pw"))})));
+                }
+                v
+            }
+        };
+        for (what, primary) in attempts {
+            let r = db.open_another(|cfg| cfg["primary"] = primary.clone()).await;
+            let err = r.err().unwrap_or_else(|| panic!("[{}] {what}: open must fail", db.p));
+            assert_eq!(err.code(), "DBC_CONNECTION", "[{}] {what}: {err}", db.p);
+            let text = err.to_string();
+            assert!(!text.contains("secret-pw") && !text.contains("definitely-wrong-pw"), "password leaked: {text}");
+        }
+        if db.p == Provider::Sqlite {
+            let _ = std::fs::remove_file(db.sqlite_file.with_extension("notadb"));
+        }
+    })
+    .await
+}
+
+async fn errors_syntax(p: Provider) {
+    with_db(p, |db| async move {
+        let f = db.sql_err("SELEC 1", vec![]).await;
+        assert_code(&f, "DBC_QUERY");
+        assert!(!f.error.is_retryable());
+        let expected = match db.p {
+            Provider::Postgres => Some("42601"),
+            Provider::Mariadb => Some("42000"),
+            // SQLite has no SQLSTATE; the connector reports its result code (1 = SQLITE_ERROR)
+            Provider::Sqlite => Some("1"),
+        };
+        assert_eq!(f.error.sql_state(), expected, "{}", f.error);
+        // an unknown table is a query error too
+        let f = db.sql_err(&format!("SELECT * FROM {}", db.t("u_no_such_table")), vec![]).await;
+        assert_code(&f, "DBC_QUERY");
+        assert!(f.error.sql_state().is_some());
+        // empty SQL never reaches the database
+        let f = db.sql_err("   ", vec![]).await;
+        assert_validation(&f, "sql");
+    })
+    .await
+}
+
+async fn errors_unique_violation(p: Provider) {
+    with_db(p, |db| async move {
+        let table = db.user_table("uniq", "k VARCHAR(50) NOT NULL UNIQUE").await;
+        let insert = format!("INSERT INTO {table} (k) VALUES ({})", db.ph(1));
+        db.sql(&insert, vec![Param::Text("x".into())]).await;
+        let f = db.sql_err(&insert, vec![Param::Text("x".into())]).await;
+        assert_code(&f, "DBC_CONFLICT");
+        assert!(!f.error.is_retryable());
+        let expected = match db.p {
+            Provider::Postgres => "23505",
+            Provider::Mariadb => "23000",
+            Provider::Sqlite => "2067", // SQLITE_CONSTRAINT_UNIQUE
+        };
+        assert_eq!(f.error.sql_state(), Some(expected), "{}", f.error);
+        assert_eq!(db.count(&table, "", vec![]).await, 1);
+    })
+    .await
+}
+
+async fn errors_param_count(p: Provider) {
+    with_db(p, |db| async move {
+        let one = if db.p == Provider::Postgres { "SELECT $1::int AS a" } else { "SELECT ? AS a" };
+        let two = if db.p == Provider::Postgres { "SELECT $1::int AS a, $2::int AS b" } else { "SELECT ? AS a, ? AS b" };
+        let f = db.sql_err(one, vec![Param::Int(1), Param::Int(2)]).await;
+        assert_validation(&f, "params");
+        let f = db.sql_err(two, vec![Param::Int(1)]).await;
+        assert_validation(&f, "params");
+        let f = db.sql_err(one, vec![]).await;
+        assert_validation(&f, "params");
+        // a missing named parameter names itself
+        let f = db
+            .conn
+            .query("SELECT :a AS a, :zz AS b", Params::Named(vec![("a".into(), Param::Int(1))]), &OpOptions::default())
+            .await
+            .expect_err("missing :zz");
+        assert_validation(&f, "params.zz");
+        // and the right count works
+        let out = db.sql(one, vec![Param::Int(5)]).await;
+        assert_eq!(out.rows, vec![vec![Value::Int(5)]]);
+    })
+    .await
+}
+
+/// Invalid JSON text into a JSON column: PostgreSQL refuses it before sending
+/// (`DBC_VALIDATION`); MariaDB's JSON_VALID check refuses it (`DBC_CONFLICT`); SQLite has
+/// no JSON type, so only an explicit `CHECK (json_valid(...))` refuses it.
+async fn errors_invalid_json_param(p: Provider) {
+    with_db(p, |db| async move {
+        let bad = Param::Text("{not json".into());
+        match db.p {
+            Provider::Postgres => {
+                let table = db.user_table("js", "j jsonb").await;
+                let f = db.sql_err(&format!("INSERT INTO {table} (j) VALUES ($1)"), vec![bad.clone()]).await;
+                assert_validation(&f, "params[0]");
+                let f = db.sql_err("SELECT $1::json AS j", vec![Param::Int(1), bad.clone()]).await;
+                assert_validation(&f, "params");
+                let f = db.sql_err("SELECT $1::int AS i, $2::jsonb AS j", vec![Param::Int(1), bad]).await;
+                assert_validation(&f, "params[1]");
+                assert_eq!(db.count(&table, "", vec![]).await, 0);
+            }
+            Provider::Mariadb => {
+                let table = db.user_table("js", "j JSON").await;
+                let f = db.sql_err(&format!("INSERT INTO {table} (j) VALUES (?)"), vec![bad]).await;
+                assert_code(&f, "DBC_CONFLICT");
+                assert_eq!(db.count(&table, "", vec![]).await, 0);
+            }
+            Provider::Sqlite => {
+                let plain = db.user_table("js", "j TEXT").await;
+                db.sql(&format!("INSERT INTO {plain} (j) VALUES (?)"), vec![bad.clone()]).await;
+                let out = db.sql(&format!("SELECT j FROM {plain}"), vec![]).await;
+                assert_eq!(out.rows, vec![vec![Value::Text("{not json".into())]]);
+                let checked = db.user_table("jsc", "j TEXT CHECK (json_valid(j))").await;
+                let f = db.sql_err(&format!("INSERT INTO {checked} (j) VALUES (?)"), vec![bad]).await;
+                assert_code(&f, "DBC_CONFLICT");
+            }
+        }
+    })
+    .await
+}
+
+async fn errors_unknown_operation(p: Provider) {
+    with_db(p, |db| async move {
+        let f = db.op_err("dropEverything", json!({})).await;
+        assert_validation(&f, "operation");
+        assert!(f.error.to_string().contains("insertTask"), "the message lists the known operations: {}", f.error);
+        // payload shape errors of known operations
+        let f = db.op_err("getTask", json!({"id": "nope"})).await;
+        assert_validation(&f, "id");
+        let f = db.op_err("getTask", json!({})).await;
+        assert_validation(&f, "id");
+        let f = db.op_err("updateTaskStatus", json!({"id": uuid::Uuid::now_v7().to_string(), "status": "done"})).await;
+        assert_validation(&f, "status");
+        let f = db.op_err("updateTaskStatus", json!([1])).await;
+        assert_validation(&f, "payload");
+        let f = db.op_err("insertTask", json!([])).await;
+        assert_validation(&f, "payload");
+        let f = db.op_err("insertTask", json!("a string")).await;
+        assert_code(&f, "DBC_VALIDATION");
+    })
+    .await
+}
+
+async fn errors_bad_config(p: Provider) {
+    with_db(p, |db| async move {
+        let mut bad: Vec<(&str, Json)> = Vec::new();
+        let mut c = db.cfg.clone();
+        c["primary"]["provider"] = json!("oracle");
+        bad.push(("unknown provider", c));
+        for prefix in ["Bad-Prefix", "1abc", "", "x; drop table", "a234567890123456789012345678901_"] {
+            let mut c = db.cfg.clone();
+            c["tablePrefix"] = json!(prefix);
+            bad.push(("bad prefix", c));
+        }
+        let mut c = db.cfg.clone();
+        c["primary"]["port"] = json!(70000);
+        bad.push(("port 70000", c));
+        let mut c = db.cfg.clone();
+        c["primary"]["port"] = json!(0);
+        bad.push(("port 0", c));
+        let mut c = db.cfg.clone();
+        c["pool"]["poolMax"] = json!(0);
+        bad.push(("poolMax 0", c));
+        let mut c = db.cfg.clone();
+        c["pool"]["poolMin"] = json!(20);
+        bad.push(("poolMin > poolMax", c));
+        let mut c = db.cfg.clone();
+        c["primary"]["ssl"] = json!("maybe");
+        bad.push(("ssl mode", c));
+        let mut c = db.cfg.clone();
+        c["failback"] = json!("sometimes");
+        bad.push(("failback", c));
+        if db.p == Provider::Sqlite {
+            let mut c = db.cfg.clone();
+            c["primary"]["sqliteFile"] = json!("");
+            bad.push(("missing sqlite file", c));
+        }
+        for (what, cfg) in bad {
+            let started = Instant::now();
+            let err = Connector::open(config_of(&cfg)).await.err().unwrap_or_else(|| panic!("{what}: open must fail"));
+            assert_eq!(err.code(), "DBC_CONFIG", "{what}: {err}");
+            assert!(!err.is_retryable(), "{what}");
+            assert!(started.elapsed() < Duration::from_secs(1), "{what}: a config error needs no connection");
+            let err = ConnectorConfig::from_json(&cfg.to_string()).err().unwrap_or_else(|| panic!("{what}: from_json"));
+            assert_eq!(err.code(), "DBC_CONFIG", "{what}: {err}");
+        }
+        // a URL with a password never shows up in a config error
+        if let Some(url) = server_url(db.p) {
+            let mut c = db.cfg.clone();
+            c["primary"]["url"] = json!(with_userinfo(&url, "someone:hunter2-secret"));
+            c["primary"]["port"] = json!(70000);
+            let err = Connector::open(config_of(&c)).await.err().expect("port 70000");
+            assert!(!err.to_string().contains("hunter2-secret"), "{err}");
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Parameters, rows_affected, last_insert_id
+// ---------------------------------------------------------------------------------------
+
+async fn params_positional(p: Provider) {
+    with_db(p, |db| async move {
+        let table = db.user_table("items", &format!("{}, name VARCHAR(100) NOT NULL, qty INTEGER NOT NULL", db.serial_id())).await;
+        let insert = format!("INSERT INTO {table} (name, qty) VALUES ({}, {})", db.ph(1), db.ph(2));
+        let out = db.sql(&insert, vec![Param::Text("apple".into()), Param::Int(3)]).await;
+        assert_eq!(out.rows_affected, 1);
+        assert!(out.rows.is_empty());
+        match db.p {
+            // PostgreSQL has no last-insert id; RETURNING is the way
+            Provider::Postgres => assert_eq!(out.last_insert_id, None),
+            Provider::Mariadb | Provider::Sqlite => assert_eq!(out.last_insert_id, Some(Value::Int(1))),
+        }
+        // one multi-row insert
+        let multi = format!(
+            "INSERT INTO {table} (name, qty) VALUES ({}, {}), ({}, {}), ({}, {})",
+            db.ph(1),
+            db.ph(2),
+            db.ph(3),
+            db.ph(4),
+            db.ph(5),
+            db.ph(6)
+        );
+        let out = db
+            .sql(
+                &multi,
+                vec![
+                    Param::Text("pear".into()),
+                    Param::Int(5),
+                    Param::Text("plum".into()),
+                    Param::Int(7),
+                    Param::Text("fig".into()),
+                    Param::Int(9),
+                ],
+            )
+            .await;
+        assert_eq!(out.rows_affected, 3);
+        match db.p {
+            Provider::Postgres => assert_eq!(out.last_insert_id, None),
+            // MariaDB reports the first id of a multi-row insert, SQLite the last rowid
+            Provider::Mariadb => assert_eq!(out.last_insert_id, Some(Value::Int(2))),
+            Provider::Sqlite => assert_eq!(out.last_insert_id, Some(Value::Int(4))),
+        }
+        if db.p == Provider::Postgres {
+            let out = db.sql(&format!("INSERT INTO {table} (name, qty) VALUES ($1, $2) RETURNING id"), vec![Param::Text("kiwi".into()), Param::Int(1)]).await;
+            assert_eq!(out.rows, vec![vec![Value::Int(5)]]);
+            assert_eq!(out.rows_affected, 1);
+        } else {
+            db.sql(&insert, vec![Param::Text("kiwi".into()), Param::Int(1)]).await;
+        }
+        let update = format!("UPDATE {table} SET qty = qty + {} WHERE qty >= {}", db.ph(1), db.ph(2));
+        let out = db.sql(&update, vec![Param::Int(10), Param::Int(5)]).await;
+        assert_eq!(out.rows_affected, 3);
+        assert_eq!(out.last_insert_id, None, "an UPDATE reports no insert id");
+        let select = format!("SELECT id, name, qty FROM {table} WHERE qty > {} ORDER BY id", db.ph(1));
+        let out = db.sql(&select, vec![Param::Int(10)]).await;
+        assert_eq!(out.columns, vec!["id", "name", "qty"]);
+        assert_eq!(
+            out.rows,
+            vec![
+                vec![Value::Int(2), Value::Text("pear".into()), Value::Int(15)],
+                vec![Value::Int(3), Value::Text("plum".into()), Value::Int(17)],
+                vec![Value::Int(4), Value::Text("fig".into()), Value::Int(19)],
+            ]
+        );
+        let out = db.sql(&format!("DELETE FROM {table} WHERE name = {}", db.ph(1)), vec![Param::Text("nothing".into())]).await;
+        assert_eq!(out.rows_affected, 0);
+        let out = db.sql(&format!("DELETE FROM {table} WHERE qty < {}", db.ph(1)), vec![Param::Int(10)]).await;
+        assert_eq!(out.rows_affected, 2);
+        assert_eq!(out.last_insert_id, None, "a DELETE reports no insert id");
+        // leading comments do not hide an INSERT
+        let commented = format!("/* note */ -- why\n INSERT INTO {table} (name, qty) VALUES ({}, {})", db.ph(1), db.ph(2));
+        let out = db.sql(&commented, vec![Param::Text("lime".into()), Param::Int(2)]).await;
+        assert_eq!(out.rows_affected, 1);
+        let expected = if db.p == Provider::Postgres { None } else { Some(Value::Int(6)) };
+        assert_eq!(out.last_insert_id, expected);
+        // a SELECT reports none either
+        let out = db.sql(&format!("SELECT name FROM {table} WHERE id = {}", db.ph(1)), vec![Param::Int(6)]).await;
+        assert_eq!(out.rows, vec![vec![Value::Text("lime".into())]]);
+        assert_eq!(out.last_insert_id, None, "a SELECT reports no insert id");
+    })
+    .await
+}
+
+async fn params_named(p: Provider) {
+    with_db(p, |db| async move {
+        let table = db.user_table("named", &format!("{}, name VARCHAR(100) NOT NULL, qty INTEGER NOT NULL", db.serial_id())).await;
+        let q = |sql: String, params: Vec<(&str, Param)>| {
+            let db = db.clone();
+            let params = Params::Named(params.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+            async move {
+                match db.conn.query(&sql, params, &OpOptions::default()).await {
+                    Ok(o) => rows_of(o),
+                    Err(f) => panic!("[{}] {sql}: {}", db.p, f.error),
+                }
+            }
+        };
+        let out = q(
+            format!("INSERT INTO {table} (name, qty) VALUES (:name, :qty)"),
+            vec![("qty", Param::Int(4)), ("name", Param::Text("a:b".into()))],
+        )
+        .await;
+        assert_eq!(out.rows_affected, 1);
+        if db.p != Provider::Postgres {
+            assert_eq!(out.last_insert_id, Some(Value::Int(1)));
+        }
+        q(
+            format!("INSERT INTO {table} (name, qty) VALUES (:n1, :q1), (:n2, :q2)"),
+            vec![
+                ("n1", Param::Text("b".into())),
+                ("q1", Param::Int(6)),
+                ("n2", Param::Text("c".into())),
+                ("q2", Param::Int(8)),
+            ],
+        )
+        .await;
+        // one name used twice, a ':colon' inside a string literal, and a `--` comment
+        let sql = format!(
+            "SELECT name, qty, ':notaparam' AS lit FROM {table} WHERE qty >= :min AND (qty <= :max OR qty = :min) -- :ignored\n ORDER BY qty"
+        );
+        let out = q(sql, vec![("min", Param::Int(5)), ("max", Param::Int(8)), ("unused", Param::Int(0))]).await;
+        assert_eq!(out.columns, vec!["name", "qty", "lit"]);
+        assert_eq!(
+            out.rows,
+            vec![
+                vec![Value::Text("b".into()), Value::Int(6), Value::Text(":notaparam".into())],
+                vec![Value::Text("c".into()), Value::Int(8), Value::Text(":notaparam".into())],
+            ]
+        );
+        let out = q(format!("UPDATE {table} SET qty = :qty WHERE name = :name"), vec![("qty", Param::Int(1)), ("name", Param::Text("a:b".into()))]).await;
+        assert_eq!(out.rows_affected, 1);
+        let out = q(format!("SELECT qty FROM {table} WHERE name = :name"), vec![("name", Param::Text("a:b".into()))]).await;
+        assert_eq!(out.rows, vec![vec![Value::Int(1)]]);
+        if db.p == Provider::Postgres {
+            // `::` casts are not parameters
+            let out = q("SELECT :v::int + 1 AS x".into(), vec![("v", Param::Text("41".into()))]).await;
+            assert_eq!(out.rows, vec![vec![Value::Int(42)]]);
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Migrations
+// ---------------------------------------------------------------------------------------
+
+async fn migrations_auto_and_status(p: Provider) {
+    with_db(p, |db| async move {
+        for t in OWN_TABLES {
+            db.count(&db.t(t), "", vec![]).await; // exists (count works)
+        }
+        let out = db.sql(&format!("SELECT version FROM {} ORDER BY version", db.t("migrations")), vec![]).await;
+        assert_eq!(out.rows, vec![vec![Value::Int(1)]]);
+        let st = db.conn.schema_status().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(st.provider, db.p);
+        assert_eq!(st.applied.iter().map(|a| a.version).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(st.applied[0].name, "0001_init");
+        assert!(!st.applied[0].applied_at.is_empty());
+        assert!(st.pending.is_empty(), "{:?}", st.pending);
+        let again = db.conn.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(again.is_empty(), "a second migrate applies nothing: {again:?}");
+        assert_eq!(db.count(&db.t("migrations"), "", vec![]).await, 1);
+        // reopening with autoMigrate on an up-to-date schema changes nothing either
+        let other = db.open_another(|_| {}).await.unwrap_or_else(|e| panic!("{e}"));
+        other.close().await;
+        assert_eq!(db.count(&db.t("migrations"), "", vec![]).await, 1);
+        // the JSON the admin API serves
+        let v = serde_json::to_value(&st).unwrap();
+        assert_eq!(v["applied"][0]["version"], json!(1));
+        assert!(v["applied"][0]["appliedAt"].is_string(), "{v}");
+        assert_eq!(v["pending"], json!([]));
+    })
+    .await
+}
+
+async fn migrations_manual(p: Provider) {
+    with_db_cfg(
+        p,
+        |cfg| cfg["autoMigrate"] = json!(false),
+        |db| async move {
+            let st = db.conn.schema_status().await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(st.applied.is_empty());
+            assert_eq!(st.pending.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1]);
+            // without the schema, queue operations fail (and say so)
+            let f = db.op_err("insertTask", json!({"name": "x"})).await;
+            assert!(matches!(f.error.code(), "DBC_QUERY" | "DBC_SCHEMA"), "{}", f.error);
+            let done = db.conn.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(done.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1]);
+            let st = db.conn.schema_status().await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(st.applied.iter().map(|a| a.version).collect::<Vec<_>>(), vec![1]);
+            assert!(st.pending.is_empty());
+            assert!(db.conn.migrate().await.unwrap().is_empty());
+            db.insert_task(json!({"name": "after migrate"})).await;
+        },
+    )
+    .await
+}
+
+async fn migrations_race(p: Provider) {
+    // the fixture's connector does not migrate, so the prefix is still fresh
+    with_db_cfg(
+        p,
+        |cfg| cfg["autoMigrate"] = json!(false),
+        |db| async move {
+            let mut cfg = db.cfg.clone();
+            cfg["autoMigrate"] = json!(true);
+            cfg["pool"]["acquireTimeoutMs"] = json!(20000);
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let cfg = config_of(&cfg);
+                    tokio::spawn(async move { Connector::open(cfg).await })
+                })
+                .collect();
+            let mut opened = Vec::new();
+            for (n, h) in handles.into_iter().enumerate() {
+                match h.await.expect("open task panicked") {
+                    Ok(c) => opened.push(c),
+                    Err(e) => panic!("[{}] connector {n} of 4 failed to open: {} {e}", db.p, e.code()),
+                }
+            }
+            for c in &opened {
+                c.close().await;
+            }
+            assert_eq!(db.count(&db.t("migrations"), "", vec![]).await, 1);
+            let st = db.conn.schema_status().await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(st.applied.iter().map(|a| a.version).collect::<Vec<_>>(), vec![1]);
+            assert!(st.pending.is_empty());
+        },
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Tasks
+// ---------------------------------------------------------------------------------------
+
+async fn tasks_insert_single_and_array(p: Provider) {
+    with_db(p, |db| async move {
+        let t = db
+            .insert_task(json!({
+                "name": "send-mail",
+                "payload": {"to": "a@example.com", "n": [1, 2.5, null], "nested": {"ok": true}},
+                "priority": 7,
+                "runAt": "2030-01-02T03:04:05.678Z",
+                "maxAttempts": 3,
+            }))
+            .await;
+        assert_uuid_v7(s(&t, "id"));
+        assert_eq!(s(&t, "queue"), "default");
+        assert_eq!(s(&t, "name"), "send-mail");
+        assert_eq!(t["payload"], json!({"to": "a@example.com", "n": [1, 2.5, null], "nested": {"ok": true}}));
+        assert_eq!(s(&t, "status"), "pending");
+        assert_eq!(i(&t, "priority"), 7);
+        assert_eq!(s(&t, "runAt"), "2030-01-02T03:04:05.678Z");
+        assert_eq!(i(&t, "attempts"), 0);
+        assert_eq!(i(&t, "maxAttempts"), 3);
+        assert!(t.get("deduplicated").is_none(), "{t}");
+        time_of(&t, "createdAt");
+        // what getTask reads back is what insertTask returned, on every provider
+        let got = db.get_task(s(&t, "id")).await;
+        for key in ["id", "queue", "name", "payload", "status", "priority", "runAt", "attempts", "maxAttempts", "workflowId", "idempotencyKey", "workerId", "leaseExpiresAt", "result", "lastError", "createdAt", "updatedAt", "startedAt", "finishedAt"] {
+            assert_eq!(got[key], t[key], "{key}: getTask {got} vs insertTask {t}");
+        }
+        assert_eq!(got["history"], json!([]));
+        assert_eq!(got["errors"], json!([]));
+        assert_eq!(got["dependsOn"], json!([]));
+        // defaults, and the node's queue
+        let opts = OpOptions { debug: false, queue: Some("mail".into()) };
+        let d = db.op_with("insertTask", json!({}), &opts).await;
+        assert_eq!(s(&d, "queue"), "mail");
+        assert_eq!(i(&d, "priority"), 0);
+        assert_eq!(i(&d, "maxAttempts"), 5);
+        assert_eq!(d["payload"], Json::Null);
+        let runs = time_of(&d, "runAt");
+        assert!((chrono::Utc::now() - runs).num_seconds().abs() < 60, "runAt defaults to now");
+        // epoch milliseconds are accepted for runAt
+        let e = db.insert_task(json!({"runAt": 1_893_456_000_000i64})).await;
+        assert_eq!(s(&e, "runAt"), "2030-01-01T00:00:00.000Z");
+        // an array: one result per task, in order
+        let before = db.count(&db.t("tasks"), "", vec![]).await;
+        let arr = db
+            .insert_task(json!([
+                {"name": "a", "payload": 1},
+                {"name": "b", "payload": "two", "queue": "other"},
+                {"name": "c", "payload": [3]},
+            ]))
+            .await;
+        let arr = arr.as_array().expect("an array in, an array out");
+        assert_eq!(arr.len(), 3);
+        assert_eq!(arr.iter().map(|t| s(t, "name")).collect::<Vec<_>>(), vec!["a", "b", "c"]);
+        assert_eq!(arr[1]["queue"], json!("other"));
+        assert_eq!(arr.iter().map(|t| t["payload"].clone()).collect::<Vec<_>>(), vec![json!(1), json!("two"), json!([3])]);
+        let ids: Vec<&str> = arr.iter().map(|t| s(t, "id")).collect();
+        for id in &ids {
+            assert_uuid_v7(id);
+        }
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 3);
+        assert_eq!(db.count(&db.t("tasks"), "", vec![]).await, before + 3);
+        for t in arr {
+            let got = db.get_task(s(t, "id")).await;
+            assert_eq!(got["name"], t["name"]);
+            assert_eq!(got["payload"], t["payload"]);
+        }
+    })
+    .await
+}
+
+async fn tasks_idempotency(p: Provider) {
+    with_db(p, |db| async move {
+        let first = db.insert_task(json!({"name": "once", "idempotencyKey": "order-42", "payload": {"v": 1}})).await;
+        assert!(first.get("deduplicated").is_none(), "{first}");
+        let second = db.insert_task(json!({"name": "twice", "idempotencyKey": "order-42", "payload": {"v": 2}})).await;
+        assert_eq!(second["deduplicated"], json!(true), "{second}");
+        assert_eq!(second["id"], first["id"]);
+        assert_eq!(second["name"], json!("once"), "the first task is returned");
+        assert_eq!(second["payload"], json!({"v": 1}));
+        assert_eq!(db.count(&db.t("tasks"), "", vec![]).await, 1);
+        // inside an array, a duplicate is resolved per element
+        let arr = db
+            .insert_task(json!([
+                {"name": "new", "idempotencyKey": "order-43"},
+                {"name": "dup", "idempotencyKey": "order-42"},
+            ]))
+            .await;
+        assert!(arr[0].get("deduplicated").is_none());
+        assert_eq!(arr[1]["deduplicated"], json!(true));
+        assert_eq!(arr[1]["id"], first["id"]);
+        assert_eq!(db.count(&db.t("tasks"), "", vec![]).await, 2);
+        // the same new key twice in one array: one row, the second element deduplicated
+        let arr = db
+            .insert_task(json!([
+                {"name": "x1", "idempotencyKey": "order-44"},
+                {"name": "x2", "idempotencyKey": "order-44"},
+            ]))
+            .await;
+        assert!(arr[0].get("deduplicated").is_none(), "{arr}");
+        assert_eq!(arr[1]["deduplicated"], json!(true), "{arr}");
+        assert_eq!(arr[1]["id"], arr[0]["id"]);
+        assert_eq!(arr[1]["name"], json!("x1"));
+        assert_eq!(db.count(&db.t("tasks"), "", vec![]).await, 3);
+        // every result id exists
+        for t in arr.as_array().unwrap() {
+            db.get_task(s(t, "id")).await;
+        }
+    })
+    .await
+}
+
+async fn tasks_idempotency_concurrent(p: Provider) {
+    with_db(p, |db| async move {
+        let handles: Vec<_> = (0..16)
+            .map(|n| {
+                let conn = db.conn.clone();
+                tokio::spawn(async move {
+                    conn.execute("insertTask", json!({"name": format!("racer-{n}"), "idempotencyKey": "same-key"}), &OpOptions::default()).await
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for h in handles {
+            match h.await.expect("insert task panicked") {
+                Ok(o) => results.push(json_of(o)),
+                Err(f) => panic!("[{}] a concurrent insert failed: {} {}", db.p, f.error.code(), f.error),
+            }
+        }
+        let fresh: Vec<&Json> = results.iter().filter(|r| r.get("deduplicated").is_none()).collect();
+        assert_eq!(fresh.len(), 1, "exactly one insert is not deduplicated: {results:?}");
+        let id = &fresh[0]["id"];
+        assert!(results.iter().all(|r| &r["id"] == id), "all get the same id: {results:?}");
+        assert_eq!(db.count(&db.t("tasks"), &format!("WHERE idempotency_key = {}", db.ph(1)), vec![Param::Text("same-key".into())]).await, 1);
+        assert_eq!(db.count(&db.t("tasks"), "", vec![]).await, 1);
+    })
+    .await
+}
+
+async fn tasks_lifecycle_history(p: Provider) {
+    with_db(p, |db| async move {
+        let t = db.insert_task(json!({"name": "job", "payload": {"x": 1}})).await;
+        let id = s(&t, "id").to_string();
+        let running = db.set_status(json!({"id": id, "status": "running", "workerId": "w1", "leaseMs": 60000})).await;
+        assert_eq!(s(&running, "status"), "running");
+        assert_eq!(i(&running, "attempts"), 1);
+        assert_eq!(s(&running, "workerId"), "w1");
+        let lease = time_of(&running, "leaseExpiresAt");
+        let started = time_of(&running, "startedAt");
+        assert!(lease > started);
+        let mid = db.get_task(&id).await;
+        assert_eq!(mid["history"].as_array().unwrap().len(), 1);
+        assert_eq!(mid["history"][0]["status"], json!("running"));
+        assert_eq!(mid["history"][0]["durationMs"], Json::Null);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let done = db.set_status(json!({"id": id, "status": "completed", "workerId": "w1", "result": {"sent": true, "n": 3}})).await;
+        assert_eq!(s(&done, "status"), "completed");
+        assert_eq!(done["result"], json!({"sent": true, "n": 3}));
+        assert_eq!(done["workerId"], Json::Null);
+        assert_eq!(done["leaseExpiresAt"], Json::Null);
+        assert_eq!(i(&done, "attempts"), 1);
+        assert!(time_of(&done, "finishedAt") >= started);
+        let got = db.get_task(&id).await;
+        let history = got["history"].as_array().expect("history");
+        assert_eq!(history.len(), 1, "{got}");
+        let h = &history[0];
+        assert_eq!(i(h, "attempt"), 1);
+        assert_eq!(s(h, "status"), "completed");
+        assert_eq!(s(h, "workerId"), "w1");
+        let ms = i(h, "durationMs");
+        assert!(ms >= 0, "durationMs {ms}");
+        assert!(ms >= 15, "the attempt lasted at least the 20 ms sleep, got {ms}");
+        assert!(time_of(h, "finishedAt") >= time_of(h, "startedAt"));
+        assert_eq!(got["errors"], json!([]));
+        assert_eq!(db.count(&db.t("task_executions"), "", vec![]).await, 1);
+        // pending → completed directly also records one attempt
+        let t2 = db.insert_task(json!({"name": "quick"})).await;
+        let d2 = db.set_status(json!({"id": t2["id"], "status": "completed"})).await;
+        assert_eq!(i(&d2, "attempts"), 1);
+        let g2 = db.get_task(s(&t2, "id")).await;
+        assert_eq!(g2["history"][0]["status"], json!("completed"));
+        assert!(i(&g2["history"][0], "durationMs") >= 0);
+        // pending → cancelled records none
+        let t3 = db.insert_task(json!({"name": "never"})).await;
+        let c3 = db.set_status(json!({"id": t3["id"], "status": "cancelled"})).await;
+        assert_eq!(s(&c3, "status"), "cancelled");
+        assert_eq!(db.get_task(s(&t3, "id")).await["history"], json!([]));
+    })
+    .await
+}
+
+async fn tasks_invalid_transition_and_not_found(p: Provider) {
+    with_db(p, |db| async move {
+        let t = db.insert_task(json!({"name": "job"})).await;
+        let id = s(&t, "id").to_string();
+        db.set_status(json!({"id": id, "status": "running", "workerId": "w"})).await;
+        db.set_status(json!({"id": id, "status": "completed", "workerId": "w", "result": 1})).await;
+        let before = db.get_task(&id).await;
+        for status in ["running", "pending", "failed", "completed", "cancelled"] {
+            let f = db.op_err("updateTaskStatus", json!({"id": id, "status": status, "workerId": "w"})).await;
+            assert_code(&f, "DBC_INVALID_TRANSITION");
+            assert!(!f.error.is_retryable());
+        }
+        let after = db.get_task(&id).await;
+        assert_eq!(after, before, "an illegal change changes nothing");
+        // a failed task cannot go back to pending by updateTaskStatus
+        let t2 = db.insert_task(json!({"name": "fails", "maxAttempts": 1})).await;
+        db.set_status(json!({"id": t2["id"], "status": "running"})).await;
+        db.set_status(json!({"id": t2["id"], "status": "failed", "error": "x"})).await;
+        let f = db.op_err("updateTaskStatus", json!({"id": t2["id"], "status": "pending"})).await;
+        assert_code(&f, "DBC_INVALID_TRANSITION");
+        // unknown ids
+        let unknown = uuid::Uuid::now_v7().to_string();
+        let f = db.op_err("getTask", json!({"id": unknown})).await;
+        assert_code(&f, "DBC_NOT_FOUND");
+        let f = db.op_err("updateTaskStatus", json!({"id": unknown, "status": "completed"})).await;
+        assert_code(&f, "DBC_NOT_FOUND");
+        assert_eq!(db.count(&db.t("task_executions"), &format!("WHERE task_id = {}", db.ph(1)), vec![Param::Text(unknown)]).await, 0);
+    })
+    .await
+}
+
+async fn tasks_fail_and_retry(p: Provider) {
+    with_db(p, |db| async move {
+        // attempts left: back to pending, later runAt, an error-log row
+        let t = db.insert_task(json!({"name": "flaky", "maxAttempts": 2})).await;
+        let id = s(&t, "id").to_string();
+        let run_at0 = time_of(&t, "runAt");
+        db.set_status(json!({"id": id, "status": "running", "workerId": "w"})).await;
+        let failed_at = chrono::Utc::now();
+        let r = db
+            .set_status(json!({"id": id, "status": "failed", "workerId": "w", "error": {"message": "smtp down", "code": "E_SMTP"}}))
+            .await;
+        assert_eq!(s(&r, "status"), "pending", "{r}");
+        assert_eq!(i(&r, "attempts"), 1);
+        assert_eq!(s(&r, "lastError"), "smtp down");
+        let run_at1 = time_of(&r, "runAt");
+        assert!(run_at1 > run_at0, "runAt moves later: {run_at0} -> {run_at1}");
+        assert!(run_at1 > failed_at, "runAt is after the failure: {run_at1} vs {failed_at}");
+        assert!(run_at1 < failed_at + chrono::Duration::seconds(10), "the first backoff is about 1 s: {run_at1}");
+        assert_eq!(r["workerId"], Json::Null);
+        let g = db.get_task(&id).await;
+        assert_eq!(g["history"].as_array().unwrap().len(), 1);
+        assert_eq!(g["history"][0]["status"], json!("failed"));
+        let errors = g["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "{g}");
+        assert_eq!(i(&errors[0], "attempt"), 1);
+        assert_eq!(s(&errors[0], "code"), "E_SMTP");
+        assert_eq!(s(&errors[0], "message"), "smtp down");
+        assert_eq!(s(&errors[0], "operation"), "updateTaskStatus");
+        time_of(&errors[0], "createdAt");
+        // no attempts left: stays failed
+        db.set_status(json!({"id": id, "status": "running", "workerId": "w"})).await;
+        let f = db.set_status(json!({"id": id, "status": "failed", "workerId": "w", "error": "still down"})).await;
+        assert_eq!(s(&f, "status"), "failed");
+        assert_eq!(i(&f, "attempts"), 2);
+        assert_eq!(s(&f, "lastError"), "still down");
+        time_of(&f, "finishedAt");
+        let g = db.get_task(&id).await;
+        let history = g["history"].as_array().unwrap();
+        assert_eq!(history.iter().map(|h| (i(h, "attempt"), s(h, "status").to_string())).collect::<Vec<_>>(), vec![(1, "failed".into()), (2, "failed".into())]);
+        let errors = g["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 2);
+        assert_eq!(s(&errors[1], "code"), "TASK_FAILED");
+        assert_eq!(i(&errors[1], "attempt"), 2);
+        assert_eq!(db.count(&db.t("error_logs"), "", vec![]).await, 2);
+        // maxAttempts 1: the first failure is final
+        let once = db.insert_task(json!({"name": "once", "maxAttempts": 1})).await;
+        db.set_status(json!({"id": once["id"], "status": "running"})).await;
+        let f = db.set_status(json!({"id": once["id"], "status": "failed"})).await;
+        assert_eq!(s(&f, "status"), "failed");
+        assert_eq!(i(&f, "attempts"), 1);
+    })
+    .await
+}
+
+async fn tasks_lease_lost(p: Provider) {
+    with_db(p, |db| async move {
+        let t = db.insert_task(json!({"name": "leased"})).await;
+        let id = s(&t, "id").to_string();
+        db.set_status(json!({"id": id, "status": "running", "workerId": "a", "leaseMs": 60000})).await;
+        let before = db.get_task(&id).await;
+        for status in ["completed", "failed", "pending", "cancelled"] {
+            let f = db.op_err("updateTaskStatus", json!({"id": id, "status": status, "workerId": "b"})).await;
+            assert_code(&f, "DBC_LEASE_LOST");
+        }
+        assert_eq!(db.get_task(&id).await, before, "a lost lease changes nothing");
+        let done = db.set_status(json!({"id": id, "status": "completed", "workerId": "a"})).await;
+        assert_eq!(s(&done, "status"), "completed");
+        // an expired lease is lost too
+        let t = db.insert_task(json!({"name": "expires"})).await;
+        let id = s(&t, "id").to_string();
+        db.set_status(json!({"id": id, "status": "running", "workerId": "a", "leaseMs": 100})).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = db.get_task(&id).await;
+        let f = db.op_err("updateTaskStatus", json!({"id": id, "status": "completed", "workerId": "a"})).await;
+        assert_code(&f, "DBC_LEASE_LOST");
+        assert_eq!(db.get_task(&id).await, before);
+    })
+    .await
+}
+
+async fn tasks_validation_writes_nothing(p: Provider) {
+    with_db(p, |db| async move {
+        db.insert_task(json!({"name": "existing"})).await;
+        let tasks = db.t("tasks");
+        let before = db.count(&tasks, "", vec![]).await;
+        let cases = [
+            (json!({"priority": -1}), "priority"),
+            (json!({"priority": 1.5}), "priority"),
+            (json!({"runAt": "10000-01-01T00:00:00Z"}), "runAt"),
+            (json!({"runAt": "tomorrow"}), "runAt"),
+            (json!({"maxAttempts": 0}), "maxAttempts"),
+            (json!({"workflowId": "not-a-uuid"}), "workflowId"),
+            (json!({"colour": "red"}), "colour"),
+            (json!({"queue": ""}), "queue"),
+            (json!({"idempotencyKey": 5}), "idempotencyKey"),
+            (json!([{"name": "ok"}, {"priority": -1}]), "payload[1].priority"),
+            (json!([{"name": "ok"}, {"name": "ok2"}, {"bogus": 1}]), "payload[2].bogus"),
+        ];
+        for (input, field) in cases {
+            let f = db.op_err("insertTask", input.clone()).await;
+            assert_validation(&f, field);
+            assert_eq!(db.count(&tasks, "", vec![]).await, before, "{input} wrote a row");
+        }
+        // status changes validate before touching the row
+        let t = db.insert_task(json!({"name": "target"})).await;
+        let snapshot = db.get_task(s(&t, "id")).await;
+        for (input, field) in [
+            (json!({"id": t["id"], "status": "done"}), "status"),
+            (json!({"id": t["id"], "status": "running", "leaseMs": 5}), "leaseMs"),
+            (json!({"id": t["id"], "status": "running", "extra": 1}), "extra"),
+            (json!({"id": "123", "status": "running"}), "id"),
+        ] {
+            let f = db.op_err("updateTaskStatus", input.clone()).await;
+            assert_validation(&f, field);
+        }
+        assert_eq!(db.get_task(s(&t, "id")).await, snapshot);
+        assert_eq!(db.count(&db.t("task_executions"), "", vec![]).await, 0);
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Debug, test connection, close
+// ---------------------------------------------------------------------------------------
+
+async fn debug_info(p: Provider) {
+    with_db_cfg(
+        p,
+        |cfg| cfg["pool"]["poolMax"] = json!(4),
+        |db| async move {
+            let on = OpOptions { debug: true, queue: None };
+            let check = |d: &DebugInfo, what: &str, statements: usize| {
+                assert_eq!(d.provider, db.p, "{what}");
+                assert!(!d.failover, "{what}");
+                assert_eq!(d.connection_state, "connected", "{what}");
+                assert_eq!(d.statements.len(), statements, "{what}: {:?}", d.statements);
+                assert!(d.statements.iter().all(|s| s.ms >= 0.0 && !s.name.is_empty()), "{what}");
+                let sum: f64 = d.statements.iter().map(|s| s.ms).sum();
+                assert!((d.db_ms - sum).abs() < 1e-6, "{what}: dbMs {} vs {sum}", d.db_ms);
+                assert_eq!(d.pool.state.max, 4, "{what}: pool max is the configured poolMax");
+                assert!(d.pool.state.in_use <= d.pool.state.size, "{what}");
+                assert!(d.pool.state.size <= 4, "{what}");
+                assert_eq!(d.retries, 0);
+            };
+            // a query: one statement, its row count
+            let o = db.conn.query("SELECT 1 AS one UNION ALL SELECT 2", Params::None, &on).await.unwrap_or_else(|f| panic!("{}", f.error));
+            let d = o.debug.expect("debug on gives DebugInfo");
+            check(&d, "query", 1);
+            assert_eq!(d.statements[0].name, "query");
+            assert_eq!(d.statements[0].rows, 2);
+            // insertTask: one bulk statement
+            let mut o = db.conn.execute("insertTask", json!([{"name": "a"}, {"name": "b"}]), &on).await.unwrap_or_else(|f| panic!("{}", f.error));
+            let d = o.debug.take().expect("debug");
+            check(&d, "insertTask", 1);
+            assert_eq!(d.statements[0].rows, 2);
+            let id = json_of(o)[0]["id"].clone();
+            // getTask: task, dependencies, history, errors
+            let o = db.conn.execute("getTask", json!({"id": id}), &on).await.unwrap_or_else(|f| panic!("{}", f.error));
+            check(o.debug.as_ref().expect("debug"), "getTask", 4);
+            // the `_debug` JSON names
+            let v = serde_json::to_value(o.debug.as_ref().unwrap()).unwrap();
+            for key in ["provider", "failover", "connectionState", "dbMs", "statements", "pool", "retries"] {
+                assert!(v.get(key).is_some(), "_debug lacks {key}: {v}");
+            }
+            for key in ["size", "idle", "inUse", "max", "waiting"] {
+                assert!(v["pool"].get(key).is_some(), "_debug.pool lacks {key}: {v}");
+            }
+            assert_eq!(v["pool"]["max"], json!(4));
+            assert_eq!(v["provider"], json!(db.p.as_str()));
+            // debug off: nothing collected
+            let off = OpOptions::default();
+            let o = db.conn.query("SELECT 1 AS one", Params::None, &off).await.unwrap_or_else(|f| panic!("{}", f.error));
+            assert!(o.debug.is_none(), "debug off gives no DebugInfo");
+            let o = db.conn.execute("getTask", json!({"id": id}), &off).await.unwrap_or_else(|f| panic!("{}", f.error));
+            assert!(o.debug.is_none());
+            let o = db.conn.execute("insertTask", json!({"name": "c"}), &off).await.unwrap_or_else(|f| panic!("{}", f.error));
+            assert!(o.debug.is_none());
+            assert_eq!(db.conn.pool_state().state.max, 4);
+        },
+    )
+    .await
+}
+
+async fn test_connection_and_close(p: Provider) {
+    with_db(p, |db| async move {
+        let cfg = config_of(&db.cfg);
+        let r = test_connection(&cfg.primary, &cfg.pool).await.unwrap_or_else(|e| panic!("{}", unreachable_message(db.p, &e)));
+        assert_eq!(r.provider, db.p);
+        assert!(!r.server_version.is_empty());
+        assert!(r.latency_ms >= 0.0);
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v["serverVersion"].is_string() && v["latencyMs"].is_number(), "{v}");
+        // a closed connector refuses work with DBC_CONNECTION
+        let other = db.open_another(|_| {}).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(other.connection_state(), "connected");
+        other.close().await;
+        assert_eq!(other.connection_state(), "disconnected");
+        let f = other.query("SELECT 1", Params::None, &OpOptions::default()).await.expect_err("closed");
+        assert_eq!(f.error.code(), "DBC_CONNECTION");
+        let f = other.execute("getTask", json!({"id": uuid::Uuid::now_v7().to_string()}), &OpOptions::default()).await.expect_err("closed");
+        assert_eq!(f.error.code(), "DBC_CONNECTION");
+        assert_eq!(f.operation, "getTask");
+        // the fixture's connector is unaffected
+        let out = db.sql("SELECT 1 AS one", vec![]).await;
+        assert_eq!(out.rows, vec![vec![Value::Int(1)]]);
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// One module per provider
+// ---------------------------------------------------------------------------------------
+
+macro_rules! suite {
+    ($module:ident, $provider:ident; $($name:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Provider::$provider).await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        suite!(postgres, Postgres; $($name),*);
+        suite!(mariadb, Mariadb; $($name),*);
+        suite!(sqlite, Sqlite; $($name),*);
+    };
+}
+
+conformance!(
+    types_round_trip,
+    types_null_into_int_and_int_into_text,
+    errors_connection_refused,
+    errors_bad_credentials,
+    errors_syntax,
+    errors_unique_violation,
+    errors_param_count,
+    errors_invalid_json_param,
+    errors_unknown_operation,
+    errors_bad_config,
+    params_positional,
+    params_named,
+    migrations_auto_and_status,
+    migrations_manual,
+    migrations_race,
+    tasks_insert_single_and_array,
+    tasks_idempotency,
+    tasks_idempotency_concurrent,
+    tasks_lifecycle_history,
+    tasks_invalid_transition_and_not_found,
+    tasks_fail_and_retry,
+    tasks_lease_lost,
+    tasks_validation_writes_nothing,
+    debug_info,
+    test_connection_and_close,
+);

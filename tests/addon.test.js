@@ -1,0 +1,142 @@
+/**
+ * The addon contract, called through database-service.js (the only JS that loads it):
+ * coded errors from every path, JS-safe types on every provider, panics and closed
+ * handles as rejections — never a crash.
+ */
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const service = require('../nodes/database-connector/database-service');
+const { configFor, requireDatabases } = require('./support');
+
+const PROVIDERS = ['postgres', 'mariadb', 'sqlite'];
+
+test.before(() => requireDatabases(service));
+
+async function rejectsWith(promise, code, check) {
+  await assert.rejects(promise, (err) => {
+    assert.ok(err instanceof Error, 'an Error');
+    assert.equal(err.code, code, err.message);
+    assert.equal(typeof err.retryable, 'boolean');
+    assert.equal(typeof err.operation, 'string');
+    if (check) check(err);
+    return true;
+  });
+}
+
+test('connection refused is DBC_CONNECTION within the acquire timeout, with a JS stack', async () => {
+  const started = Date.now();
+  await rejectsWith(
+    service.open({ primary: { provider: 'postgres', host: '127.0.0.1', port: 1 }, pool: { acquireTimeoutMs: 2000 } }),
+    'DBC_CONNECTION',
+    (err) => {
+      assert.match(err.message, /refused/i);
+      assert.equal(err.provider, 'postgres');
+      assert.equal(err.retryable, true);
+      assert.match(err.stack, /addon\.test\.js/);
+    },
+  );
+  assert.ok(Date.now() - started < 3000);
+});
+
+test('wrong credentials are DBC_CONNECTION on postgres and mariadb, without the password', async () => {
+  await rejectsWith(
+    service.open({ primary: { provider: 'postgres', host: '127.0.0.1', user: 'no_such_user_x', password: 'sekret-pw-1', database: 'test' } }),
+    'DBC_CONNECTION',
+    (err) => assert.doesNotMatch(err.message + err.stack, /sekret-pw-1/),
+  );
+  await rejectsWith(
+    service.open({ primary: { provider: 'mariadb', url: 'mysql://root:sekret-pw-2@127.0.0.1:3306/test' } }),
+    'DBC_CONNECTION',
+    (err) => assert.doesNotMatch(err.message + err.stack, /sekret-pw-2/),
+  );
+});
+
+test('bad configuration is DBC_CONFIG', async () => {
+  await rejectsWith(service.open({ primary: { provider: 'oracle' } }), 'DBC_CONFIG');
+  await rejectsWith(service.open({ primary: { provider: 'sqlite', sqliteFile: ':memory:' }, tablePrefix: 'Bad-Prefix' }), 'DBC_CONFIG');
+  await rejectsWith(service.open({ primary: { provider: 'postgres', port: 70000 } }), 'DBC_CONFIG');
+});
+
+for (const provider of PROVIDERS) {
+  test(`${provider}: coded errors from every query and task path`, async () => {
+    const db = await service.open(configFor(provider));
+    try {
+      await rejectsWith(db.query('SELEC 1'), 'DBC_QUERY', (err) => {
+        if (provider !== 'sqlite') assert.match(err.sqlState, /^42/);
+        assert.equal(err.provider, provider);
+      });
+      const table = `u_${Math.random().toString(36).slice(2, 8)}`;
+      await db.query(`CREATE TABLE ${table} (id INTEGER PRIMARY KEY, name VARCHAR(20))`);
+      await db.query(`INSERT INTO ${table} (id, name) VALUES (1, 'a')`);
+      await rejectsWith(db.query(`INSERT INTO ${table} (id, name) VALUES (1, 'b')`), 'DBC_CONFLICT', (err) => assert.ok(err.sqlState));
+      const ph = provider === 'postgres' ? '$1' : '?';
+      await rejectsWith(db.query(`SELECT name FROM ${table} WHERE id = ${ph}`, []), 'DBC_VALIDATION', (err) => assert.equal(err.field, 'params'));
+      await rejectsWith(db.query(`SELECT name FROM ${table} WHERE id = :id`, { nope: 1 }), 'DBC_VALIDATION', (err) => assert.equal(err.field, 'params.id'));
+      const circular = { a: 1 };
+      circular.self = circular;
+      await rejectsWith(db.execute('insertTask', { payload: circular }), 'DBC_VALIDATION', (err) => assert.equal(err.field, 'payload'));
+      await rejectsWith(db.execute('insertTask', { payload: { n: NaN } }), 'DBC_VALIDATION');
+      await rejectsWith(db.execute('insertTask', { payload: 10n }), 'DBC_VALIDATION');
+      await rejectsWith(db.query(`SELECT ${ph}`, [circular]), 'DBC_VALIDATION');
+      await rejectsWith(db.execute('getTask', { id: 'not-a-uuid' }), 'DBC_VALIDATION', (err) => assert.equal(err.field, 'id'));
+      await rejectsWith(db.execute('getTask', { id: '0190d6e0-0000-7000-8000-000000000000' }), 'DBC_NOT_FOUND');
+      await rejectsWith(db.execute('noSuchOperation', {}), 'DBC_VALIDATION', (err) => assert.equal(err.field, 'operation'));
+      await db.query(`DROP TABLE ${table}`);
+    } finally {
+      await db.close();
+    }
+    await rejectsWith(db.query('SELECT 1'), 'DBC_CONNECTION', (err) => assert.match(err.message, /closed/));
+  });
+
+  test(`${provider}: values come back JS-safe and the same on every provider`, async () => {
+    const db = await service.open(configFor(provider));
+    try {
+      const t = `v_${Math.random().toString(36).slice(2, 8)}`;
+      const types = {
+        postgres: 'b BOOLEAN, i BIGINT, f DOUBLE PRECISION, d NUMERIC(20,4), s TEXT, j JSONB, u UUID, ts TIMESTAMPTZ, dt DATE, by BYTEA',
+        mariadb: 'b BOOLEAN, i BIGINT, f DOUBLE, d DECIMAL(20,4), s TEXT, j JSON, u CHAR(36), ts DATETIME(3), dt DATE, `by` LONGBLOB',
+        sqlite: 'b BOOLEAN, i INTEGER, f REAL, d TEXT, s TEXT, j TEXT, u TEXT, ts TEXT, dt TEXT, by BLOB',
+      }[provider];
+      await db.query(`CREATE TABLE ${t} (${types})`);
+      const cols = provider === 'mariadb' ? 'b, i, f, d, s, j, u, ts, dt, `by`' : 'b, i, f, d, s, j, u, ts, dt, by';
+      const row = {
+        b: true, i: '9007199254740993', f: 2.5, d: '12345.6789', s: 'héllo', j: { a: [1, 'x'] },
+        u: '0190d6e0-0000-7000-8000-000000000001', ts: '2024-05-01T10:20:30.123Z', dt: '2024-05-01', by: Buffer.from([0, 1, 2, 255]),
+      };
+      const names = Object.keys(row);
+      await db.query(`INSERT INTO ${t} (${cols}) VALUES (${names.map((n) => `:${n}`).join(', ')})`, provider === 'mariadb' ? { ...row, ts: '2024-05-01 10:20:30.123' } : row);
+      await db.query(`INSERT INTO ${t} (${cols}) VALUES (${names.map(() => 'NULL').join(', ')})`);
+      const { rows } = await db.query(`SELECT ${cols} FROM ${t} ORDER BY i`);
+      const [nulls, got] = provider === 'sqlite' ? [rows[0], rows[1]] : [rows.find((r) => r.i === null), rows.find((r) => r.i !== null)];
+      assert.deepEqual(Object.values(nulls), names.map(() => null));
+      assert.equal(got.b, true);
+      assert.equal(got.i, '9007199254740993', 'beyond 2^53 as a string');
+      assert.equal(got.f, 2.5);
+      assert.equal(got.d, '12345.6789');
+      assert.equal(got.s, 'héllo');
+      if (provider === 'sqlite') assert.equal(got.j, JSON.stringify(row.j));
+      else assert.deepEqual(got.j, row.j);
+      assert.equal(got.u, row.u);
+      assert.equal(got.ts.replace(' ', 'T').replace(/Z$/, ''), '2024-05-01T10:20:30.123');
+      assert.equal(got.dt, '2024-05-01');
+      assert.ok(Buffer.isBuffer(got.by));
+      assert.deepEqual([...got.by], [0, 1, 2, 255]);
+      assert.doesNotThrow(() => JSON.stringify(rows));
+      const small = await db.query(provider === 'postgres' ? 'SELECT 42::int8 AS n' : 'SELECT 42 AS n');
+      assert.equal(small.rows[0].n, 42);
+      await db.query(`DROP TABLE ${t}`);
+    } finally {
+      await db.close();
+    }
+  });
+}
+
+test('a panic inside the addon becomes a DBC_INTERNAL rejection and the process lives on', async () => {
+  const db = await service.open(configFor('sqlite'));
+  await rejectsWith(db.handle.panicForTest().catch((e) => { throw service.toDatabaseError(e, 'panicForTest'); }), 'DBC_INTERNAL');
+  const r = await db.query('SELECT 1 AS one');
+  assert.equal(r.rows[0].one, 1);
+  await db.close();
+});

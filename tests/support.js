@@ -1,0 +1,142 @@
+/**
+ * Shared test support: database URLs (from the environment, with this machine's
+ * defaults), a loud check that every database is reachable, unique table prefixes,
+ * and a real Node-RED runtime spawned in its own process.
+ */
+'use strict';
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const http = require('http');
+const { spawn } = require('child_process');
+
+const root = path.resolve(__dirname, '..');
+const PG_URL = process.env.DBC_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/test';
+const MARIADB_URL = process.env.DBC_TEST_MARIADB_URL || 'mysql://root@127.0.0.1:3306/test';
+
+/** A table prefix no other test uses. */
+function uniquePrefix(tag = 't') {
+  return `${tag}${process.pid.toString(36)}${Math.random().toString(36).slice(2, 7)}_`.toLowerCase();
+}
+
+/** Connector config for a provider (sqlite: a fresh temp file). */
+function configFor(provider, extra = {}) {
+  const primary =
+    provider === 'postgres' ? { provider, url: PG_URL }
+      : provider === 'mariadb' ? { provider, url: MARIADB_URL }
+        : { provider: 'sqlite', sqliteFile: path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dbc-')), 'test.db') };
+  return { primary, tablePrefix: uniquePrefix(), retryBackoffMs: 10, retryBackoffMaxMs: 50, ...extra };
+}
+
+/** Config-node properties + credentials for a provider, as the editor would save them. */
+function nodeConfigFor(provider, id = 'cfg') {
+  const c = configFor(provider);
+  const props = { id, type: 'database-connector-config', name: provider, provider, tablePrefix: c.tablePrefix, autoMigrate: true };
+  if (provider === 'sqlite') props.sqliteFile = c.primary.sqliteFile;
+  const credentials = provider === 'sqlite' ? {} : { url: c.primary.url };
+  return { props, credentials, prefix: c.tablePrefix };
+}
+
+/**
+ * Fails (never skips) when a database the tests need cannot be reached.
+ * @param {object} service database-service module
+ */
+async function requireDatabases(service) {
+  for (const [provider, variable] of [['postgres', 'DBC_TEST_PG_URL'], ['mariadb', 'DBC_TEST_MARIADB_URL']]) {
+    try {
+      await service.testConnection(configFor(provider));
+    } catch (err) {
+      throw new Error(`${provider} is not reachable (${err.code}: ${err.message}); start it or set ${variable}`);
+    }
+  }
+}
+
+/** Plain HTTP request; resolves {status, body} with JSON parsed when possible. */
+function request(port, method, url, body, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path: url, headers: { 'content-type': 'application/json', ...(data ? { 'content-length': data.length } : {}), ...headers } },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          let parsed = text;
+          try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+          resolve({ status: res.statusCode, body: parsed, text });
+        });
+      },
+    );
+    req.on('error', reject);
+    if (data) req.write(data);
+    req.end();
+  });
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = require('net').createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+/**
+ * Starts a real Node-RED (this package linked into a temp user dir) with `flows`, and
+ * resolves once the flows have started.
+ * @param {{flows: object[], credentials?: object, userDir?: string, command?: string[]}} opts
+ */
+async function spawnNodeRed(opts) {
+  const port = await freePort();
+  const userDir = opts.userDir || fs.mkdtempSync(path.join(os.tmpdir(), 'dbc-red-'));
+  fs.mkdirSync(path.join(userDir, 'node_modules'), { recursive: true });
+  const link = path.join(userDir, 'node_modules', 'node-red-contrib-database-connector');
+  if (!fs.existsSync(link)) fs.symlinkSync(root, link, 'dir');
+  fs.writeFileSync(path.join(userDir, 'package.json'), JSON.stringify({ name: 'p', private: true }));
+  if (opts.flows) fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(opts.flows));
+  if (opts.credentials) {
+    fs.writeFileSync(path.join(userDir, 'flows_cred.json'), JSON.stringify(opts.credentials));
+  }
+  fs.writeFileSync(
+    path.join(userDir, 'settings.js'),
+    "module.exports = { uiHost: '127.0.0.1', flowFile: 'flows.json', credentialSecret: false, logging: { console: { level: 'info' } } };\n",
+  );
+  const args = opts.command || [require.resolve('node-red/red.js', { paths: [root] }), '-u', userDir, '-s', path.join(userDir, 'settings.js'), '-p', String(port)];
+  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, PORT: String(port), DBC_USER_DIR: userDir, ...(opts.env || {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (d) => { log += d; });
+  child.stderr.on('data', (d) => { log += d; });
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`Node-RED did not start in 60 s:\n${log}`)), 60000);
+    const check = () => {
+      if (/Started flows/.test(log)) { clearTimeout(timer); resolve(); }
+    };
+    child.stdout.on('data', check);
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`Node-RED exited (${code}):\n${log}`)); });
+  });
+  return {
+    port,
+    userDir,
+    child,
+    log: () => log,
+    request: (method, url, body, headers) => request(port, method, url, body, headers),
+    async deploy(flows) {
+      const r = await request(port, 'POST', '/flows', flows, { 'Node-RED-Deployment-Type': 'full' });
+      if (r.status !== 200 && r.status !== 204) throw new Error(`deploy failed: ${r.status} ${r.text}`);
+    },
+    stop() {
+      return new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      });
+    },
+  };
+}
+
+module.exports = { root, PG_URL, MARIADB_URL, uniquePrefix, configFor, nodeConfigFor, requireDatabases, request, spawnNodeRed, freePort };
