@@ -124,6 +124,30 @@ async function spawnNodeRed(opts) {
     userDir,
     child,
     log: () => log,
+    /** Resolves when the log matches `re` (the config node logs its state changes). */
+    waitFor(re, ms = 15000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no ${re} in the log within ${ms} ms:\n${log}`)), ms);
+        const check = () => {
+          if (re.test(log)) {
+            clearTimeout(timer);
+            child.stdout.off('data', check);
+            resolve();
+          }
+        };
+        child.stdout.on('data', check);
+        check();
+      });
+    },
+    /** GETs `url` until it answers 200 (routes of a fresh deploy appear a moment later). */
+    async poll(url, ms = 10000) {
+      const until = Date.now() + ms;
+      for (;;) {
+        const r = await request(port, 'GET', url);
+        if (r.status === 200 || Date.now() > until) return r;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    },
     request: (method, url, body, headers) => request(port, method, url, body, headers),
     async deploy(flows) {
       const r = await request(port, 'POST', '/flows', flows, { 'Node-RED-Deployment-Type': 'full' });

@@ -129,7 +129,8 @@ pub fn valid_prefix(p: &str) -> bool {
     !b.is_empty()
         && b.len() <= 31
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 impl ConnectorConfig {
@@ -155,7 +156,9 @@ impl ConnectorConfig {
         }
         let p = &self.pool;
         if p.pool_max == 0 || p.pool_max > 1000 {
-            return Err(DbcError::Config("poolMax must be between 1 and 1000".into()));
+            return Err(DbcError::Config(
+                "poolMax must be between 1 and 1000".into(),
+            ));
         }
         if p.pool_min > p.pool_max {
             return Err(DbcError::Config("poolMin must not exceed poolMax".into()));
@@ -166,10 +169,14 @@ impl ConnectorConfig {
             ));
         }
         if self.health_interval_ms < 100 {
-            return Err(DbcError::Config("healthIntervalMs must be at least 100".into()));
+            return Err(DbcError::Config(
+                "healthIntervalMs must be at least 100".into(),
+            ));
         }
         if self.failover_threshold == 0 {
-            return Err(DbcError::Config("failoverThreshold must be at least 1".into()));
+            return Err(DbcError::Config(
+                "failoverThreshold must be at least 1".into(),
+            ));
         }
         if self.failback != "auto" && self.failback != "manual" {
             return Err(DbcError::Config("failback must be auto or manual".into()));
@@ -194,7 +201,10 @@ impl ConnectionConfig {
             }
         }
         if let Some(ssl) = &self.ssl {
-            if !matches!(ssl.as_str(), "" | "disable" | "prefer" | "require" | "verify-full") {
+            if !matches!(
+                ssl.as_str(),
+                "" | "disable" | "prefer" | "require" | "verify-full"
+            ) {
                 return Err(DbcError::Config(format!(
                     "{which} ssl mode {ssl:?} must be disable, prefer, require or verify-full"
                 )));
@@ -217,7 +227,8 @@ impl ConnectionConfig {
                     format!(
                         "{p}://{}:{}/{}",
                         self.host.as_deref().unwrap_or("127.0.0.1"),
-                        self.port.unwrap_or(if p == Provider::Postgres { 5432 } else { 3306 }),
+                        self.port
+                            .unwrap_or(if p == Provider::Postgres { 5432 } else { 3306 }),
                         self.database.as_deref().unwrap_or("")
                     )
                 }
@@ -264,15 +275,20 @@ mod tests {
             let err = ConnectorConfig::from_json(text).unwrap_err();
             assert_eq!(err.code(), "DBC_CONFIG", "{text}");
         }
-        let ok = ConnectorConfig::from_json(r#"{"primary":{"provider":"sqlite","sqliteFile":":memory:"}}"#)
-            .unwrap();
+        let ok = ConnectorConfig::from_json(
+            r#"{"primary":{"provider":"sqlite","sqliteFile":":memory:"}}"#,
+        )
+        .unwrap();
         assert_eq!(ok.pool.pool_max, 10);
         assert_eq!(ok.table_prefix, "dbc_");
     }
 
     #[test]
     fn urls_lose_their_credentials() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://***@h:5432/db"
+        );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
     }
 }

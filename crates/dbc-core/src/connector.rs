@@ -200,11 +200,19 @@ impl Connector {
     }
 
     /// Runs SQL with parameters (`:name` placeholders for named parameters).
-    pub async fn query(&self, sql: &str, params: Params, opts: &OpOptions) -> std::result::Result<Outcome, Failure> {
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: Params,
+        opts: &OpOptions,
+    ) -> std::result::Result<Outcome, Failure> {
         self.check_open("query")?;
         let provider = self.provider();
         if sql.trim().is_empty() {
-            return Err(self.fail("query", DbcError::validation("sql", "no SQL: set it in the node or in msg.topic")));
+            return Err(self.fail(
+                "query",
+                DbcError::validation("sql", "no SQL: set it in the node or in msg.topic"),
+            ));
         }
         let (sql, params) = bind_named(provider, sql, params).map_err(|e| self.fail("query", e))?;
         let mut trace = opts.debug.then(Trace::default);
@@ -224,10 +232,17 @@ impl Connector {
     }
 
     /// Runs a queue operation by name with its JSON payload.
-    pub async fn execute(&self, operation: &str, payload: Json, opts: &OpOptions) -> std::result::Result<Outcome, Failure> {
+    pub async fn execute(
+        &self,
+        operation: &str,
+        payload: Json,
+        opts: &OpOptions,
+    ) -> std::result::Result<Outcome, Failure> {
         self.check_open(operation)?;
         let mut trace = opts.debug.then(Trace::default);
-        let r = self.dispatch(operation, payload, opts, trace.as_mut()).await;
+        let r = self
+            .dispatch(operation, payload, opts, trace.as_mut())
+            .await;
         match r {
             Ok(v) => Ok(Outcome {
                 provider: self.provider(),
@@ -244,10 +259,22 @@ impl Connector {
         }
     }
 
-    async fn dispatch(&self, operation: &str, payload: Json, opts: &OpOptions, mut trace: Option<&mut Trace>) -> Result<Json> {
+    async fn dispatch(
+        &self,
+        operation: &str,
+        payload: Json,
+        opts: &OpOptions,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<Json> {
         let d = &self.primary.dialect;
-        let queue = opts.queue.as_deref().filter(|q| !q.is_empty()).unwrap_or("default");
-        let to_json = |v: std::result::Result<Json, serde_json::Error>| v.map_err(|e| DbcError::Internal(e.to_string()));
+        let queue = opts
+            .queue
+            .as_deref()
+            .filter(|q| !q.is_empty())
+            .unwrap_or("default");
+        let to_json = |v: std::result::Result<Json, serde_json::Error>| {
+            v.map_err(|e| DbcError::Internal(e.to_string()))
+        };
         match operation {
             "insertTask" => {
                 let (tasks, single) = match &payload {
@@ -255,14 +282,17 @@ impl Connector {
                         items
                             .iter()
                             .enumerate()
-                            .map(|(i, t)| NewTask::parse(t, &format!("payload[{i}]"), queue, self.limits()))
+                            .map(|(i, t)| {
+                                NewTask::parse(t, &format!("payload[{i}]"), queue, self.limits())
+                            })
                             .collect::<Result<Vec<_>>>()?,
                         false,
                     ),
                     other => (vec![NewTask::parse(other, "", queue, self.limits())?], true),
                 };
                 let mut conn = self.acquire().await?;
-                let mut out = tasks::insert_tasks(&mut conn, d, tasks, trace.as_deref_mut()).await?;
+                let mut out =
+                    tasks::insert_tasks(&mut conn, d, tasks, trace.as_deref_mut()).await?;
                 if single {
                     to_json(serde_json::to_value(out.remove(0)))
                 } else {
@@ -272,17 +302,23 @@ impl Connector {
             "getTask" => {
                 let id = tasks::uuid_of("id", payload.get("id").unwrap_or(&Json::Null))?;
                 let mut conn = self.acquire().await?;
-                to_json(serde_json::to_value(tasks::get_task(&mut conn, d, &id, trace).await?))
+                to_json(serde_json::to_value(
+                    tasks::get_task(&mut conn, d, &id, trace).await?,
+                ))
             }
             "updateTaskStatus" => {
                 let change = StatusChange::parse(&payload)?;
                 let mut conn = self.acquire().await?;
-                let t = tasks::update_task_status(&mut conn, d, &change, self.backoff(), trace).await?;
+                let t =
+                    tasks::update_task_status(&mut conn, d, &change, self.backoff(), trace).await?;
                 to_json(serde_json::to_value(t))
             }
             other => Err(DbcError::validation(
                 "operation",
-                format!("unknown operation {other:?}; known: query, {}", OPERATIONS.join(", ")),
+                format!(
+                    "unknown operation {other:?}; known: query, {}",
+                    OPERATIONS.join(", ")
+                ),
             )),
         }
     }
@@ -313,9 +349,20 @@ impl Connector {
 
 /// Connects once with the given settings and reports the server version and latency
 /// (the editor's "Test connection"); opens no pool that outlives the call.
-pub async fn test_connection(cfg: &ConnectionConfig, pool: &crate::PoolConfig) -> Result<TestResult> {
+pub async fn test_connection(
+    cfg: &ConnectionConfig,
+    pool: &crate::PoolConfig,
+) -> Result<TestResult> {
     let started = Instant::now();
-    let p = Pool::connect(cfg, &crate::PoolConfig { pool_max: 1, pool_min: 0, ..pool.clone() }).await?;
+    let p = Pool::connect(
+        cfg,
+        &crate::PoolConfig {
+            pool_max: 1,
+            pool_min: 0,
+            ..pool.clone()
+        },
+    )
+    .await?;
     let sql = match p.provider() {
         Provider::Postgres => "SELECT current_setting('server_version')",
         Provider::Mariadb => "SELECT VERSION()",

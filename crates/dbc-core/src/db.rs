@@ -16,8 +16,13 @@ use futures_util::TryStreamExt;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlSslMode};
 use sqlx::pool::{PoolConnection, PoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgSslMode, Postgres};
-use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Column, ConnectOptions, Either, Executor, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous,
+};
+use sqlx::{
+    AssertSqlSafe, Column, ConnectOptions, Either, Executor, Row, SqlSafeStr, Statement, TypeInfo,
+    ValueRef,
+};
 
 use crate::config::{ConnectionConfig, PoolConfig};
 use crate::value::{iso_date, iso_naive, iso_time, iso_utc, parse_time, Param, Value};
@@ -109,10 +114,12 @@ fn connect_error(provider: Provider, cfg: &ConnectionConfig, e: sqlx::Error) -> 
     let inner = DbcError::from_sqlx(e, false);
     let why = inner.to_string();
     match inner {
-        DbcError::Config(_) | DbcError::Connection { .. } | DbcError::PoolTimeout(_) => DbcError::Connection {
-            message: format!("cannot connect to {} ({}): {why}", provider, cfg.describe()),
-            outcome_unknown: false,
-        },
+        DbcError::Config(_) | DbcError::Connection { .. } | DbcError::PoolTimeout(_) => {
+            DbcError::Connection {
+                message: format!("cannot connect to {} ({}): {why}", provider, cfg.describe()),
+                outcome_unknown: false,
+            }
+        }
         // e.g. "database does not exist", "password authentication failed" (28P01)
         _ => DbcError::Connection {
             message: format!("cannot connect to {} ({}): {why}", provider, cfg.describe()),
@@ -121,7 +128,11 @@ fn connect_error(provider: Provider, cfg: &ConnectionConfig, e: sqlx::Error) -> 
     }
 }
 
-async fn within<T>(limit: Duration, what: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     match tokio::time::timeout(limit, f).await {
         Ok(r) => r,
         Err(_) => Err(DbcError::Connection {
@@ -148,7 +159,10 @@ impl Pool {
             Provider::Postgres => {
                 let o = pg_options(cfg, pool)?;
                 within(limit, "connecting to postgres", async {
-                    let c = o.connect().await.map_err(|e| connect_error(provider, cfg, e))?;
+                    let c = o
+                        .connect()
+                        .await
+                        .map_err(|e| connect_error(provider, cfg, e))?;
                     let _ = sqlx::Connection::close(c).await;
                     Ok(())
                 })
@@ -159,7 +173,10 @@ impl Pool {
                 let o = my_options(cfg)?;
                 let stmt_secs = pool.statement_timeout_ms as f64 / 1000.0;
                 within(limit, "connecting to mariadb", async {
-                    let c = o.connect().await.map_err(|e| connect_error(provider, cfg, e))?;
+                    let c = o
+                        .connect()
+                        .await
+                        .map_err(|e| connect_error(provider, cfg, e))?;
                     let _ = sqlx::Connection::close(c).await;
                     Ok(())
                 })
@@ -169,9 +186,14 @@ impl Pool {
                         Box::pin(async move {
                             // READ COMMITTED avoids gap-lock deadlocks between claimers;
                             // max_statement_time is MariaDB's statement timeout.
-                            conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
+                            conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                                .await?;
                             let set = format!("SET SESSION max_statement_time = {stmt_secs}");
-                            if conn.execute(AssertSqlSafe(set).into_sql_str()).await.is_err() {
+                            if conn
+                                .execute(AssertSqlSafe(set).into_sql_str())
+                                .await
+                                .is_err()
+                            {
                                 let ms = (stmt_secs * 1000.0) as u64;
                                 let set = format!("SET SESSION max_execution_time = {ms}");
                                 let _ = conn.execute(AssertSqlSafe(set).into_sql_str()).await;
@@ -197,7 +219,10 @@ impl Pool {
                 .foreign_keys(true)
                 .busy_timeout(limit);
                 within(limit, "opening sqlite", async {
-                    let c = o.connect().await.map_err(|e| connect_error(provider, cfg, e))?;
+                    let c = o
+                        .connect()
+                        .await
+                        .map_err(|e| connect_error(provider, cfg, e))?;
                     let _ = sqlx::Connection::close(c).await;
                     Ok(())
                 })
@@ -205,7 +230,11 @@ impl Pool {
                 // every in-memory connection is its own database: keep exactly one
                 let max = if memory { 1 } else { pool.pool_max.min(8) };
                 let p = opts(pool, max).min_connections(if memory { 1 } else { 0 });
-                let p = if memory { p.idle_timeout(None).max_lifetime(None) } else { p };
+                let p = if memory {
+                    p.idle_timeout(None).max_lifetime(None)
+                } else {
+                    p
+                };
                 Ok(Pool::Lite(p.connect_lazy_with(o)))
             }
         }
@@ -223,11 +252,26 @@ impl Pool {
     /// Takes a connection from the pool.
     pub async fn acquire(&self) -> Result<Conn> {
         let inner = match self {
-            Pool::Pg(p) => ConnInner::Pg(p.acquire().await.map_err(|e| DbcError::from_sqlx(e, false))?),
-            Pool::My(p) => ConnInner::My(p.acquire().await.map_err(|e| DbcError::from_sqlx(e, false))?),
-            Pool::Lite(p) => ConnInner::Lite(p.acquire().await.map_err(|e| DbcError::from_sqlx(e, false))?),
+            Pool::Pg(p) => ConnInner::Pg(
+                p.acquire()
+                    .await
+                    .map_err(|e| DbcError::from_sqlx(e, false))?,
+            ),
+            Pool::My(p) => ConnInner::My(
+                p.acquire()
+                    .await
+                    .map_err(|e| DbcError::from_sqlx(e, false))?,
+            ),
+            Pool::Lite(p) => ConnInner::Lite(
+                p.acquire()
+                    .await
+                    .map_err(|e| DbcError::from_sqlx(e, false))?,
+            ),
         };
-        Ok(Conn { inner, in_tx: false })
+        Ok(Conn {
+            inner,
+            in_tx: false,
+        })
     }
 
     /// Current pool gauges.
@@ -266,12 +310,20 @@ impl Pool {
 
 fn pg_options(cfg: &ConnectionConfig, pool: &PoolConfig) -> Result<PgConnectOptions> {
     let mut o = match &cfg.url {
-        Some(url) if !url.is_empty() => url
-            .parse::<PgConnectOptions>()
-            .map_err(|e| DbcError::Config(format!("invalid postgres URL: {}", crate::config::redact_url(&e.to_string()))))?,
+        Some(url) if !url.is_empty() => url.parse::<PgConnectOptions>().map_err(|e| {
+            DbcError::Config(format!(
+                "invalid postgres URL: {}",
+                crate::config::redact_url(&e.to_string())
+            ))
+        })?,
         _ => {
             let mut o = PgConnectOptions::new_without_pgpass()
-                .host(cfg.host.as_deref().filter(|h| !h.is_empty()).unwrap_or("127.0.0.1"))
+                .host(
+                    cfg.host
+                        .as_deref()
+                        .filter(|h| !h.is_empty())
+                        .unwrap_or("127.0.0.1"),
+                )
                 .port(cfg.port.unwrap_or(5432) as u16);
             if let Some(db) = cfg.database.as_deref().filter(|d| !d.is_empty()) {
                 o = o.database(db);
@@ -319,12 +371,20 @@ fn pg_options(cfg: &ConnectionConfig, pool: &PoolConfig) -> Result<PgConnectOpti
 
 fn my_options(cfg: &ConnectionConfig) -> Result<MySqlConnectOptions> {
     let mut o = match &cfg.url {
-        Some(url) if !url.is_empty() => url
-            .parse::<MySqlConnectOptions>()
-            .map_err(|e| DbcError::Config(format!("invalid mariadb URL: {}", crate::config::redact_url(&e.to_string()))))?,
+        Some(url) if !url.is_empty() => url.parse::<MySqlConnectOptions>().map_err(|e| {
+            DbcError::Config(format!(
+                "invalid mariadb URL: {}",
+                crate::config::redact_url(&e.to_string())
+            ))
+        })?,
         _ => {
             let mut o = MySqlConnectOptions::new()
-                .host(cfg.host.as_deref().filter(|h| !h.is_empty()).unwrap_or("127.0.0.1"))
+                .host(
+                    cfg.host
+                        .as_deref()
+                        .filter(|h| !h.is_empty())
+                        .unwrap_or("127.0.0.1"),
+                )
                 .port(cfg.port.unwrap_or(3306) as u16);
             if let Some(db) = cfg.database.as_deref().filter(|d| !d.is_empty()) {
                 o = o.database(db);
@@ -365,7 +425,9 @@ fn my_options(cfg: &ConnectionConfig) -> Result<MySqlConnectOptions> {
         };
     }
     // Times are stored and read as UTC.
-    Ok(o.timezone(Some("+00:00".to_string())).charset("utf8mb4").disable_statement_logging())
+    Ok(o.timezone(Some("+00:00".to_string()))
+        .charset("utf8mb4")
+        .disable_statement_logging())
 }
 
 enum ConnInner {
@@ -422,7 +484,11 @@ impl Conn {
     /// Starts the strongest transaction the provider has for schema changes
     /// (`BEGIN EXCLUSIVE` on SQLite, a plain `BEGIN` elsewhere).
     pub async fn in_tx_exclusive(&mut self) -> Result<()> {
-        let sql = if self.provider() == Provider::Sqlite { "BEGIN EXCLUSIVE" } else { "BEGIN" };
+        let sql = if self.provider() == Provider::Sqlite {
+            "BEGIN EXCLUSIVE"
+        } else {
+            "BEGIN"
+        };
         self.in_tx = true;
         self.batch(sql).await
     }
@@ -430,7 +496,11 @@ impl Conn {
     /// Starts a transaction (`BEGIN IMMEDIATE` on SQLite, so writers queue up front
     /// instead of failing to upgrade their lock later).
     pub async fn begin(&mut self) -> Result<()> {
-        let sql = if self.provider() == Provider::Sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" };
+        let sql = if self.provider() == Provider::Sqlite {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN"
+        };
         self.in_tx = true;
         self.batch(sql).await
     }
@@ -467,7 +537,11 @@ impl Conn {
             t.statements.push(StatementTiming {
                 name: name.to_string(),
                 ms: s.elapsed().as_secs_f64() * 1000.0,
-                rows: if out.rows.is_empty() { out.rows_affected } else { out.rows.len() as u64 },
+                rows: if out.rows.is_empty() {
+                    out.rows_affected
+                } else {
+                    out.rows.len() as u64
+                },
             });
         }
         Ok(out)
@@ -497,7 +571,11 @@ macro_rules! collect_rows {
     ($stream:expr, $decode:path) => {{
         let mut out = QueryOutput::default();
         let mut stream = $stream;
-        while let Some(item) = stream.try_next().await.map_err(|e| DbcError::from_sqlx(e, true))? {
+        while let Some(item) = stream
+            .try_next()
+            .await
+            .map_err(|e| DbcError::from_sqlx(e, true))?
+        {
             match item {
                 Either::Left(done) => {
                     out.rows_affected += done.rows_affected();
@@ -529,7 +607,9 @@ impl LastId for sqlx::postgres::PgQueryResult {
 }
 impl LastId for sqlx::mysql::MySqlQueryResult {
     fn last_id(&self) -> Option<Value> {
-        Some(self.last_insert_id()).filter(|i| *i != 0).map(Value::from_u64)
+        Some(self.last_insert_id())
+            .filter(|i| *i != 0)
+            .map(Value::from_u64)
     }
 }
 impl LastId for sqlx::sqlite::SqliteQueryResult {
@@ -544,7 +624,11 @@ fn last_id<R: LastId>(out: &mut QueryOutput, r: &R) {
 }
 
 #[allow(deprecated)] // fetch_many: the one call that yields both rows and rows_affected
-async fn exec_pg(c: &mut PoolConnection<Postgres>, sql: &str, params: &[Param]) -> Result<QueryOutput> {
+async fn exec_pg(
+    c: &mut PoolConnection<Postgres>,
+    sql: &str,
+    params: &[Param],
+) -> Result<QueryOutput> {
     let stmt = (&mut **c)
         .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
         .await
@@ -562,7 +646,11 @@ async fn exec_pg(c: &mut PoolConnection<Postgres>, sql: &str, params: &[Param]) 
 }
 
 #[allow(deprecated)]
-async fn exec_my(c: &mut PoolConnection<MySql>, sql: &str, params: &[Param]) -> Result<QueryOutput> {
+async fn exec_my(
+    c: &mut PoolConnection<MySql>,
+    sql: &str,
+    params: &[Param],
+) -> Result<QueryOutput> {
     let stmt = (&mut **c)
         .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
         .await
@@ -586,7 +674,11 @@ async fn exec_my(c: &mut PoolConnection<MySql>, sql: &str, params: &[Param]) -> 
 }
 
 #[allow(deprecated)]
-async fn exec_lite(c: &mut PoolConnection<Sqlite>, sql: &str, params: &[Param]) -> Result<QueryOutput> {
+async fn exec_lite(
+    c: &mut PoolConnection<Sqlite>,
+    sql: &str,
+    params: &[Param],
+) -> Result<QueryOutput> {
     let stmt = (&mut **c)
         .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
         .await
@@ -619,15 +711,25 @@ fn is_insert(sql: &str) -> bool {
     let mut rest = sql.trim_start();
     loop {
         if let Some(r) = rest.strip_prefix("--") {
-            rest = r.split_once('\n').map(|(_, r)| r).unwrap_or("").trim_start();
+            rest = r
+                .split_once('\n')
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .trim_start();
         } else if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.split_once("*/").map(|(_, r)| r).unwrap_or("").trim_start();
+            rest = r
+                .split_once("*/")
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .trim_start();
         } else {
             break;
         }
     }
     let lower = rest.to_ascii_lowercase();
-    lower.starts_with("insert") || lower.starts_with("replace") || (lower.starts_with("with") && lower.contains("insert"))
+    lower.starts_with("insert")
+        || lower.starts_with("replace")
+        || (lower.starts_with("with") && lower.contains("insert"))
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
@@ -645,7 +747,11 @@ fn int_of(n: usize, p: &Param, ty: &str) -> Result<Option<i64>> {
         Param::Int(i) => Some(*i),
         Param::Bool(b) => Some(*b as i64),
         Param::Float(f) if f.fract() == 0.0 => Some(*f as i64),
-        Param::Text(s) => Some(s.trim().parse().map_err(|_| bad_param(n, p, ty, ": not an integer"))?),
+        Param::Text(s) => Some(
+            s.trim()
+                .parse()
+                .map_err(|_| bad_param(n, p, ty, ": not an integer"))?,
+        ),
         _ => return Err(bad_param(n, p, ty, "")),
     })
 }
@@ -655,7 +761,11 @@ fn float_of(n: usize, p: &Param, ty: &str) -> Result<Option<f64>> {
         Param::Null => None,
         Param::Int(i) => Some(*i as f64),
         Param::Float(f) => Some(*f),
-        Param::Text(s) => Some(s.trim().parse().map_err(|_| bad_param(n, p, ty, ": not a number"))?),
+        Param::Text(s) => Some(
+            s.trim()
+                .parse()
+                .map_err(|_| bad_param(n, p, ty, ": not a number"))?,
+        ),
         _ => return Err(bad_param(n, p, ty, "")),
     })
 }
@@ -778,7 +888,8 @@ fn decode_err(col: usize, ty: &str, e: impl std::fmt::Display) -> DbcError {
 
 macro_rules! get {
     ($row:expr, $i:expr, $ty:ty, $name:expr) => {
-        $row.try_get_unchecked::<$ty, _>($i).map_err(|e| decode_err($i, $name, e))?
+        $row.try_get_unchecked::<$ty, _>($i)
+            .map_err(|e| decode_err($i, $name, e))?
     };
 }
 
@@ -838,10 +949,11 @@ fn decode_my(row: &sqlx::mysql::MySqlRow, i: usize) -> Result<Value> {
     let ty = info.name().to_string();
     Ok(match ty.as_str() {
         "BOOLEAN" => Value::Bool(get!(row, i, i8, &ty) != 0),
-        "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => Value::from_i64(get!(row, i, i64, &ty)),
-        "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED" | "BIGINT UNSIGNED" | "BIT" => {
-            Value::from_u64(get!(row, i, u64, &ty))
+        "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => {
+            Value::from_i64(get!(row, i, i64, &ty))
         }
+        "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
+        | "BIGINT UNSIGNED" | "BIT" => Value::from_u64(get!(row, i, u64, &ty)),
         "FLOAT" => Value::Float(get!(row, i, f32, &ty) as f64),
         "DOUBLE" => Value::Float(get!(row, i, f64, &ty)),
         "DECIMAL" => Value::Text(get!(row, i, bigdecimal::BigDecimal, &ty).to_plain_string()),
@@ -898,7 +1010,9 @@ fn decode_lite(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Value> {
     let declared = row.columns()[i].type_info().name().to_string();
     let storage = raw.type_info().name().to_string();
     Ok(match storage.as_str() {
-        "INTEGER" | "BOOLEAN" if declared == "BOOLEAN" => Value::Bool(get!(row, i, i64, &storage) != 0),
+        "INTEGER" | "BOOLEAN" if declared == "BOOLEAN" => {
+            Value::Bool(get!(row, i, i64, &storage) != 0)
+        }
         "INTEGER" | "BOOLEAN" | "NUMERIC" => Value::from_i64(get!(row, i, i64, &storage)),
         "REAL" => Value::Float(get!(row, i, f64, &storage)),
         "BLOB" => Value::Bytes(get!(row, i, Vec<u8>, &storage)),

@@ -151,7 +151,9 @@ impl DbcError {
             DbcError::Connection { .. } | DbcError::PoolTimeout(_) | DbcError::QueryTimeout(_) => {
                 true
             }
-            DbcError::Query { sql_state, .. } => sql_state.as_deref().is_some_and(is_retryable_state),
+            DbcError::Query { sql_state, .. } => {
+                sql_state.as_deref().is_some_and(is_retryable_state)
+            }
             DbcError::Transaction { source, .. } => source.is_retryable(),
             _ => false,
         }
@@ -215,12 +217,10 @@ impl DbcError {
                 outcome_unknown: sent,
             },
             E::RowNotFound => DbcError::NotFound("no row found".into()),
-            E::ColumnDecode { index, source } => {
-                DbcError::Query {
-                    message: format!("cannot decode column {index}: {source}"),
-                    sql_state: None,
-                }
-            }
+            E::ColumnDecode { index, source } => DbcError::Query {
+                message: format!("cannot decode column {index}: {source}"),
+                sql_state: None,
+            },
             E::Decode(e) => DbcError::Query {
                 message: format!("cannot decode value: {e}"),
                 sql_state: None,
@@ -245,7 +245,11 @@ fn classify_database_error(
         return DbcError::QueryTimeout(format!("statement timed out: {message}"));
     }
     // 08xxx connection exceptions, 57P01..03 admin shutdown / cannot connect now, 28xxx auth.
-    if state.starts_with("08") || state.starts_with("57P") || state.starts_with("28") || state == "HY000" && message.contains("Access denied") {
+    if state.starts_with("08")
+        || state.starts_with("57P")
+        || state.starts_with("28")
+        || state == "HY000" && message.contains("Access denied")
+    {
         return DbcError::Connection {
             message,
             outcome_unknown: false,

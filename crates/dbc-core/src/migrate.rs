@@ -165,7 +165,11 @@ pub async fn status(pool: &Pool, prefix: &str) -> Result<SchemaStatus> {
     let provider = pool.provider();
     let mut conn = pool.acquire().await?;
     let exists = table_exists(&mut conn, prefix).await?;
-    let applied = if exists { read_applied(&mut conn, prefix).await? } else { Vec::new() };
+    let applied = if exists {
+        read_applied(&mut conn, prefix).await?
+    } else {
+        Vec::new()
+    };
     Ok(SchemaStatus {
         provider,
         pending: pending_of(&applied),
@@ -213,7 +217,13 @@ pub async fn migrate(pool: &Pool, prefix: &str) -> Result<Vec<Pending>> {
             let r = async {
                 // one lock id per prefix: different prefixes migrate independently
                 let key = lock_key(prefix);
-                conn.exec("lock", "SELECT pg_advisory_xact_lock($1)", &[Param::Int(key)], None).await?;
+                conn.exec(
+                    "lock",
+                    "SELECT pg_advisory_xact_lock($1)",
+                    &[Param::Int(key)],
+                    None,
+                )
+                .await?;
                 apply_pending(&mut conn, prefix, true).await
             }
             .await;
@@ -228,13 +238,30 @@ pub async fn migrate(pool: &Pool, prefix: &str) -> Result<Vec<Pending>> {
         Provider::Mariadb => {
             let name = format!("dbc_migrate_{prefix}");
             let got = conn
-                .exec("lock", "SELECT GET_LOCK(?, 60)", &[Param::Text(name.clone())], None)
+                .exec(
+                    "lock",
+                    "SELECT GET_LOCK(?, 60)",
+                    &[Param::Text(name.clone())],
+                    None,
+                )
                 .await?;
-            if !matches!(got.rows.first().and_then(|r| r.first()), Some(Value::Int(1))) {
-                return Err(DbcError::Schema("could not take the migration lock within 60 s".into()));
+            if !matches!(
+                got.rows.first().and_then(|r| r.first()),
+                Some(Value::Int(1))
+            ) {
+                return Err(DbcError::Schema(
+                    "could not take the migration lock within 60 s".into(),
+                ));
             }
             let r = apply_pending(&mut conn, prefix, false).await;
-            let _ = conn.exec("unlock", "SELECT RELEASE_LOCK(?)", &[Param::Text(name)], None).await;
+            let _ = conn
+                .exec(
+                    "unlock",
+                    "SELECT RELEASE_LOCK(?)",
+                    &[Param::Text(name)],
+                    None,
+                )
+                .await;
             r
         }
         Provider::Sqlite => {
@@ -272,15 +299,26 @@ async fn apply_pending(conn: &mut Conn, prefix: &str, in_tx: bool) -> Result<Vec
         }
     }
     let mut done = Vec::new();
-    for m in MIGRATIONS.iter().filter(|m| !applied.iter().any(|a| a.version == m.version)) {
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| !applied.iter().any(|a| a.version == m.version))
+    {
         let sql = m.sql(provider, prefix);
         if in_tx {
             conn.batch(&sql).await?;
         } else {
             // MariaDB commits each DDL statement; run them one by one so a failure names its statement
-            for stmt in sql.split(";\n").map(str::trim).filter(|s| !s.is_empty() && !is_comment(s)) {
+            for stmt in sql
+                .split(";\n")
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && !is_comment(s))
+            {
                 conn.batch(stmt).await.map_err(|e| {
-                    DbcError::Schema(format!("migration {} failed at `{}`: {e}", m.name, first_line(stmt)))
+                    DbcError::Schema(format!(
+                        "migration {} failed at `{}`: {e}",
+                        m.name,
+                        first_line(stmt)
+                    ))
                 })?;
             }
         }
@@ -293,7 +331,11 @@ async fn apply_pending(conn: &mut Conn, prefix: &str, in_tx: bool) -> Result<Vec
         conn.exec(
             "record migration",
             &insert,
-            &[Param::Int(m.version), Param::Text(m.name.into()), Param::Text(m.checksum(provider))],
+            &[
+                Param::Int(m.version),
+                Param::Text(m.name.into()),
+                Param::Text(m.checksum(provider)),
+            ],
             None,
         )
         .await?;
@@ -307,11 +349,14 @@ async fn apply_pending(conn: &mut Conn, prefix: &str, in_tx: bool) -> Result<Vec
 }
 
 fn is_comment(stmt: &str) -> bool {
-    stmt.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
+    stmt.lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
 }
 
 fn first_line(stmt: &str) -> &str {
-    stmt.lines().find(|l| !l.trim_start().starts_with("--")).unwrap_or(stmt)
+    stmt.lines()
+        .find(|l| !l.trim_start().starts_with("--"))
+        .unwrap_or(stmt)
 }
 
 #[cfg(test)]

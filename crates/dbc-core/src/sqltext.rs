@@ -57,7 +57,10 @@ pub fn bind_named(provider: Provider, sql: &str, params: Params) -> Result<(Stri
                 // $tag$ ... $tag$ (dollar quoting); $1 is a positional parameter
                 let start = i;
                 let mut j = i + 1;
-                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') && !b[i + 1].is_ascii_digit() {
+                while j < b.len()
+                    && (b[j].is_ascii_alphanumeric() || b[j] == b'_')
+                    && !b[i + 1].is_ascii_digit()
+                {
                     j += 1;
                 }
                 if j < b.len() && b[j] == b'$' {
@@ -71,7 +74,10 @@ pub fn bind_named(provider: Provider, sql: &str, params: Params) -> Result<(Stri
                 }
             }
             b':' if b.get(i + 1) == Some(&b':') => i += 2,
-            b':' if b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') => {
+            b':' if b
+                .get(i + 1)
+                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
+            {
                 let mut j = i + 1;
                 while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
                     j += 1;
@@ -122,7 +128,12 @@ mod tests {
     use super::*;
 
     fn named(pairs: &[(&str, i64)]) -> Params {
-        Params::Named(pairs.iter().map(|(k, v)| (k.to_string(), Param::Int(*v))).collect())
+        Params::Named(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Param::Int(*v)))
+                .collect(),
+        )
     }
 
     #[test]

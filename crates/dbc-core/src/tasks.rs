@@ -40,7 +40,10 @@ impl Dialect {
 
     /// `count` placeholders starting at `from`, comma-separated.
     pub fn phs(&self, from: usize, count: usize) -> String {
-        (from..from + count).map(|n| self.ph(n)).collect::<Vec<_>>().join(", ")
+        (from..from + count)
+            .map(|n| self.ph(n))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// A table name with the prefix.
@@ -139,7 +142,8 @@ pub struct Task {
     pub deduplicated: bool,
 }
 
-const TASK_COLS: &str = "id, queue, name, payload, status, priority, run_at, attempts, max_attempts, \
+const TASK_COLS: &str =
+    "id, queue, name, payload, status, priority, run_at, attempts, max_attempts, \
      workflow_id, idempotency_key, worker_id, lease_expires_at, result, last_error, created_at, \
      updated_at, started_at, finished_at";
 
@@ -217,7 +221,10 @@ fn opt_str(obj: &Map<String, Json>, at: &str, f: &str, max: usize) -> Result<Opt
             field_path(at, f),
             format!("{f} must be a non-empty string of at most {max} characters"),
         )),
-        Some(_) => Err(DbcError::validation(field_path(at, f), format!("{f} must be a string"))),
+        Some(_) => Err(DbcError::validation(
+            field_path(at, f),
+            format!("{f} must be a string"),
+        )),
     }
 }
 
@@ -244,7 +251,10 @@ pub fn uuid_of(field: &str, v: &Json) -> Result<String> {
         Json::String(s) => uuid::Uuid::parse_str(s)
             .map(|u| u.to_string())
             .map_err(|_| DbcError::validation(field, format!("{field} must be a UUID, got {s:?}"))),
-        _ => Err(DbcError::validation(field, format!("{field} must be a UUID string"))),
+        _ => Err(DbcError::validation(
+            field,
+            format!("{field} must be a UUID string"),
+        )),
     }
 }
 
@@ -267,7 +277,17 @@ impl NewTask {
         check_keys(
             obj,
             at,
-            &["queue", "name", "payload", "priority", "runAt", "maxAttempts", "workflowId", "idempotencyKey", "dependsOn"],
+            &[
+                "queue",
+                "name",
+                "payload",
+                "priority",
+                "runAt",
+                "maxAttempts",
+                "workflowId",
+                "idempotencyKey",
+                "dependsOn",
+            ],
         )?;
         let payload = obj.get("payload").cloned();
         if let Some(p) = &payload {
@@ -275,7 +295,10 @@ impl NewTask {
             if size > limits.max_payload_bytes {
                 return Err(DbcError::validation(
                     field_path(at, "payload"),
-                    format!("payload is {size} bytes of JSON, over the limit of {}", limits.max_payload_bytes),
+                    format!(
+                        "payload is {size} bytes of JSON, over the limit of {}",
+                        limits.max_payload_bytes
+                    ),
                 ));
             }
         }
@@ -332,7 +355,10 @@ pub async fn insert_tasks(
     mut trace: Option<&mut Trace>,
 ) -> Result<Vec<Task>> {
     if tasks.is_empty() {
-        return Err(DbcError::validation("payload", "insertTask needs at least one task"));
+        return Err(DbcError::validation(
+            "payload",
+            "insertTask needs at least one task",
+        ));
     }
     if tasks.len() > MAX_BATCH {
         return Err(DbcError::validation(
@@ -439,8 +465,14 @@ async fn insert_chunk(
             Param::Int(t.priority),
             d.time(t.run_at),
             Param::Int(t.max_attempts),
-            t.workflow_id.clone().map(Param::Text).unwrap_or(Param::Null),
-            t.idempotency_key.clone().map(Param::Text).unwrap_or(Param::Null),
+            t.workflow_id
+                .clone()
+                .map(Param::Text)
+                .unwrap_or(Param::Null),
+            t.idempotency_key
+                .clone()
+                .map(Param::Text)
+                .unwrap_or(Param::Null),
             d.time(ts),
             d.time(ts),
         ]);
@@ -453,8 +485,16 @@ async fn insert_chunk(
     Ok(out.rows_affected)
 }
 
-async fn insert_dependencies(conn: &mut Conn, d: &Dialect, tasks: &[&NewTask], mut trace: Option<&mut Trace>) -> Result<()> {
-    let mut sql = format!("INSERT INTO {} (task_id, depends_on) VALUES ", d.t("task_dependencies"));
+async fn insert_dependencies(
+    conn: &mut Conn,
+    d: &Dialect,
+    tasks: &[&NewTask],
+    mut trace: Option<&mut Trace>,
+) -> Result<()> {
+    let mut sql = format!(
+        "INSERT INTO {} (task_id, depends_on) VALUES ",
+        d.t("task_dependencies")
+    );
     let mut params = Vec::new();
     for t in tasks {
         for dep in &t.depends_on {
@@ -466,10 +506,14 @@ async fn insert_dependencies(conn: &mut Conn, d: &Dialect, tasks: &[&NewTask], m
             params.push(Param::Text(dep.clone()));
         }
     }
-    conn.exec("insert dependencies", &sql, &params, trace.as_deref_mut()).await.map_err(|e| match e {
-        DbcError::Conflict { .. } => DbcError::validation("dependsOn", "dependsOn names a task that does not exist"),
-        other => other,
-    })?;
+    conn.exec("insert dependencies", &sql, &params, trace.as_deref_mut())
+        .await
+        .map_err(|e| match e {
+            DbcError::Conflict { .. } => {
+                DbcError::validation("dependsOn", "dependsOn names a task that does not exist")
+            }
+            other => other,
+        })?;
     // a dependency must belong to the same workflow
     let ids: Vec<Param> = tasks.iter().map(|t| Param::Text(t.id.clone())).collect();
     let tt = d.t("tasks");
@@ -479,16 +523,22 @@ async fn insert_dependencies(conn: &mut Conn, d: &Dialect, tasks: &[&NewTask], m
          WHERE x.task_id IN ({}) AND (b.workflow_id IS NULL OR b.workflow_id <> a.workflow_id)",
         d.phs(1, ids.len())
     );
-    let out = conn.exec("check dependencies", &check, &ids, trace.as_deref_mut()).await?;
+    let out = conn
+        .exec("check dependencies", &check, &ids, trace.as_deref_mut())
+        .await?;
     if out.rows.first().map(|r| read_int(&r[0])).unwrap_or(0) > 0 {
-        return Err(DbcError::validation("dependsOn", "dependsOn names a task of another workflow"));
+        return Err(DbcError::validation(
+            "dependsOn",
+            "dependsOn names a task of another workflow",
+        ));
     }
     let update = format!(
         "UPDATE {tt} SET deps_pending = (SELECT count(*) FROM {td} x JOIN {tt} b ON b.id = x.depends_on \
          WHERE x.task_id = {tt}.id AND b.status <> 'completed') WHERE id IN ({})",
         d.phs(1, ids.len())
     );
-    conn.exec("count dependencies", &update, &ids, trace).await?;
+    conn.exec("count dependencies", &update, &ids, trace)
+        .await?;
     Ok(())
 }
 
@@ -499,11 +549,16 @@ async fn resolve_duplicates(
     out: &mut [Task],
     trace: Option<&mut Trace>,
 ) -> Result<()> {
-    let keyed: Vec<usize> = (0..tasks.len()).filter(|i| tasks[*i].idempotency_key.is_some()).collect();
+    let keyed: Vec<usize> = (0..tasks.len())
+        .filter(|i| tasks[*i].idempotency_key.is_some())
+        .collect();
     if keyed.is_empty() {
         return Ok(());
     }
-    let keys: Vec<Param> = keyed.iter().map(|i| Param::Text(tasks[*i].idempotency_key.clone().unwrap_or_default())).collect();
+    let keys: Vec<Param> = keyed
+        .iter()
+        .map(|i| Param::Text(tasks[*i].idempotency_key.clone().unwrap_or_default()))
+        .collect();
     let sql = format!(
         "SELECT {TASK_COLS} FROM {} WHERE idempotency_key IN ({})",
         d.t("tasks"),
@@ -512,7 +567,10 @@ async fn resolve_duplicates(
     let rows = conn.exec("find duplicates", &sql, &keys, trace).await?;
     let existing: Vec<Task> = rows.rows.iter().map(|r| task_from_row(r)).collect();
     for i in keyed {
-        if let Some(found) = existing.iter().find(|e| e.idempotency_key == tasks[i].idempotency_key) {
+        if let Some(found) = existing
+            .iter()
+            .find(|e| e.idempotency_key == tasks[i].idempotency_key)
+        {
             if found.id != tasks[i].id {
                 out[i] = Task {
                     deduplicated: true,
@@ -558,10 +616,26 @@ pub struct TaskDetail {
     pub errors: Vec<ErrorLog>,
 }
 
-async fn fetch_task(conn: &mut Conn, d: &Dialect, id: &str, lock: bool, trace: Option<&mut Trace>) -> Result<Task> {
-    let lock = if lock && d.provider != Provider::Sqlite { " FOR UPDATE" } else { "" };
-    let sql = format!("SELECT {TASK_COLS} FROM {} WHERE id = {}{lock}", d.t("tasks"), d.ph(1));
-    let out = conn.exec("select task", &sql, &[Param::Text(id.to_string())], trace).await?;
+async fn fetch_task(
+    conn: &mut Conn,
+    d: &Dialect,
+    id: &str,
+    lock: bool,
+    trace: Option<&mut Trace>,
+) -> Result<Task> {
+    let lock = if lock && d.provider != Provider::Sqlite {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {TASK_COLS} FROM {} WHERE id = {}{lock}",
+        d.t("tasks"),
+        d.ph(1)
+    );
+    let out = conn
+        .exec("select task", &sql, &[Param::Text(id.to_string())], trace)
+        .await?;
     out.rows
         .first()
         .map(|r| task_from_row(r))
@@ -569,13 +643,22 @@ async fn fetch_task(conn: &mut Conn, d: &Dialect, id: &str, lock: bool, trace: O
 }
 
 /// `getTask`: the task, its dependencies, every attempt and its error log.
-pub async fn get_task(conn: &mut Conn, d: &Dialect, id: &str, mut trace: Option<&mut Trace>) -> Result<TaskDetail> {
+pub async fn get_task(
+    conn: &mut Conn,
+    d: &Dialect,
+    id: &str,
+    mut trace: Option<&mut Trace>,
+) -> Result<TaskDetail> {
     let task = fetch_task(conn, d, id, false, trace.as_deref_mut()).await?;
     let p = [Param::Text(task.id.clone())];
     let deps = conn
         .exec(
             "select dependencies",
-            &format!("SELECT depends_on FROM {} WHERE task_id = {} ORDER BY depends_on", d.t("task_dependencies"), d.ph(1)),
+            &format!(
+                "SELECT depends_on FROM {} WHERE task_id = {} ORDER BY depends_on",
+                d.t("task_dependencies"),
+                d.ph(1)
+            ),
             &p,
             trace.as_deref_mut(),
         )
@@ -647,7 +730,10 @@ impl Backoff {
     /// "equal jitter" — half of it fixed, half random — so retries of a burst spread out.
     pub fn delay_ms(&self, attempts: i64) -> u64 {
         let exp = (attempts.max(1) - 1).min(40) as u32;
-        let full = self.base_ms.saturating_mul(1u64 << exp.min(40)).min(self.max_ms);
+        let full = self
+            .base_ms
+            .saturating_mul(1u64 << exp.min(40))
+            .min(self.max_ms);
         let half = full / 2;
         half + jitter(half + 1)
     }
@@ -679,10 +765,14 @@ pub struct StatusChange {
 impl StatusChange {
     /// Validates the input of `updateTaskStatus`.
     pub fn parse(v: &Json) -> Result<StatusChange> {
-        let obj = v
-            .as_object()
-            .ok_or_else(|| DbcError::validation("payload", "updateTaskStatus needs an object {id, status}"))?;
-        check_keys(obj, "", &["id", "status", "result", "error", "workerId", "leaseMs"])?;
+        let obj = v.as_object().ok_or_else(|| {
+            DbcError::validation("payload", "updateTaskStatus needs an object {id, status}")
+        })?;
+        check_keys(
+            obj,
+            "",
+            &["id", "status", "result", "error", "workerId", "leaseMs"],
+        )?;
         let id = uuid_of("id", obj.get("id").unwrap_or(&Json::Null))?;
         let status = match obj.get("status") {
             Some(Json::String(s)) if STATUSES.contains(&s.as_str()) => s.clone(),
@@ -709,8 +799,16 @@ fn error_parts(e: Option<&Json>) -> (String, String) {
         None => ("TASK_FAILED".into(), "the task failed".into()),
         Some(Json::String(s)) => ("TASK_FAILED".into(), s.clone()),
         Some(Json::Object(o)) => (
-            o.get("code").and_then(Json::as_str).unwrap_or("TASK_FAILED").chars().take(64).collect(),
-            o.get("message").and_then(Json::as_str).map(str::to_string).unwrap_or_else(|| Json::Object(o.clone()).to_string()),
+            o.get("code")
+                .and_then(Json::as_str)
+                .unwrap_or("TASK_FAILED")
+                .chars()
+                .take(64)
+                .collect(),
+            o.get("message")
+                .and_then(Json::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| Json::Object(o.clone()).to_string()),
         ),
         Some(other) => ("TASK_FAILED".into(), other.to_string()),
     }
@@ -922,7 +1020,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const L: Limits = Limits { max_payload_bytes: 1000 };
+    const L: Limits = Limits {
+        max_payload_bytes: 1000,
+    };
 
     #[test]
     fn task_validation_names_the_field() {
@@ -935,7 +1035,10 @@ mod tests {
             (json!({"queue": ""}), "queue"),
             (json!({"queue": 5}), "queue"),
             (json!({"workflowId": "nope"}), "workflowId"),
-            (json!({"dependsOn": ["0190d6e0-0000-7000-8000-000000000000"]}), "dependsOn"),
+            (
+                json!({"dependsOn": ["0190d6e0-0000-7000-8000-000000000000"]}),
+                "dependsOn",
+            ),
             (json!({"payload": "x".repeat(2000)}), "payload"),
             (json!({"run_at": 1}), "run_at"),
         ];
@@ -953,7 +1056,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let b = Backoff { base_ms: 1000, max_ms: 10_000 };
+        let b = Backoff {
+            base_ms: 1000,
+            max_ms: 10_000,
+        };
         for _ in 0..50 {
             let d1 = b.delay_ms(1);
             assert!((500..=1000).contains(&d1), "{d1}");
@@ -965,7 +1071,10 @@ mod tests {
     #[test]
     fn status_change_validation() {
         assert!(StatusChange::parse(&json!({"id": "x", "status": "completed"})).is_err());
-        assert!(StatusChange::parse(&json!({"id": "0190d6e0-0000-7000-8000-000000000000", "status": "done"})).is_err());
+        assert!(StatusChange::parse(
+            &json!({"id": "0190d6e0-0000-7000-8000-000000000000", "status": "done"})
+        )
+        .is_err());
         let ok = StatusChange::parse(&json!({"id": "0190d6e0-0000-7000-8000-000000000000", "status": "failed", "error": "boom"})).unwrap();
         assert_eq!(error_parts(ok.error.as_ref()).1, "boom");
     }

@@ -209,7 +209,10 @@ mod tests {
     #[test]
     fn big_integers_leave_as_strings() {
         assert_eq!(Value::from_i64(42), Value::Int(42));
-        assert_eq!(Value::from_i64(1 << 60), Value::Text((1i64 << 60).to_string()));
+        assert_eq!(
+            Value::from_i64(1 << 60),
+            Value::Text((1i64 << 60).to_string())
+        );
         assert_eq!(Value::from_u64(u64::MAX), Value::Text(u64::MAX.to_string()));
     }
 
@@ -227,6 +230,9 @@ mod tests {
     fn json_numbers_split_into_int_and_float() {
         assert_eq!(Param::from_json(serde_json::json!(3)), Param::Int(3));
         assert_eq!(Param::from_json(serde_json::json!(2.5)), Param::Float(2.5));
-        assert_eq!(Param::from_json(serde_json::json!({"a":1})).kind(), "object");
+        assert_eq!(
+            Param::from_json(serde_json::json!({"a":1})).kind(),
+            "object"
+        );
     }
 }

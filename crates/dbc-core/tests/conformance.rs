@@ -41,7 +41,12 @@ fn server_url(p: Provider) -> Option<String> {
         Provider::Mariadb => (MARIADB_ENV, MARIADB_DEFAULT),
         Provider::Sqlite => return None,
     };
-    Some(std::env::var(var).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_string()))
+    Some(
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| default.to_string()),
+    )
 }
 
 fn env_var_of(p: Provider) -> &'static str {
@@ -81,7 +86,12 @@ fn unique_prefix() -> String {
     let mut h = RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     h.write_u32(std::process::id());
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     let prefix = format!("t{:010x}_", h.finish() & 0xff_ffff_ffff);
     assert!(dbc_core::config::valid_prefix(&prefix), "{prefix}");
     prefix
@@ -98,7 +108,9 @@ fn config_json(p: Provider, prefix: &str, sqlite_file: &std::path::Path) -> Json
     let primary = match p {
         Provider::Postgres => json!({"provider": "postgres", "url": server_url(p)}),
         Provider::Mariadb => json!({"provider": "mariadb", "url": server_url(p)}),
-        Provider::Sqlite => json!({"provider": "sqlite", "sqliteFile": sqlite_file.to_string_lossy()}),
+        Provider::Sqlite => {
+            json!({"provider": "sqlite", "sqliteFile": sqlite_file.to_string_lossy()})
+        }
     };
     json!({
         "primary": primary,
@@ -132,7 +144,14 @@ fn unreachable_message(p: Provider, e: &DbcError) -> String {
 // ---------------------------------------------------------------------------------------
 
 /// The connector's own tables, in an order that respects the foreign keys when dropping.
-const OWN_TABLES: [&str; 6] = ["task_dependencies", "task_executions", "error_logs", "tasks", "workflows", "migrations"];
+const OWN_TABLES: [&str; 6] = [
+    "task_dependencies",
+    "task_executions",
+    "error_logs",
+    "tasks",
+    "workflows",
+    "migrations",
+];
 
 /// One test's database: a connector under a fresh prefix, plus what to drop at the end.
 struct Db {
@@ -151,8 +170,11 @@ impl Db {
         let mut cfg = config_json(p, &prefix, &sqlite_file);
         edit(&mut cfg);
         let text = cfg.to_string();
-        let parsed = ConnectorConfig::from_json(&text).unwrap_or_else(|e| panic!("test config rejected: {e}"));
-        let conn = Connector::open(parsed).await.unwrap_or_else(|e| panic!("{}", unreachable_message(p, &e)));
+        let parsed = ConnectorConfig::from_json(&text)
+            .unwrap_or_else(|e| panic!("test config rejected: {e}"));
+        let conn = Connector::open(parsed)
+            .await
+            .unwrap_or_else(|e| panic!("{}", unreachable_message(p, &e)));
         assert_eq!(conn.provider(), p);
         Db {
             p,
@@ -165,7 +187,10 @@ impl Db {
     }
 
     /// Opens another connector on the same database and prefix.
-    async fn open_another(&self, edit: impl FnOnce(&mut Json)) -> std::result::Result<Connector, DbcError> {
+    async fn open_another(
+        &self,
+        edit: impl FnOnce(&mut Json),
+    ) -> std::result::Result<Connector, DbcError> {
         let mut cfg = self.cfg.clone();
         edit(&mut cfg);
         Connector::open(config_of(&cfg)).await
@@ -205,20 +230,40 @@ impl Db {
     async fn user_table(&self, name: &str, columns: &str) -> String {
         let table = format!("{}u_{name}", self.prefix);
         self.user_tables.lock().unwrap().push(table.clone());
-        self.sql(&format!("CREATE TABLE {table} ({columns}){}", self.table_suffix()), vec![]).await;
+        self.sql(
+            &format!("CREATE TABLE {table} ({columns}){}", self.table_suffix()),
+            vec![],
+        )
+        .await;
         table
     }
 
     async fn drop_table(&self, table: &str) {
-        let cascade = if self.p == Provider::Postgres { " CASCADE" } else { "" };
+        let cascade = if self.p == Provider::Postgres {
+            " CASCADE"
+        } else {
+            ""
+        };
         let _ = self
             .conn
-            .query(&format!("DROP TABLE IF EXISTS {table}{cascade}"), Params::None, &OpOptions::default())
+            .query(
+                &format!("DROP TABLE IF EXISTS {table}{cascade}"),
+                Params::None,
+                &OpOptions::default(),
+            )
             .await;
     }
 
-    async fn try_sql(&self, sql: &str, params: Vec<Param>) -> std::result::Result<Outcome, Failure> {
-        let params = if params.is_empty() { Params::None } else { Params::Positional(params) };
+    async fn try_sql(
+        &self,
+        sql: &str,
+        params: Vec<Param>,
+    ) -> std::result::Result<Outcome, Failure> {
+        let params = if params.is_empty() {
+            Params::None
+        } else {
+            Params::Positional(params)
+        };
         self.conn.query(sql, params, &OpOptions::default()).await
     }
 
@@ -244,20 +289,33 @@ impl Db {
 
     /// Runs an operation that must succeed and returns its JSON result.
     async fn op(&self, operation: &str, payload: Json) -> Json {
-        self.op_with(operation, payload, &OpOptions::default()).await
+        self.op_with(operation, payload, &OpOptions::default())
+            .await
     }
 
     async fn op_with(&self, operation: &str, payload: Json, opts: &OpOptions) -> Json {
         match self.conn.execute(operation, payload.clone(), opts).await {
             Ok(o) => json_of(o),
-            Err(f) => panic!("[{}] {operation} {payload}: {} {}", self.p, f.error.code(), f.error),
+            Err(f) => panic!(
+                "[{}] {operation} {payload}: {} {}",
+                self.p,
+                f.error.code(),
+                f.error
+            ),
         }
     }
 
     /// Runs an operation that must fail.
     async fn op_err(&self, operation: &str, payload: Json) -> Failure {
-        match self.conn.execute(operation, payload.clone(), &OpOptions::default()).await {
-            Ok(o) => panic!("[{}] {operation} {payload}: expected an error, got {:?}", self.p, o.value),
+        match self
+            .conn
+            .execute(operation, payload.clone(), &OpOptions::default())
+            .await
+        {
+            Ok(o) => panic!(
+                "[{}] {operation} {payload}: expected an error, got {:?}",
+                self.p, o.value
+            ),
             Err(f) => {
                 assert_eq!(f.operation, operation);
                 assert_eq!(f.provider, self.p);
@@ -268,7 +326,9 @@ impl Db {
 
     /// `SELECT count(*)` of a table (with an optional WHERE clause).
     async fn count(&self, table: &str, filter: &str, params: Vec<Param>) -> i64 {
-        let out = self.sql(&format!("SELECT count(*) FROM {table} {filter}"), params).await;
+        let out = self
+            .sql(&format!("SELECT count(*) FROM {table} {filter}"), params)
+            .await;
         match out.rows.first().and_then(|r| r.first()) {
             Some(Value::Int(n)) => *n,
             other => panic!("count(*) of {table} gave {other:?}"),
@@ -330,7 +390,14 @@ fn field_of(e: &DbcError) -> Option<&str> {
 
 #[track_caller]
 fn assert_code(f: &Failure, code: &str) {
-    assert_eq!(f.error.code(), code, "[{}] {}: {}", f.provider, f.operation, f.error);
+    assert_eq!(
+        f.error.code(),
+        code,
+        "[{}] {}: {}",
+        f.provider,
+        f.operation,
+        f.error
+    );
 }
 
 #[track_caller]
@@ -367,11 +434,15 @@ where
 }
 
 fn s<'a>(v: &'a Json, key: &str) -> &'a str {
-    v.get(key).and_then(Json::as_str).unwrap_or_else(|| panic!("{key} is not a string in {v}"))
+    v.get(key)
+        .and_then(Json::as_str)
+        .unwrap_or_else(|| panic!("{key} is not a string in {v}"))
 }
 
 fn i(v: &Json, key: &str) -> i64 {
-    v.get(key).and_then(Json::as_i64).unwrap_or_else(|| panic!("{key} is not an integer in {v}"))
+    v.get(key)
+        .and_then(Json::as_i64)
+        .unwrap_or_else(|| panic!("{key} is not an integer in {v}"))
 }
 
 fn time_of(v: &Json, key: &str) -> chrono::DateTime<chrono::Utc> {
@@ -414,30 +485,86 @@ fn type_cases(p: Provider) -> Vec<(&'static str, Param, Value)> {
             ("integer", P::Int(i32::MAX as i64), V::Int(i32::MAX as i64)),
             ("bigint", P::Int(TWO_53 - 1), V::Int(TWO_53 - 1)),
             ("bigint", P::Int(-(TWO_53 - 1)), V::Int(-(TWO_53 - 1))),
-            ("bigint", P::Int(TWO_53 + 1), V::Text("9007199254740993".into())),
-            ("bigint", P::Int(i64::MAX), V::Text("9223372036854775807".into())),
-            ("bigint", P::Int(i64::MIN), V::Text("-9223372036854775808".into())),
+            (
+                "bigint",
+                P::Int(TWO_53 + 1),
+                V::Text("9007199254740993".into()),
+            ),
+            (
+                "bigint",
+                P::Int(i64::MAX),
+                V::Text("9223372036854775807".into()),
+            ),
+            (
+                "bigint",
+                P::Int(i64::MIN),
+                V::Text("-9223372036854775808".into()),
+            ),
             ("double precision", P::Float(1.5), V::Float(1.5)),
             ("double precision", P::Float(-0.1), V::Float(-0.1)),
             ("real", P::Float(0.25), V::Float(0.25)),
-            ("numeric(20,4)", P::Text("12345.6789".into()), V::Text("12345.6789".into())),
-            ("numeric(20,4)", P::Text("-0.0001".into()), V::Text("-0.0001".into())),
-            ("numeric(30,0)", P::Text("123456789012345678901234567890".into()), V::Text("123456789012345678901234567890".into())),
+            (
+                "numeric(20,4)",
+                P::Text("12345.6789".into()),
+                V::Text("12345.6789".into()),
+            ),
+            (
+                "numeric(20,4)",
+                P::Text("-0.0001".into()),
+                V::Text("-0.0001".into()),
+            ),
+            (
+                "numeric(30,0)",
+                P::Text("123456789012345678901234567890".into()),
+                V::Text("123456789012345678901234567890".into()),
+            ),
             ("text", P::Text(unicode.clone()), V::Text(unicode.clone())),
-            ("varchar(100)", P::Text(unicode.clone()), V::Text(unicode.clone())),
+            (
+                "varchar(100)",
+                P::Text(unicode.clone()),
+                V::Text(unicode.clone()),
+            ),
             ("jsonb", P::Json(obj.clone()), V::Json(obj.clone())),
             ("json", P::Json(obj.clone()), V::Json(obj.clone())),
-            ("jsonb", P::Json(json!([1, 2, 3])), V::Json(json!([1, 2, 3]))),
+            (
+                "jsonb",
+                P::Json(json!([1, 2, 3])),
+                V::Json(json!([1, 2, 3])),
+            ),
             // a string bound to a json column is JSON text (as node-postgres does)
-            ("jsonb", P::Text(r#"{"k":"v"}"#.into()), V::Json(json!({"k": "v"}))),
+            (
+                "jsonb",
+                P::Text(r#"{"k":"v"}"#.into()),
+                V::Json(json!({"k": "v"})),
+            ),
             ("uuid", P::Text(uuid.to_uppercase()), V::Text(uuid.clone())),
             // timestamptz: any ISO-8601 offset in, UTC with `Z` and milliseconds out
-            ("timestamptz", P::Text("2024-05-01T10:20:30.123+02:00".into()), V::Text("2024-05-01T08:20:30.123Z".into())),
-            ("timestamptz", P::Text("2024-05-01T08:20:30.123Z".into()), V::Text("2024-05-01T08:20:30.123Z".into())),
-            ("timestamptz", P::Int(1_714_551_630_123), V::Text("2024-05-01T08:20:30.123Z".into())),
+            (
+                "timestamptz",
+                P::Text("2024-05-01T10:20:30.123+02:00".into()),
+                V::Text("2024-05-01T08:20:30.123Z".into()),
+            ),
+            (
+                "timestamptz",
+                P::Text("2024-05-01T08:20:30.123Z".into()),
+                V::Text("2024-05-01T08:20:30.123Z".into()),
+            ),
+            (
+                "timestamptz",
+                P::Int(1_714_551_630_123),
+                V::Text("2024-05-01T08:20:30.123Z".into()),
+            ),
             // timestamp without time zone: the UTC wall time, without `Z`
-            ("timestamp(3)", P::Text("2024-05-01T08:20:30.123Z".into()), V::Text("2024-05-01T08:20:30.123".into())),
-            ("date", P::Text("2024-05-01".into()), V::Text("2024-05-01".into())),
+            (
+                "timestamp(3)",
+                P::Text("2024-05-01T08:20:30.123Z".into()),
+                V::Text("2024-05-01T08:20:30.123".into()),
+            ),
+            (
+                "date",
+                P::Text("2024-05-01".into()),
+                V::Text("2024-05-01".into()),
+            ),
             ("bytea", P::Bytes(bytes.clone()), V::Bytes(bytes.clone())),
         ],
         Provider::Mariadb => vec![
@@ -449,34 +576,94 @@ fn type_cases(p: Provider) -> Vec<(&'static str, Param, Value)> {
             ("INT", P::Int(i32::MAX as i64), V::Int(i32::MAX as i64)),
             ("BIGINT", P::Int(TWO_53 - 1), V::Int(TWO_53 - 1)),
             ("BIGINT", P::Int(-(TWO_53 - 1)), V::Int(-(TWO_53 - 1))),
-            ("BIGINT", P::Int(TWO_53 + 1), V::Text("9007199254740993".into())),
-            ("BIGINT", P::Int(i64::MAX), V::Text("9223372036854775807".into())),
-            ("BIGINT", P::Int(i64::MIN), V::Text("-9223372036854775808".into())),
-            ("BIGINT UNSIGNED", P::Text("18446744073709551615".into()), V::Text("18446744073709551615".into())),
+            (
+                "BIGINT",
+                P::Int(TWO_53 + 1),
+                V::Text("9007199254740993".into()),
+            ),
+            (
+                "BIGINT",
+                P::Int(i64::MAX),
+                V::Text("9223372036854775807".into()),
+            ),
+            (
+                "BIGINT",
+                P::Int(i64::MIN),
+                V::Text("-9223372036854775808".into()),
+            ),
+            (
+                "BIGINT UNSIGNED",
+                P::Text("18446744073709551615".into()),
+                V::Text("18446744073709551615".into()),
+            ),
             ("DOUBLE", P::Float(1.5), V::Float(1.5)),
             ("DOUBLE", P::Float(-0.1), V::Float(-0.1)),
             ("FLOAT", P::Float(0.25), V::Float(0.25)),
-            ("DECIMAL(20,4)", P::Text("12345.6789".into()), V::Text("12345.6789".into())),
-            ("DECIMAL(20,4)", P::Text("-0.0001".into()), V::Text("-0.0001".into())),
-            ("DECIMAL(30,0)", P::Text("123456789012345678901234567890".into()), V::Text("123456789012345678901234567890".into())),
+            (
+                "DECIMAL(20,4)",
+                P::Text("12345.6789".into()),
+                V::Text("12345.6789".into()),
+            ),
+            (
+                "DECIMAL(20,4)",
+                P::Text("-0.0001".into()),
+                V::Text("-0.0001".into()),
+            ),
+            (
+                "DECIMAL(30,0)",
+                P::Text("123456789012345678901234567890".into()),
+                V::Text("123456789012345678901234567890".into()),
+            ),
             ("TEXT", P::Text(unicode.clone()), V::Text(unicode.clone())),
-            ("VARCHAR(100)", P::Text(unicode.clone()), V::Text(unicode.clone())),
+            (
+                "VARCHAR(100)",
+                P::Text(unicode.clone()),
+                V::Text(unicode.clone()),
+            ),
             // MariaDB's JSON is LONGTEXT utf8mb4_bin + CHECK(JSON_VALID): read back as JSON
             ("JSON", P::Json(obj.clone()), V::Json(obj.clone())),
             ("JSON", P::Json(json!([1, 2, 3])), V::Json(json!([1, 2, 3]))),
-            ("JSON", P::Text(r#"{"k":"v"}"#.into()), V::Json(json!({"k": "v"}))),
+            (
+                "JSON",
+                P::Text(r#"{"k":"v"}"#.into()),
+                V::Json(json!({"k": "v"})),
+            ),
             ("CHAR(36)", P::Text(uuid.clone()), V::Text(uuid.clone())),
             // DATETIME has no zone: an ISO-8601 time with `Z`/offset is stored as UTC
             // (the session time zone is +00:00) and read back without `Z`
-            ("DATETIME(3)", P::Text("2024-05-01T08:20:30.123Z".into()), V::Text("2024-05-01T08:20:30.123".into())),
-            ("DATETIME(3)", P::Text("2024-05-01T10:20:30.123+02:00".into()), V::Text("2024-05-01T08:20:30.123".into())),
-            ("DATETIME(3)", P::Text("2024-05-01 08:20:30.123".into()), V::Text("2024-05-01T08:20:30.123".into())),
+            (
+                "DATETIME(3)",
+                P::Text("2024-05-01T08:20:30.123Z".into()),
+                V::Text("2024-05-01T08:20:30.123".into()),
+            ),
+            (
+                "DATETIME(3)",
+                P::Text("2024-05-01T10:20:30.123+02:00".into()),
+                V::Text("2024-05-01T08:20:30.123".into()),
+            ),
+            (
+                "DATETIME(3)",
+                P::Text("2024-05-01 08:20:30.123".into()),
+                V::Text("2024-05-01T08:20:30.123".into()),
+            ),
             // TIMESTAMP is a UTC instant: read back with `Z`
-            ("TIMESTAMP(3) NULL", P::Text("2024-05-01T08:20:30.123Z".into()), V::Text("2024-05-01T08:20:30.123Z".into())),
-            ("DATE", P::Text("2024-05-01".into()), V::Text("2024-05-01".into())),
+            (
+                "TIMESTAMP(3) NULL",
+                P::Text("2024-05-01T08:20:30.123Z".into()),
+                V::Text("2024-05-01T08:20:30.123Z".into()),
+            ),
+            (
+                "DATE",
+                P::Text("2024-05-01".into()),
+                V::Text("2024-05-01".into()),
+            ),
             ("BLOB", P::Bytes(bytes.clone()), V::Bytes(bytes.clone())),
             ("LONGBLOB", P::Bytes(bytes.clone()), V::Bytes(bytes.clone())),
-            ("VARBINARY(16)", P::Bytes(bytes.clone()), V::Bytes(bytes.clone())),
+            (
+                "VARBINARY(16)",
+                P::Bytes(bytes.clone()),
+                V::Bytes(bytes.clone()),
+            ),
         ],
         Provider::Sqlite => vec![
             ("INTEGER", P::Null, V::Null),
@@ -487,35 +674,83 @@ fn type_cases(p: Provider) -> Vec<(&'static str, Param, Value)> {
             ("INTEGER", P::Int(i32::MAX as i64), V::Int(i32::MAX as i64)),
             ("BIGINT", P::Int(TWO_53 - 1), V::Int(TWO_53 - 1)),
             ("BIGINT", P::Int(-(TWO_53 - 1)), V::Int(-(TWO_53 - 1))),
-            ("BIGINT", P::Int(TWO_53 + 1), V::Text("9007199254740993".into())),
-            ("BIGINT", P::Int(i64::MAX), V::Text("9223372036854775807".into())),
-            ("BIGINT", P::Int(i64::MIN), V::Text("-9223372036854775808".into())),
+            (
+                "BIGINT",
+                P::Int(TWO_53 + 1),
+                V::Text("9007199254740993".into()),
+            ),
+            (
+                "BIGINT",
+                P::Int(i64::MAX),
+                V::Text("9223372036854775807".into()),
+            ),
+            (
+                "BIGINT",
+                P::Int(i64::MIN),
+                V::Text("-9223372036854775808".into()),
+            ),
             ("REAL", P::Float(1.5), V::Float(1.5)),
             ("REAL", P::Float(-0.1), V::Float(-0.1)),
             ("DOUBLE", P::Float(0.25), V::Float(0.25)),
             // SQLite has no decimal type: NUMERIC affinity turns '12345.6789' into a REAL
             // (so it comes back as a float); a TEXT column keeps the exact decimal text
-            ("NUMERIC(20,4)", P::Text("12345.6789".into()), V::Float(12345.6789)),
+            (
+                "NUMERIC(20,4)",
+                P::Text("12345.6789".into()),
+                V::Float(12345.6789),
+            ),
             ("NUMERIC(20,4)", P::Text("42".into()), V::Int(42)),
-            ("TEXT", P::Text("12345.6789".into()), V::Text("12345.6789".into())),
-            ("TEXT", P::Text("123456789012345678901234567890".into()), V::Text("123456789012345678901234567890".into())),
+            (
+                "TEXT",
+                P::Text("12345.6789".into()),
+                V::Text("12345.6789".into()),
+            ),
+            (
+                "TEXT",
+                P::Text("123456789012345678901234567890".into()),
+                V::Text("123456789012345678901234567890".into()),
+            ),
             ("TEXT", P::Text(unicode.clone()), V::Text(unicode.clone())),
-            ("VARCHAR(100)", P::Text(unicode.clone()), V::Text(unicode.clone())),
+            (
+                "VARCHAR(100)",
+                P::Text(unicode.clone()),
+                V::Text(unicode.clone()),
+            ),
             // SQLite has no JSON type: JSON is stored as text and comes back as Value::Text
             ("TEXT", P::Json(obj.clone()), V::Text(obj.to_string())),
             ("JSON", P::Json(json!([1, 2, 3])), V::Text("[1,2,3]".into())),
             ("CHAR(36)", P::Text(uuid.clone()), V::Text(uuid.clone())),
             // no time types either: the ISO-8601 text is kept as given
-            ("TEXT", P::Text("2024-05-01T08:20:30.123Z".into()), V::Text("2024-05-01T08:20:30.123Z".into())),
-            ("DATETIME", P::Text("2024-05-01T10:20:30.123+02:00".into()), V::Text("2024-05-01T10:20:30.123+02:00".into())),
-            ("DATE", P::Text("2024-05-01".into()), V::Text("2024-05-01".into())),
+            (
+                "TEXT",
+                P::Text("2024-05-01T08:20:30.123Z".into()),
+                V::Text("2024-05-01T08:20:30.123Z".into()),
+            ),
+            (
+                "DATETIME",
+                P::Text("2024-05-01T10:20:30.123+02:00".into()),
+                V::Text("2024-05-01T10:20:30.123+02:00".into()),
+            ),
+            (
+                "DATE",
+                P::Text("2024-05-01".into()),
+                V::Text("2024-05-01".into()),
+            ),
             ("BLOB", P::Bytes(bytes.clone()), V::Bytes(bytes.clone())),
         ],
     };
     // on every provider: an integer parameter into a text column becomes its decimal text
-    let text = if p == Provider::Mariadb { "TEXT" } else { "text" };
+    let text = if p == Provider::Mariadb {
+        "TEXT"
+    } else {
+        "text"
+    };
     cases.push((text, P::Int(42), V::Text("42".into())));
-    cases.push((text, P::Int(-(TWO_53 + 1)), V::Text("-9007199254740993".into())));
+    cases.push((
+        text,
+        P::Int(-(TWO_53 + 1)),
+        V::Text("-9007199254740993".into()),
+    ));
     cases
 }
 
@@ -529,7 +764,11 @@ async fn types_round_trip(p: Provider) {
             match db.try_sql(&insert, vec![param]).await {
                 Ok(o) => assert_eq!(rows_of(o).rows_affected, 1, "{label}"),
                 Err(f) => {
-                    failures.push(format!("{label}: insert failed: {} {}", f.error.code(), f.error));
+                    failures.push(format!(
+                        "{label}: insert failed: {} {}",
+                        f.error.code(),
+                        f.error
+                    ));
                     continue;
                 }
             }
@@ -542,11 +781,20 @@ async fn types_round_trip(p: Provider) {
                         failures.push(format!("{label}: expected {expected:?}, got {got:?}"));
                     }
                 }
-                Err(f) => failures.push(format!("{label}: select failed: {} {}", f.error.code(), f.error)),
+                Err(f) => failures.push(format!(
+                    "{label}: select failed: {} {}",
+                    f.error.code(),
+                    f.error
+                )),
             }
             db.drop_table(&table).await;
         }
-        assert!(failures.is_empty(), "[{}] type round trip:\n  {}", db.p, failures.join("\n  "));
+        assert!(
+            failures.is_empty(),
+            "[{}] type round trip:\n  {}",
+            db.p,
+            failures.join("\n  ")
+        );
     })
     .await
 }
@@ -555,24 +803,45 @@ async fn types_round_trip(p: Provider) {
 /// positional parameters, in one row.
 async fn types_null_into_int_and_int_into_text(p: Provider) {
     with_db(p, |db| async move {
-        let table = db.user_table("mixed", &format!("{}, n INTEGER, t TEXT", db.serial_id())).await;
+        let table = db
+            .user_table("mixed", &format!("{}, n INTEGER, t TEXT", db.serial_id()))
+            .await;
         let out = db
-            .sql(&format!("INSERT INTO {table} (n, t) VALUES ({}, {})", db.ph(1), db.ph(2)), vec![Param::Null, Param::Int(7)])
+            .sql(
+                &format!(
+                    "INSERT INTO {table} (n, t) VALUES ({}, {})",
+                    db.ph(1),
+                    db.ph(2)
+                ),
+                vec![Param::Null, Param::Int(7)],
+            )
             .await;
         assert_eq!(out.rows_affected, 1);
-        let named = Params::Named(vec![("n".into(), Param::Null), ("t".into(), Param::Int(-8))]);
+        let named = Params::Named(vec![
+            ("n".into(), Param::Null),
+            ("t".into(), Param::Int(-8)),
+        ]);
         let out = rows_of(
             db.conn
-                .query(&format!("INSERT INTO {table} (n, t) VALUES (:n, :t)"), named, &OpOptions::default())
+                .query(
+                    &format!("INSERT INTO {table} (n, t) VALUES (:n, :t)"),
+                    named,
+                    &OpOptions::default(),
+                )
                 .await
                 .unwrap_or_else(|f| panic!("{}", f.error)),
         );
         assert_eq!(out.rows_affected, 1);
-        let out = db.sql(&format!("SELECT n, t FROM {table} ORDER BY id"), vec![]).await;
+        let out = db
+            .sql(&format!("SELECT n, t FROM {table} ORDER BY id"), vec![])
+            .await;
         assert_eq!(out.columns, vec!["n", "t"]);
         assert_eq!(
             out.rows,
-            vec![vec![Value::Null, Value::Text("7".into())], vec![Value::Null, Value::Text("-8".into())]]
+            vec![
+                vec![Value::Null, Value::Text("7".into())],
+                vec![Value::Null, Value::Text("-8".into())]
+            ]
         );
         // and a null compares as SQL NULL
         let n = db.count(&table, "WHERE n IS NULL", vec![]).await;
@@ -596,7 +865,10 @@ async fn errors_connection_refused(p: Provider) {
                         // SQLite's "refused": a file in a directory that does not exist
                         cfg["primary"]["sqliteFile"] = json!("/nonexistent-dbc-dir/sub/x.db");
                     }
-                    p => cfg["primary"]["url"] = json!(with_hostport(&server_url(p).unwrap(), "127.0.0.1:1")),
+                    p => {
+                        cfg["primary"]["url"] =
+                            json!(with_hostport(&server_url(p).unwrap(), "127.0.0.1:1"))
+                    }
                 }
             })
             .await;
@@ -605,15 +877,24 @@ async fn errors_connection_refused(p: Provider) {
         assert_eq!(err.code(), "DBC_CONNECTION", "{err}");
         assert!(err.is_retryable());
         assert!(!err.outcome_unknown());
-        assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}, acquire timeout is 2 s");
+        assert!(
+            elapsed < Duration::from_secs(3),
+            "took {elapsed:?}, acquire timeout is 2 s"
+        );
         // the editor's "Test connection" reports the same
         let mut cfg = db.cfg.clone();
         match db.p {
-            Provider::Sqlite => cfg["primary"]["sqliteFile"] = json!("/nonexistent-dbc-dir/sub/x.db"),
-            p => cfg["primary"]["url"] = json!(with_hostport(&server_url(p).unwrap(), "127.0.0.1:1")),
+            Provider::Sqlite => {
+                cfg["primary"]["sqliteFile"] = json!("/nonexistent-dbc-dir/sub/x.db")
+            }
+            p => {
+                cfg["primary"]["url"] = json!(with_hostport(&server_url(p).unwrap(), "127.0.0.1:1"))
+            }
         }
         let cfg = config_of(&cfg);
-        let err = test_connection(&cfg.primary, &cfg.pool).await.expect_err("test_connection must fail");
+        let err = test_connection(&cfg.primary, &cfg.pool)
+            .await
+            .expect_err("test_connection must fail");
         assert_eq!(err.code(), "DBC_CONNECTION", "{err}");
     })
     .await
@@ -675,7 +956,12 @@ async fn errors_syntax(p: Provider) {
         };
         assert_eq!(f.error.sql_state(), expected, "{}", f.error);
         // an unknown table is a query error too
-        let f = db.sql_err(&format!("SELECT * FROM {}", db.t("u_no_such_table")), vec![]).await;
+        let f = db
+            .sql_err(
+                &format!("SELECT * FROM {}", db.t("u_no_such_table")),
+                vec![],
+            )
+            .await;
         assert_code(&f, "DBC_QUERY");
         assert!(f.error.sql_state().is_some());
         // empty SQL never reaches the database
@@ -706,8 +992,16 @@ async fn errors_unique_violation(p: Provider) {
 
 async fn errors_param_count(p: Provider) {
     with_db(p, |db| async move {
-        let one = if db.p == Provider::Postgres { "SELECT $1::int AS a" } else { "SELECT ? AS a" };
-        let two = if db.p == Provider::Postgres { "SELECT $1::int AS a, $2::int AS b" } else { "SELECT ? AS a, ? AS b" };
+        let one = if db.p == Provider::Postgres {
+            "SELECT $1::int AS a"
+        } else {
+            "SELECT ? AS a"
+        };
+        let two = if db.p == Provider::Postgres {
+            "SELECT $1::int AS a, $2::int AS b"
+        } else {
+            "SELECT ? AS a, ? AS b"
+        };
         let f = db.sql_err(one, vec![Param::Int(1), Param::Int(2)]).await;
         assert_validation(&f, "params");
         let f = db.sql_err(two, vec![Param::Int(1)]).await;
@@ -717,7 +1011,11 @@ async fn errors_param_count(p: Provider) {
         // a missing named parameter names itself
         let f = db
             .conn
-            .query("SELECT :a AS a, :zz AS b", Params::Named(vec![("a".into(), Param::Int(1))]), &OpOptions::default())
+            .query(
+                "SELECT :a AS a, :zz AS b",
+                Params::Named(vec![("a".into(), Param::Int(1))]),
+                &OpOptions::default(),
+            )
             .await
             .expect_err("missing :zz");
         assert_validation(&f, "params.zz");
@@ -737,27 +1035,47 @@ async fn errors_invalid_json_param(p: Provider) {
         match db.p {
             Provider::Postgres => {
                 let table = db.user_table("js", "j jsonb").await;
-                let f = db.sql_err(&format!("INSERT INTO {table} (j) VALUES ($1)"), vec![bad.clone()]).await;
+                let f = db
+                    .sql_err(
+                        &format!("INSERT INTO {table} (j) VALUES ($1)"),
+                        vec![bad.clone()],
+                    )
+                    .await;
                 assert_validation(&f, "params[0]");
-                let f = db.sql_err("SELECT $1::json AS j", vec![Param::Int(1), bad.clone()]).await;
+                let f = db
+                    .sql_err("SELECT $1::json AS j", vec![Param::Int(1), bad.clone()])
+                    .await;
                 assert_validation(&f, "params");
-                let f = db.sql_err("SELECT $1::int AS i, $2::jsonb AS j", vec![Param::Int(1), bad]).await;
+                let f = db
+                    .sql_err(
+                        "SELECT $1::int AS i, $2::jsonb AS j",
+                        vec![Param::Int(1), bad],
+                    )
+                    .await;
                 assert_validation(&f, "params[1]");
                 assert_eq!(db.count(&table, "", vec![]).await, 0);
             }
             Provider::Mariadb => {
                 let table = db.user_table("js", "j JSON").await;
-                let f = db.sql_err(&format!("INSERT INTO {table} (j) VALUES (?)"), vec![bad]).await;
+                let f = db
+                    .sql_err(&format!("INSERT INTO {table} (j) VALUES (?)"), vec![bad])
+                    .await;
                 assert_code(&f, "DBC_CONFLICT");
                 assert_eq!(db.count(&table, "", vec![]).await, 0);
             }
             Provider::Sqlite => {
                 let plain = db.user_table("js", "j TEXT").await;
-                db.sql(&format!("INSERT INTO {plain} (j) VALUES (?)"), vec![bad.clone()]).await;
+                db.sql(
+                    &format!("INSERT INTO {plain} (j) VALUES (?)"),
+                    vec![bad.clone()],
+                )
+                .await;
                 let out = db.sql(&format!("SELECT j FROM {plain}"), vec![]).await;
                 assert_eq!(out.rows, vec![vec![Value::Text("{not json".into())]]);
                 let checked = db.user_table("jsc", "j TEXT CHECK (json_valid(j))").await;
-                let f = db.sql_err(&format!("INSERT INTO {checked} (j) VALUES (?)"), vec![bad]).await;
+                let f = db
+                    .sql_err(&format!("INSERT INTO {checked} (j) VALUES (?)"), vec![bad])
+                    .await;
                 assert_code(&f, "DBC_CONFLICT");
             }
         }
@@ -769,13 +1087,22 @@ async fn errors_unknown_operation(p: Provider) {
     with_db(p, |db| async move {
         let f = db.op_err("dropEverything", json!({})).await;
         assert_validation(&f, "operation");
-        assert!(f.error.to_string().contains("insertTask"), "the message lists the known operations: {}", f.error);
+        assert!(
+            f.error.to_string().contains("insertTask"),
+            "the message lists the known operations: {}",
+            f.error
+        );
         // payload shape errors of known operations
         let f = db.op_err("getTask", json!({"id": "nope"})).await;
         assert_validation(&f, "id");
         let f = db.op_err("getTask", json!({})).await;
         assert_validation(&f, "id");
-        let f = db.op_err("updateTaskStatus", json!({"id": uuid::Uuid::now_v7().to_string(), "status": "done"})).await;
+        let f = db
+            .op_err(
+                "updateTaskStatus",
+                json!({"id": uuid::Uuid::now_v7().to_string(), "status": "done"}),
+            )
+            .await;
         assert_validation(&f, "status");
         let f = db.op_err("updateTaskStatus", json!([1])).await;
         assert_validation(&f, "payload");
@@ -793,7 +1120,13 @@ async fn errors_bad_config(p: Provider) {
         let mut c = db.cfg.clone();
         c["primary"]["provider"] = json!("oracle");
         bad.push(("unknown provider", c));
-        for prefix in ["Bad-Prefix", "1abc", "", "x; drop table", "a234567890123456789012345678901_"] {
+        for prefix in [
+            "Bad-Prefix",
+            "1abc",
+            "",
+            "x; drop table",
+            "a234567890123456789012345678901_",
+        ] {
             let mut c = db.cfg.clone();
             c["tablePrefix"] = json!(prefix);
             bad.push(("bad prefix", c));
@@ -823,11 +1156,19 @@ async fn errors_bad_config(p: Provider) {
         }
         for (what, cfg) in bad {
             let started = Instant::now();
-            let err = Connector::open(config_of(&cfg)).await.err().unwrap_or_else(|| panic!("{what}: open must fail"));
+            let err = Connector::open(config_of(&cfg))
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{what}: open must fail"));
             assert_eq!(err.code(), "DBC_CONFIG", "{what}: {err}");
             assert!(!err.is_retryable(), "{what}");
-            assert!(started.elapsed() < Duration::from_secs(1), "{what}: a config error needs no connection");
-            let err = ConnectorConfig::from_json(&cfg.to_string()).err().unwrap_or_else(|| panic!("{what}: from_json"));
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{what}: a config error needs no connection"
+            );
+            let err = ConnectorConfig::from_json(&cfg.to_string())
+                .err()
+                .unwrap_or_else(|| panic!("{what}: from_json"));
             assert_eq!(err.code(), "DBC_CONFIG", "{what}: {err}");
         }
         // a URL with a password never shows up in a config error
@@ -835,7 +1176,10 @@ async fn errors_bad_config(p: Provider) {
             let mut c = db.cfg.clone();
             c["primary"]["url"] = json!(with_userinfo(&url, "someone:hunter2-secret"));
             c["primary"]["port"] = json!(70000);
-            let err = Connector::open(config_of(&c)).await.err().expect("port 70000");
+            let err = Connector::open(config_of(&c))
+                .await
+                .err()
+                .expect("port 70000");
             assert!(!err.to_string().contains("hunter2-secret"), "{err}");
         }
     })
@@ -848,15 +1192,31 @@ async fn errors_bad_config(p: Provider) {
 
 async fn params_positional(p: Provider) {
     with_db(p, |db| async move {
-        let table = db.user_table("items", &format!("{}, name VARCHAR(100) NOT NULL, qty INTEGER NOT NULL", db.serial_id())).await;
-        let insert = format!("INSERT INTO {table} (name, qty) VALUES ({}, {})", db.ph(1), db.ph(2));
-        let out = db.sql(&insert, vec![Param::Text("apple".into()), Param::Int(3)]).await;
+        let table = db
+            .user_table(
+                "items",
+                &format!(
+                    "{}, name VARCHAR(100) NOT NULL, qty INTEGER NOT NULL",
+                    db.serial_id()
+                ),
+            )
+            .await;
+        let insert = format!(
+            "INSERT INTO {table} (name, qty) VALUES ({}, {})",
+            db.ph(1),
+            db.ph(2)
+        );
+        let out = db
+            .sql(&insert, vec![Param::Text("apple".into()), Param::Int(3)])
+            .await;
         assert_eq!(out.rows_affected, 1);
         assert!(out.rows.is_empty());
         match db.p {
             // PostgreSQL has no last-insert id; RETURNING is the way
             Provider::Postgres => assert_eq!(out.last_insert_id, None),
-            Provider::Mariadb | Provider::Sqlite => assert_eq!(out.last_insert_id, Some(Value::Int(1))),
+            Provider::Mariadb | Provider::Sqlite => {
+                assert_eq!(out.last_insert_id, Some(Value::Int(1)))
+            }
         }
         // one multi-row insert
         let multi = format!(
@@ -889,17 +1249,30 @@ async fn params_positional(p: Provider) {
             Provider::Sqlite => assert_eq!(out.last_insert_id, Some(Value::Int(4))),
         }
         if db.p == Provider::Postgres {
-            let out = db.sql(&format!("INSERT INTO {table} (name, qty) VALUES ($1, $2) RETURNING id"), vec![Param::Text("kiwi".into()), Param::Int(1)]).await;
+            let out = db
+                .sql(
+                    &format!("INSERT INTO {table} (name, qty) VALUES ($1, $2) RETURNING id"),
+                    vec![Param::Text("kiwi".into()), Param::Int(1)],
+                )
+                .await;
             assert_eq!(out.rows, vec![vec![Value::Int(5)]]);
             assert_eq!(out.rows_affected, 1);
         } else {
-            db.sql(&insert, vec![Param::Text("kiwi".into()), Param::Int(1)]).await;
+            db.sql(&insert, vec![Param::Text("kiwi".into()), Param::Int(1)])
+                .await;
         }
-        let update = format!("UPDATE {table} SET qty = qty + {} WHERE qty >= {}", db.ph(1), db.ph(2));
+        let update = format!(
+            "UPDATE {table} SET qty = qty + {} WHERE qty >= {}",
+            db.ph(1),
+            db.ph(2)
+        );
         let out = db.sql(&update, vec![Param::Int(10), Param::Int(5)]).await;
         assert_eq!(out.rows_affected, 3);
         assert_eq!(out.last_insert_id, None, "an UPDATE reports no insert id");
-        let select = format!("SELECT id, name, qty FROM {table} WHERE qty > {} ORDER BY id", db.ph(1));
+        let select = format!(
+            "SELECT id, name, qty FROM {table} WHERE qty > {} ORDER BY id",
+            db.ph(1)
+        );
         let out = db.sql(&select, vec![Param::Int(10)]).await;
         assert_eq!(out.columns, vec!["id", "name", "qty"]);
         assert_eq!(
@@ -910,19 +1283,44 @@ async fn params_positional(p: Provider) {
                 vec![Value::Int(4), Value::Text("fig".into()), Value::Int(19)],
             ]
         );
-        let out = db.sql(&format!("DELETE FROM {table} WHERE name = {}", db.ph(1)), vec![Param::Text("nothing".into())]).await;
+        let out = db
+            .sql(
+                &format!("DELETE FROM {table} WHERE name = {}", db.ph(1)),
+                vec![Param::Text("nothing".into())],
+            )
+            .await;
         assert_eq!(out.rows_affected, 0);
-        let out = db.sql(&format!("DELETE FROM {table} WHERE qty < {}", db.ph(1)), vec![Param::Int(10)]).await;
+        let out = db
+            .sql(
+                &format!("DELETE FROM {table} WHERE qty < {}", db.ph(1)),
+                vec![Param::Int(10)],
+            )
+            .await;
         assert_eq!(out.rows_affected, 2);
         assert_eq!(out.last_insert_id, None, "a DELETE reports no insert id");
         // leading comments do not hide an INSERT
-        let commented = format!("/* note */ -- why\n INSERT INTO {table} (name, qty) VALUES ({}, {})", db.ph(1), db.ph(2));
-        let out = db.sql(&commented, vec![Param::Text("lime".into()), Param::Int(2)]).await;
+        let commented = format!(
+            "/* note */ -- why\n INSERT INTO {table} (name, qty) VALUES ({}, {})",
+            db.ph(1),
+            db.ph(2)
+        );
+        let out = db
+            .sql(&commented, vec![Param::Text("lime".into()), Param::Int(2)])
+            .await;
         assert_eq!(out.rows_affected, 1);
-        let expected = if db.p == Provider::Postgres { None } else { Some(Value::Int(6)) };
+        let expected = if db.p == Provider::Postgres {
+            None
+        } else {
+            Some(Value::Int(6))
+        };
         assert_eq!(out.last_insert_id, expected);
         // a SELECT reports none either
-        let out = db.sql(&format!("SELECT name FROM {table} WHERE id = {}", db.ph(1)), vec![Param::Int(6)]).await;
+        let out = db
+            .sql(
+                &format!("SELECT name FROM {table} WHERE id = {}", db.ph(1)),
+                vec![Param::Int(6)],
+            )
+            .await;
         assert_eq!(out.rows, vec![vec![Value::Text("lime".into())]]);
         assert_eq!(out.last_insert_id, None, "a SELECT reports no insert id");
     })
@@ -996,19 +1394,40 @@ async fn migrations_auto_and_status(p: Provider) {
         for t in OWN_TABLES {
             db.count(&db.t(t), "", vec![]).await; // exists (count works)
         }
-        let out = db.sql(&format!("SELECT version FROM {} ORDER BY version", db.t("migrations")), vec![]).await;
+        let out = db
+            .sql(
+                &format!(
+                    "SELECT version FROM {} ORDER BY version",
+                    db.t("migrations")
+                ),
+                vec![],
+            )
+            .await;
         assert_eq!(out.rows, vec![vec![Value::Int(1)]]);
-        let st = db.conn.schema_status().await.unwrap_or_else(|e| panic!("{e}"));
+        let st = db
+            .conn
+            .schema_status()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(st.provider, db.p);
-        assert_eq!(st.applied.iter().map(|a| a.version).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            st.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+            vec![1]
+        );
         assert_eq!(st.applied[0].name, "0001_init");
         assert!(!st.applied[0].applied_at.is_empty());
         assert!(st.pending.is_empty(), "{:?}", st.pending);
         let again = db.conn.migrate().await.unwrap_or_else(|e| panic!("{e}"));
-        assert!(again.is_empty(), "a second migrate applies nothing: {again:?}");
+        assert!(
+            again.is_empty(),
+            "a second migrate applies nothing: {again:?}"
+        );
         assert_eq!(db.count(&db.t("migrations"), "", vec![]).await, 1);
         // reopening with autoMigrate on an up-to-date schema changes nothing either
-        let other = db.open_another(|_| {}).await.unwrap_or_else(|e| panic!("{e}"));
+        let other = db
+            .open_another(|_| {})
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         other.close().await;
         assert_eq!(db.count(&db.t("migrations"), "", vec![]).await, 1);
         // the JSON the admin API serves
@@ -1025,16 +1444,34 @@ async fn migrations_manual(p: Provider) {
         p,
         |cfg| cfg["autoMigrate"] = json!(false),
         |db| async move {
-            let st = db.conn.schema_status().await.unwrap_or_else(|e| panic!("{e}"));
+            let st = db
+                .conn
+                .schema_status()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             assert!(st.applied.is_empty());
-            assert_eq!(st.pending.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1]);
+            assert_eq!(
+                st.pending.iter().map(|m| m.version).collect::<Vec<_>>(),
+                vec![1]
+            );
             // without the schema, queue operations fail (and say so)
             let f = db.op_err("insertTask", json!({"name": "x"})).await;
-            assert!(matches!(f.error.code(), "DBC_QUERY" | "DBC_SCHEMA"), "{}", f.error);
+            assert!(
+                matches!(f.error.code(), "DBC_QUERY" | "DBC_SCHEMA"),
+                "{}",
+                f.error
+            );
             let done = db.conn.migrate().await.unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(done.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1]);
-            let st = db.conn.schema_status().await.unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(st.applied.iter().map(|a| a.version).collect::<Vec<_>>(), vec![1]);
+            let st = db
+                .conn
+                .schema_status()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                st.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+                vec![1]
+            );
             assert!(st.pending.is_empty());
             assert!(db.conn.migrate().await.unwrap().is_empty());
             db.insert_task(json!({"name": "after migrate"})).await;
@@ -1062,15 +1499,26 @@ async fn migrations_race(p: Provider) {
             for (n, h) in handles.into_iter().enumerate() {
                 match h.await.expect("open task panicked") {
                     Ok(c) => opened.push(c),
-                    Err(e) => panic!("[{}] connector {n} of 4 failed to open: {} {e}", db.p, e.code()),
+                    Err(e) => panic!(
+                        "[{}] connector {n} of 4 failed to open: {} {e}",
+                        db.p,
+                        e.code()
+                    ),
                 }
             }
             for c in &opened {
                 c.close().await;
             }
             assert_eq!(db.count(&db.t("migrations"), "", vec![]).await, 1);
-            let st = db.conn.schema_status().await.unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(st.applied.iter().map(|a| a.version).collect::<Vec<_>>(), vec![1]);
+            let st = db
+                .conn
+                .schema_status()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                st.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+                vec![1]
+            );
             assert!(st.pending.is_empty());
         },
     )
@@ -1095,7 +1543,10 @@ async fn tasks_insert_single_and_array(p: Provider) {
         assert_uuid_v7(s(&t, "id"));
         assert_eq!(s(&t, "queue"), "default");
         assert_eq!(s(&t, "name"), "send-mail");
-        assert_eq!(t["payload"], json!({"to": "a@example.com", "n": [1, 2.5, null], "nested": {"ok": true}}));
+        assert_eq!(
+            t["payload"],
+            json!({"to": "a@example.com", "n": [1, 2.5, null], "nested": {"ok": true}})
+        );
         assert_eq!(s(&t, "status"), "pending");
         assert_eq!(i(&t, "priority"), 7);
         assert_eq!(s(&t, "runAt"), "2030-01-02T03:04:05.678Z");
@@ -1105,21 +1556,47 @@ async fn tasks_insert_single_and_array(p: Provider) {
         time_of(&t, "createdAt");
         // what getTask reads back is what insertTask returned, on every provider
         let got = db.get_task(s(&t, "id")).await;
-        for key in ["id", "queue", "name", "payload", "status", "priority", "runAt", "attempts", "maxAttempts", "workflowId", "idempotencyKey", "workerId", "leaseExpiresAt", "result", "lastError", "createdAt", "updatedAt", "startedAt", "finishedAt"] {
+        for key in [
+            "id",
+            "queue",
+            "name",
+            "payload",
+            "status",
+            "priority",
+            "runAt",
+            "attempts",
+            "maxAttempts",
+            "workflowId",
+            "idempotencyKey",
+            "workerId",
+            "leaseExpiresAt",
+            "result",
+            "lastError",
+            "createdAt",
+            "updatedAt",
+            "startedAt",
+            "finishedAt",
+        ] {
             assert_eq!(got[key], t[key], "{key}: getTask {got} vs insertTask {t}");
         }
         assert_eq!(got["history"], json!([]));
         assert_eq!(got["errors"], json!([]));
         assert_eq!(got["dependsOn"], json!([]));
         // defaults, and the node's queue
-        let opts = OpOptions { debug: false, queue: Some("mail".into()) };
+        let opts = OpOptions {
+            debug: false,
+            queue: Some("mail".into()),
+        };
         let d = db.op_with("insertTask", json!({}), &opts).await;
         assert_eq!(s(&d, "queue"), "mail");
         assert_eq!(i(&d, "priority"), 0);
         assert_eq!(i(&d, "maxAttempts"), 5);
         assert_eq!(d["payload"], Json::Null);
         let runs = time_of(&d, "runAt");
-        assert!((chrono::Utc::now() - runs).num_seconds().abs() < 60, "runAt defaults to now");
+        assert!(
+            (chrono::Utc::now() - runs).num_seconds().abs() < 60,
+            "runAt defaults to now"
+        );
         // epoch milliseconds are accepted for runAt
         let e = db.insert_task(json!({"runAt": 1_893_456_000_000i64})).await;
         assert_eq!(s(&e, "runAt"), "2030-01-01T00:00:00.000Z");
@@ -1134,9 +1611,15 @@ async fn tasks_insert_single_and_array(p: Provider) {
             .await;
         let arr = arr.as_array().expect("an array in, an array out");
         assert_eq!(arr.len(), 3);
-        assert_eq!(arr.iter().map(|t| s(t, "name")).collect::<Vec<_>>(), vec!["a", "b", "c"]);
+        assert_eq!(
+            arr.iter().map(|t| s(t, "name")).collect::<Vec<_>>(),
+            vec!["a", "b", "c"]
+        );
         assert_eq!(arr[1]["queue"], json!("other"));
-        assert_eq!(arr.iter().map(|t| t["payload"].clone()).collect::<Vec<_>>(), vec![json!(1), json!("two"), json!([3])]);
+        assert_eq!(
+            arr.iter().map(|t| t["payload"].clone()).collect::<Vec<_>>(),
+            vec![json!(1), json!("two"), json!([3])]
+        );
         let ids: Vec<&str> = arr.iter().map(|t| s(t, "id")).collect();
         for id in &ids {
             assert_uuid_v7(id);
@@ -1157,9 +1640,15 @@ async fn tasks_insert_single_and_array(p: Provider) {
 
 async fn tasks_idempotency(p: Provider) {
     with_db(p, |db| async move {
-        let first = db.insert_task(json!({"name": "once", "idempotencyKey": "order-42", "payload": {"v": 1}})).await;
+        let first = db
+            .insert_task(json!({"name": "once", "idempotencyKey": "order-42", "payload": {"v": 1}}))
+            .await;
         assert!(first.get("deduplicated").is_none(), "{first}");
-        let second = db.insert_task(json!({"name": "twice", "idempotencyKey": "order-42", "payload": {"v": 2}})).await;
+        let second = db
+            .insert_task(
+                json!({"name": "twice", "idempotencyKey": "order-42", "payload": {"v": 2}}),
+            )
+            .await;
         assert_eq!(second["deduplicated"], json!(true), "{second}");
         assert_eq!(second["id"], first["id"]);
         assert_eq!(second["name"], json!("once"), "the first task is returned");
@@ -1202,7 +1691,12 @@ async fn tasks_idempotency_concurrent(p: Provider) {
             .map(|n| {
                 let conn = db.conn.clone();
                 tokio::spawn(async move {
-                    conn.execute("insertTask", json!({"name": format!("racer-{n}"), "idempotencyKey": "same-key"}), &OpOptions::default()).await
+                    conn.execute(
+                        "insertTask",
+                        json!({"name": format!("racer-{n}"), "idempotencyKey": "same-key"}),
+                        &OpOptions::default(),
+                    )
+                    .await
                 })
             })
             .collect();
@@ -1210,14 +1704,37 @@ async fn tasks_idempotency_concurrent(p: Provider) {
         for h in handles {
             match h.await.expect("insert task panicked") {
                 Ok(o) => results.push(json_of(o)),
-                Err(f) => panic!("[{}] a concurrent insert failed: {} {}", db.p, f.error.code(), f.error),
+                Err(f) => panic!(
+                    "[{}] a concurrent insert failed: {} {}",
+                    db.p,
+                    f.error.code(),
+                    f.error
+                ),
             }
         }
-        let fresh: Vec<&Json> = results.iter().filter(|r| r.get("deduplicated").is_none()).collect();
-        assert_eq!(fresh.len(), 1, "exactly one insert is not deduplicated: {results:?}");
+        let fresh: Vec<&Json> = results
+            .iter()
+            .filter(|r| r.get("deduplicated").is_none())
+            .collect();
+        assert_eq!(
+            fresh.len(),
+            1,
+            "exactly one insert is not deduplicated: {results:?}"
+        );
         let id = &fresh[0]["id"];
-        assert!(results.iter().all(|r| &r["id"] == id), "all get the same id: {results:?}");
-        assert_eq!(db.count(&db.t("tasks"), &format!("WHERE idempotency_key = {}", db.ph(1)), vec![Param::Text("same-key".into())]).await, 1);
+        assert!(
+            results.iter().all(|r| &r["id"] == id),
+            "all get the same id: {results:?}"
+        );
+        assert_eq!(
+            db.count(
+                &db.t("tasks"),
+                &format!("WHERE idempotency_key = {}", db.ph(1)),
+                vec![Param::Text("same-key".into())]
+            )
+            .await,
+            1
+        );
         assert_eq!(db.count(&db.t("tasks"), "", vec![]).await, 1);
     })
     .await
@@ -1279,29 +1796,58 @@ async fn tasks_invalid_transition_and_not_found(p: Provider) {
     with_db(p, |db| async move {
         let t = db.insert_task(json!({"name": "job"})).await;
         let id = s(&t, "id").to_string();
-        db.set_status(json!({"id": id, "status": "running", "workerId": "w"})).await;
-        db.set_status(json!({"id": id, "status": "completed", "workerId": "w", "result": 1})).await;
+        db.set_status(json!({"id": id, "status": "running", "workerId": "w"}))
+            .await;
+        db.set_status(json!({"id": id, "status": "completed", "workerId": "w", "result": 1}))
+            .await;
         let before = db.get_task(&id).await;
         for status in ["running", "pending", "failed", "completed", "cancelled"] {
-            let f = db.op_err("updateTaskStatus", json!({"id": id, "status": status, "workerId": "w"})).await;
+            let f = db
+                .op_err(
+                    "updateTaskStatus",
+                    json!({"id": id, "status": status, "workerId": "w"}),
+                )
+                .await;
             assert_code(&f, "DBC_INVALID_TRANSITION");
             assert!(!f.error.is_retryable());
         }
         let after = db.get_task(&id).await;
         assert_eq!(after, before, "an illegal change changes nothing");
         // a failed task cannot go back to pending by updateTaskStatus
-        let t2 = db.insert_task(json!({"name": "fails", "maxAttempts": 1})).await;
-        db.set_status(json!({"id": t2["id"], "status": "running"})).await;
-        db.set_status(json!({"id": t2["id"], "status": "failed", "error": "x"})).await;
-        let f = db.op_err("updateTaskStatus", json!({"id": t2["id"], "status": "pending"})).await;
+        let t2 = db
+            .insert_task(json!({"name": "fails", "maxAttempts": 1}))
+            .await;
+        db.set_status(json!({"id": t2["id"], "status": "running"}))
+            .await;
+        db.set_status(json!({"id": t2["id"], "status": "failed", "error": "x"}))
+            .await;
+        let f = db
+            .op_err(
+                "updateTaskStatus",
+                json!({"id": t2["id"], "status": "pending"}),
+            )
+            .await;
         assert_code(&f, "DBC_INVALID_TRANSITION");
         // unknown ids
         let unknown = uuid::Uuid::now_v7().to_string();
         let f = db.op_err("getTask", json!({"id": unknown})).await;
         assert_code(&f, "DBC_NOT_FOUND");
-        let f = db.op_err("updateTaskStatus", json!({"id": unknown, "status": "completed"})).await;
+        let f = db
+            .op_err(
+                "updateTaskStatus",
+                json!({"id": unknown, "status": "completed"}),
+            )
+            .await;
         assert_code(&f, "DBC_NOT_FOUND");
-        assert_eq!(db.count(&db.t("task_executions"), &format!("WHERE task_id = {}", db.ph(1)), vec![Param::Text(unknown)]).await, 0);
+        assert_eq!(
+            db.count(
+                &db.t("task_executions"),
+                &format!("WHERE task_id = {}", db.ph(1)),
+                vec![Param::Text(unknown)]
+            )
+            .await,
+            0
+        );
     })
     .await
 }
@@ -1364,22 +1910,40 @@ async fn tasks_lease_lost(p: Provider) {
     with_db(p, |db| async move {
         let t = db.insert_task(json!({"name": "leased"})).await;
         let id = s(&t, "id").to_string();
-        db.set_status(json!({"id": id, "status": "running", "workerId": "a", "leaseMs": 60000})).await;
+        db.set_status(json!({"id": id, "status": "running", "workerId": "a", "leaseMs": 60000}))
+            .await;
         let before = db.get_task(&id).await;
         for status in ["completed", "failed", "pending", "cancelled"] {
-            let f = db.op_err("updateTaskStatus", json!({"id": id, "status": status, "workerId": "b"})).await;
+            let f = db
+                .op_err(
+                    "updateTaskStatus",
+                    json!({"id": id, "status": status, "workerId": "b"}),
+                )
+                .await;
             assert_code(&f, "DBC_LEASE_LOST");
         }
-        assert_eq!(db.get_task(&id).await, before, "a lost lease changes nothing");
-        let done = db.set_status(json!({"id": id, "status": "completed", "workerId": "a"})).await;
+        assert_eq!(
+            db.get_task(&id).await,
+            before,
+            "a lost lease changes nothing"
+        );
+        let done = db
+            .set_status(json!({"id": id, "status": "completed", "workerId": "a"}))
+            .await;
         assert_eq!(s(&done, "status"), "completed");
         // an expired lease is lost too
         let t = db.insert_task(json!({"name": "expires"})).await;
         let id = s(&t, "id").to_string();
-        db.set_status(json!({"id": id, "status": "running", "workerId": "a", "leaseMs": 100})).await;
+        db.set_status(json!({"id": id, "status": "running", "workerId": "a", "leaseMs": 100}))
+            .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let before = db.get_task(&id).await;
-        let f = db.op_err("updateTaskStatus", json!({"id": id, "status": "completed", "workerId": "a"})).await;
+        let f = db
+            .op_err(
+                "updateTaskStatus",
+                json!({"id": id, "status": "completed", "workerId": "a"}),
+            )
+            .await;
         assert_code(&f, "DBC_LEASE_LOST");
         assert_eq!(db.get_task(&id).await, before);
     })
@@ -1401,21 +1965,37 @@ async fn tasks_validation_writes_nothing(p: Provider) {
             (json!({"colour": "red"}), "colour"),
             (json!({"queue": ""}), "queue"),
             (json!({"idempotencyKey": 5}), "idempotencyKey"),
-            (json!([{"name": "ok"}, {"priority": -1}]), "payload[1].priority"),
-            (json!([{"name": "ok"}, {"name": "ok2"}, {"bogus": 1}]), "payload[2].bogus"),
+            (
+                json!([{"name": "ok"}, {"priority": -1}]),
+                "payload[1].priority",
+            ),
+            (
+                json!([{"name": "ok"}, {"name": "ok2"}, {"bogus": 1}]),
+                "payload[2].bogus",
+            ),
         ];
         for (input, field) in cases {
             let f = db.op_err("insertTask", input.clone()).await;
             assert_validation(&f, field);
-            assert_eq!(db.count(&tasks, "", vec![]).await, before, "{input} wrote a row");
+            assert_eq!(
+                db.count(&tasks, "", vec![]).await,
+                before,
+                "{input} wrote a row"
+            );
         }
         // status changes validate before touching the row
         let t = db.insert_task(json!({"name": "target"})).await;
         let snapshot = db.get_task(s(&t, "id")).await;
         for (input, field) in [
             (json!({"id": t["id"], "status": "done"}), "status"),
-            (json!({"id": t["id"], "status": "running", "leaseMs": 5}), "leaseMs"),
-            (json!({"id": t["id"], "status": "running", "extra": 1}), "extra"),
+            (
+                json!({"id": t["id"], "status": "running", "leaseMs": 5}),
+                "leaseMs",
+            ),
+            (
+                json!({"id": t["id"], "status": "running", "extra": 1}),
+                "extra",
+            ),
             (json!({"id": "123", "status": "running"}), "id"),
         ] {
             let f = db.op_err("updateTaskStatus", input.clone()).await;
@@ -1436,38 +2016,73 @@ async fn debug_info(p: Provider) {
         p,
         |cfg| cfg["pool"]["poolMax"] = json!(4),
         |db| async move {
-            let on = OpOptions { debug: true, queue: None };
+            let on = OpOptions {
+                debug: true,
+                queue: None,
+            };
             let check = |d: &DebugInfo, what: &str, statements: usize| {
                 assert_eq!(d.provider, db.p, "{what}");
                 assert!(!d.failover, "{what}");
                 assert_eq!(d.connection_state, "connected", "{what}");
                 assert_eq!(d.statements.len(), statements, "{what}: {:?}", d.statements);
-                assert!(d.statements.iter().all(|s| s.ms >= 0.0 && !s.name.is_empty()), "{what}");
+                assert!(
+                    d.statements
+                        .iter()
+                        .all(|s| s.ms >= 0.0 && !s.name.is_empty()),
+                    "{what}"
+                );
                 let sum: f64 = d.statements.iter().map(|s| s.ms).sum();
-                assert!((d.db_ms - sum).abs() < 1e-6, "{what}: dbMs {} vs {sum}", d.db_ms);
-                assert_eq!(d.pool.state.max, 4, "{what}: pool max is the configured poolMax");
+                assert!(
+                    (d.db_ms - sum).abs() < 1e-6,
+                    "{what}: dbMs {} vs {sum}",
+                    d.db_ms
+                );
+                assert_eq!(
+                    d.pool.state.max, 4,
+                    "{what}: pool max is the configured poolMax"
+                );
                 assert!(d.pool.state.in_use <= d.pool.state.size, "{what}");
                 assert!(d.pool.state.size <= 4, "{what}");
                 assert_eq!(d.retries, 0);
             };
             // a query: one statement, its row count
-            let o = db.conn.query("SELECT 1 AS one UNION ALL SELECT 2", Params::None, &on).await.unwrap_or_else(|f| panic!("{}", f.error));
+            let o = db
+                .conn
+                .query("SELECT 1 AS one UNION ALL SELECT 2", Params::None, &on)
+                .await
+                .unwrap_or_else(|f| panic!("{}", f.error));
             let d = o.debug.expect("debug on gives DebugInfo");
             check(&d, "query", 1);
             assert_eq!(d.statements[0].name, "query");
             assert_eq!(d.statements[0].rows, 2);
             // insertTask: one bulk statement
-            let mut o = db.conn.execute("insertTask", json!([{"name": "a"}, {"name": "b"}]), &on).await.unwrap_or_else(|f| panic!("{}", f.error));
+            let mut o = db
+                .conn
+                .execute("insertTask", json!([{"name": "a"}, {"name": "b"}]), &on)
+                .await
+                .unwrap_or_else(|f| panic!("{}", f.error));
             let d = o.debug.take().expect("debug");
             check(&d, "insertTask", 1);
             assert_eq!(d.statements[0].rows, 2);
             let id = json_of(o)[0]["id"].clone();
             // getTask: task, dependencies, history, errors
-            let o = db.conn.execute("getTask", json!({"id": id}), &on).await.unwrap_or_else(|f| panic!("{}", f.error));
+            let o = db
+                .conn
+                .execute("getTask", json!({"id": id}), &on)
+                .await
+                .unwrap_or_else(|f| panic!("{}", f.error));
             check(o.debug.as_ref().expect("debug"), "getTask", 4);
             // the `_debug` JSON names
             let v = serde_json::to_value(o.debug.as_ref().unwrap()).unwrap();
-            for key in ["provider", "failover", "connectionState", "dbMs", "statements", "pool", "retries"] {
+            for key in [
+                "provider",
+                "failover",
+                "connectionState",
+                "dbMs",
+                "statements",
+                "pool",
+                "retries",
+            ] {
                 assert!(v.get(key).is_some(), "_debug lacks {key}: {v}");
             }
             for key in ["size", "idle", "inUse", "max", "waiting"] {
@@ -1477,11 +2092,23 @@ async fn debug_info(p: Provider) {
             assert_eq!(v["provider"], json!(db.p.as_str()));
             // debug off: nothing collected
             let off = OpOptions::default();
-            let o = db.conn.query("SELECT 1 AS one", Params::None, &off).await.unwrap_or_else(|f| panic!("{}", f.error));
+            let o = db
+                .conn
+                .query("SELECT 1 AS one", Params::None, &off)
+                .await
+                .unwrap_or_else(|f| panic!("{}", f.error));
             assert!(o.debug.is_none(), "debug off gives no DebugInfo");
-            let o = db.conn.execute("getTask", json!({"id": id}), &off).await.unwrap_or_else(|f| panic!("{}", f.error));
+            let o = db
+                .conn
+                .execute("getTask", json!({"id": id}), &off)
+                .await
+                .unwrap_or_else(|f| panic!("{}", f.error));
             assert!(o.debug.is_none());
-            let o = db.conn.execute("insertTask", json!({"name": "c"}), &off).await.unwrap_or_else(|f| panic!("{}", f.error));
+            let o = db
+                .conn
+                .execute("insertTask", json!({"name": "c"}), &off)
+                .await
+                .unwrap_or_else(|f| panic!("{}", f.error));
             assert!(o.debug.is_none());
             assert_eq!(db.conn.pool_state().state.max, 4);
         },
@@ -1492,20 +2119,38 @@ async fn debug_info(p: Provider) {
 async fn test_connection_and_close(p: Provider) {
     with_db(p, |db| async move {
         let cfg = config_of(&db.cfg);
-        let r = test_connection(&cfg.primary, &cfg.pool).await.unwrap_or_else(|e| panic!("{}", unreachable_message(db.p, &e)));
+        let r = test_connection(&cfg.primary, &cfg.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{}", unreachable_message(db.p, &e)));
         assert_eq!(r.provider, db.p);
         assert!(!r.server_version.is_empty());
         assert!(r.latency_ms >= 0.0);
         let v = serde_json::to_value(&r).unwrap();
-        assert!(v["serverVersion"].is_string() && v["latencyMs"].is_number(), "{v}");
+        assert!(
+            v["serverVersion"].is_string() && v["latencyMs"].is_number(),
+            "{v}"
+        );
         // a closed connector refuses work with DBC_CONNECTION
-        let other = db.open_another(|_| {}).await.unwrap_or_else(|e| panic!("{e}"));
+        let other = db
+            .open_another(|_| {})
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(other.connection_state(), "connected");
         other.close().await;
         assert_eq!(other.connection_state(), "disconnected");
-        let f = other.query("SELECT 1", Params::None, &OpOptions::default()).await.expect_err("closed");
+        let f = other
+            .query("SELECT 1", Params::None, &OpOptions::default())
+            .await
+            .expect_err("closed");
         assert_eq!(f.error.code(), "DBC_CONNECTION");
-        let f = other.execute("getTask", json!({"id": uuid::Uuid::now_v7().to_string()}), &OpOptions::default()).await.expect_err("closed");
+        let f = other
+            .execute(
+                "getTask",
+                json!({"id": uuid::Uuid::now_v7().to_string()}),
+                &OpOptions::default(),
+            )
+            .await
+            .expect_err("closed");
         assert_eq!(f.error.code(), "DBC_CONNECTION");
         assert_eq!(f.operation, "getTask");
         // the fixture's connector is unaffected

@@ -13,18 +13,31 @@ macro_rules! check {
     ($e:expr) => {{
         let status = $e;
         if status != sys::Status::napi_ok {
-            return Err(Error::new(Status::from(status), "napi call failed".to_string()));
+            return Err(Error::new(
+                Status::from(status),
+                "napi call failed".to_string(),
+            ));
         }
     }};
 }
 
 unsafe fn js_string(env: sys::napi_env, s: &str) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
-    check!(sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut v));
+    check!(sys::napi_create_string_utf8(
+        env,
+        s.as_ptr().cast(),
+        s.len() as isize,
+        &mut v
+    ));
     Ok(v)
 }
 
-unsafe fn set(env: sys::napi_env, obj: sys::napi_value, key: &str, v: sys::napi_value) -> Result<()> {
+unsafe fn set(
+    env: sys::napi_env,
+    obj: sys::napi_value,
+    key: &str,
+    v: sys::napi_value,
+) -> Result<()> {
     let k = js_string(env, key)?;
     check!(sys::napi_set_property(env, obj, k, v));
     Ok(())
@@ -54,14 +67,20 @@ unsafe fn error_object(env: sys::napi_env, f: &Failure) -> Result<sys::napi_valu
     set(env, err, "operation", js_string(env, &f.operation)?)?;
     match e {
         DbcError::Validation { field, .. } => set(env, err, "field", js_string(env, field)?)?,
-        DbcError::Transaction { index, .. } => set(env, err, "index", js_number(env, *index as f64)?)?,
+        DbcError::Transaction { index, .. } => {
+            set(env, err, "index", js_number(env, *index as f64)?)?
+        }
         _ => {}
     }
     if let Some(state) = e.sql_state() {
         set(env, err, "sqlState", js_string(env, state)?)?;
     }
     if e.is_connection_class() || matches!(e, DbcError::Transaction { .. }) && e.outcome_unknown() {
-        let outcome = if e.outcome_unknown() { "unknown" } else { "not-applied" };
+        let outcome = if e.outcome_unknown() {
+            "unknown"
+        } else {
+            "not-applied"
+        };
         set(env, err, "outcome", js_string(env, outcome)?)?;
     }
     Ok(err)
@@ -113,7 +132,13 @@ unsafe fn value_to_js(env: sys::napi_env, v: Value) -> Result<sys::napi_value> {
         Value::Bytes(b) => {
             let mut data = ptr::null_mut();
             let mut buf = ptr::null_mut();
-            check!(sys::napi_create_buffer_copy(env, b.len(), b.as_ptr().cast(), &mut data, &mut buf));
+            check!(sys::napi_create_buffer_copy(
+                env,
+                b.len(),
+                b.as_ptr().cast(),
+                &mut data,
+                &mut buf
+            ));
             Ok(buf)
         }
     }
@@ -121,7 +146,11 @@ unsafe fn value_to_js(env: sys::napi_env, v: Value) -> Result<sys::napi_value> {
 
 unsafe fn rows_to_js(env: sys::napi_env, out: QueryOutput) -> Result<sys::napi_value> {
     let mut arr = ptr::null_mut();
-    check!(sys::napi_create_array_with_length(env, out.rows.len(), &mut arr));
+    check!(sys::napi_create_array_with_length(
+        env,
+        out.rows.len(),
+        &mut arr
+    ));
     // column names are made into JS strings once, not once per row
     let mut keys = Vec::with_capacity(out.columns.len());
     for c in &out.columns {
@@ -138,7 +167,11 @@ unsafe fn rows_to_js(env: sys::napi_env, out: QueryOutput) -> Result<sys::napi_v
     Ok(arr)
 }
 
-unsafe fn debug_to_js(env: sys::napi_env, obj: sys::napi_value, debug: Option<DebugInfo>) -> Result<()> {
+unsafe fn debug_to_js(
+    env: sys::napi_env,
+    obj: sys::napi_value,
+    debug: Option<DebugInfo>,
+) -> Result<()> {
     if let Some(d) = debug {
         let v = serde_json::to_value(d).map_err(|e| Error::from_reason(e.to_string()))?;
         set(env, obj, "debug", serde_json::Value::to_napi_value(env, v)?)?;
@@ -151,12 +184,20 @@ pub struct Rows(pub Outcome);
 
 impl ToNapiValue for Rows {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
-        let Outcome { provider, value, debug } = val.0;
+        let Outcome {
+            provider,
+            value,
+            debug,
+        } = val.0;
         let mut obj = ptr::null_mut();
         check!(sys::napi_create_object(env, &mut obj));
         set(env, obj, "provider", js_string(env, provider.as_str())?)?;
         if let OpValue::Rows(out) = value {
-            let count = if out.rows.is_empty() { out.rows_affected } else { out.rows.len() as u64 };
+            let count = if out.rows.is_empty() {
+                out.rows_affected
+            } else {
+                out.rows.len() as u64
+            };
             set(env, obj, "rowCount", js_number(env, count as f64)?)?;
             if let Some(id) = out.last_insert_id.clone() {
                 set(env, obj, "lastInsertId", value_to_js(env, id)?)?;
@@ -173,7 +214,11 @@ pub struct OutcomeJs(pub Outcome);
 
 impl ToNapiValue for OutcomeJs {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
-        let Outcome { provider, value, debug } = val.0;
+        let Outcome {
+            provider,
+            value,
+            debug,
+        } = val.0;
         let mut obj = ptr::null_mut();
         check!(sys::napi_create_object(env, &mut obj));
         set(env, obj, "provider", js_string(env, provider.as_str())?)?;
@@ -208,12 +253,20 @@ unsafe fn type_of(env: sys::napi_env, v: sys::napi_value) -> Result<sys::napi_va
     Ok(t)
 }
 
-unsafe fn is(env: sys::napi_env, v: sys::napi_value, f: unsafe extern "C" fn(sys::napi_env, sys::napi_value, *mut bool) -> sys::napi_status) -> bool {
+unsafe fn is(
+    env: sys::napi_env,
+    v: sys::napi_value,
+    f: unsafe extern "C" fn(sys::napi_env, sys::napi_value, *mut bool) -> sys::napi_status,
+) -> bool {
     let mut r = false;
     f(env, v, &mut r) == sys::Status::napi_ok && r
 }
 
-unsafe fn param_from_js(env: sys::napi_env, v: sys::napi_value, field: &str) -> Result<std::result::Result<Param, DbcError>> {
+unsafe fn param_from_js(
+    env: sys::napi_env,
+    v: sys::napi_value,
+    field: &str,
+) -> Result<std::result::Result<Param, DbcError>> {
     let t = type_of(env, v)?;
     Ok(Ok(match t {
         sys::ValueType::napi_undefined | sys::ValueType::napi_null => Param::Null,
@@ -221,7 +274,10 @@ unsafe fn param_from_js(env: sys::napi_env, v: sys::napi_value, field: &str) -> 
         sys::ValueType::napi_number => {
             let n = f64::from_napi_value(env, v)?;
             if !n.is_finite() {
-                return Ok(Err(DbcError::validation(field, format!("{field} is {n}, which no database column can hold"))));
+                return Ok(Err(DbcError::validation(
+                    field,
+                    format!("{field} is {n}, which no database column can hold"),
+                )));
             }
             if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
                 Param::Int(n as i64)
@@ -233,11 +289,19 @@ unsafe fn param_from_js(env: sys::napi_env, v: sys::napi_value, field: &str) -> 
         sys::ValueType::napi_bigint => {
             let mut i = 0i64;
             let mut lossless = false;
-            check!(sys::napi_get_value_bigint_int64(env, v, &mut i, &mut lossless));
+            check!(sys::napi_get_value_bigint_int64(
+                env,
+                v,
+                &mut i,
+                &mut lossless
+            ));
             if lossless {
                 Param::Int(i)
             } else {
-                return Ok(Err(DbcError::validation(field, format!("{field} is a BigInt outside the 64-bit range"))));
+                return Ok(Err(DbcError::validation(
+                    field,
+                    format!("{field} is a BigInt outside the 64-bit range"),
+                )));
             }
         }
         sys::ValueType::napi_object => {
@@ -245,30 +309,52 @@ unsafe fn param_from_js(env: sys::napi_env, v: sys::napi_value, field: &str) -> 
                 let mut data = ptr::null_mut();
                 let mut len = 0usize;
                 check!(sys::napi_get_buffer_info(env, v, &mut data, &mut len));
-                let bytes = if len == 0 { Vec::new() } else { std::slice::from_raw_parts(data as *const u8, len).to_vec() };
+                let bytes = if len == 0 {
+                    Vec::new()
+                } else {
+                    std::slice::from_raw_parts(data as *const u8, len).to_vec()
+                };
                 Param::Bytes(bytes)
             } else if is(env, v, sys::napi_is_date) {
                 let mut ms = 0f64;
                 check!(sys::napi_get_date_value(env, v, &mut ms));
                 match chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64) {
                     Some(t) if ms.is_finite() => Param::Time(t),
-                    _ => return Ok(Err(DbcError::validation(field, format!("{field} is an invalid Date")))),
+                    _ => {
+                        return Ok(Err(DbcError::validation(
+                            field,
+                            format!("{field} is an invalid Date"),
+                        )))
+                    }
                 }
             } else {
                 // plain objects and arrays are JSON; JSON.stringify catches cycles and BigInts
                 match json_of(env, v) {
                     Ok(j) => Param::Json(j),
-                    Err(why) => return Ok(Err(DbcError::validation(field, format!("{field} cannot be sent as JSON: {why}")))),
+                    Err(why) => {
+                        return Ok(Err(DbcError::validation(
+                            field,
+                            format!("{field} cannot be sent as JSON: {why}"),
+                        )))
+                    }
                 }
             }
         }
-        _ => return Ok(Err(DbcError::validation(field, format!("{field} is a function or symbol, which cannot be a parameter")))),
+        _ => {
+            return Ok(Err(DbcError::validation(
+                field,
+                format!("{field} is a function or symbol, which cannot be a parameter"),
+            )))
+        }
     }))
 }
 
 /// Serializes with the JS engine's own `JSON.stringify`, which rejects cycles and BigInt
 /// with a TypeError instead of recursing forever.
-unsafe fn json_of(env: sys::napi_env, v: sys::napi_value) -> std::result::Result<serde_json::Value, String> {
+unsafe fn json_of(
+    env: sys::napi_env,
+    v: sys::napi_value,
+) -> std::result::Result<serde_json::Value, String> {
     let mut global = ptr::null_mut();
     if sys::napi_get_global(env, &mut global) != sys::Status::napi_ok {
         return Err("no global object".into());

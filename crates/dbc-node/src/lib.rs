@@ -59,7 +59,10 @@ fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
             let what = info
                 .payload()
                 .downcast_ref::<&str>()
@@ -81,7 +84,11 @@ async fn guarded<T: Send + 'static>(
         Ok(Ok(v)) => Reply::Ok(v),
         Ok(Err(f)) => Reply::Err(f),
         Err(join) => {
-            let why = if join.is_panic() { "a panic in the addon" } else { "the task was cancelled" };
+            let why = if join.is_panic() {
+                "a panic in the addon"
+            } else {
+                "the task was cancelled"
+            };
             Reply::Err(failure(
                 DbcError::Internal(format!("{operation} failed with {why}; please report this")),
                 provider,
@@ -113,7 +120,8 @@ pub fn open(env: &Env, config_json: String) -> Result<PromiseRaw<'_, Reply<Conne
             .and_then(|c| c.primary.provider().ok())
             .unwrap_or(Provider::Sqlite);
         Ok(guarded(provider, "connect", async move {
-            let cfg = ConnectorConfig::from_json(&config_json).map_err(|e| failure(e, provider, "connect"))?;
+            let cfg = ConnectorConfig::from_json(&config_json)
+                .map_err(|e| failure(e, provider, "connect"))?;
             dbc_core::Connector::open(cfg)
                 .await
                 .map(|c| Connector { inner: Arc::new(c) })
@@ -126,15 +134,20 @@ pub fn open(env: &Env, config_json: String) -> Result<PromiseRaw<'_, Reply<Conne
 /// Connects once with the given settings (JSON text of a connector config) and reports
 /// `{provider, serverVersion, latencyMs}`; keeps no connection open.
 #[napi(ts_return_type = "Promise<{provider: string, serverVersion: string, latencyMs: number}>")]
-pub fn test_connection(env: &Env, config_json: String) -> Result<PromiseRaw<'_, Reply<serde_json::Value>>> {
+pub fn test_connection(
+    env: &Env,
+    config_json: String,
+) -> Result<PromiseRaw<'_, Reply<serde_json::Value>>> {
     env.spawn_future(async move {
         Ok(guarded(Provider::Sqlite, "test", async move {
-            let cfg = ConnectorConfig::from_json(&config_json).map_err(|e| failure(e, Provider::Sqlite, "test"))?;
+            let cfg = ConnectorConfig::from_json(&config_json)
+                .map_err(|e| failure(e, Provider::Sqlite, "test"))?;
             let provider = cfg.primary.provider().unwrap_or(Provider::Sqlite);
             let r = dbc_core::connector::test_connection(&cfg.primary, &cfg.pool)
                 .await
                 .map_err(|e| failure(e, provider, "test"))?;
-            serde_json::to_value(r).map_err(|e| failure(DbcError::Internal(e.to_string()), provider, "test"))
+            serde_json::to_value(r)
+                .map_err(|e| failure(DbcError::Internal(e.to_string()), provider, "test"))
         })
         .await)
     })
@@ -175,10 +188,18 @@ impl Connector {
         env.spawn_future(async move {
             let provider = inner.provider();
             Ok(guarded(provider, "execute", async move {
-                let payload: serde_json::Value = serde_json::from_str(&payload_json).map_err(|e| {
-                    failure(DbcError::validation("payload", format!("invalid JSON: {e}")), provider, &operation)
-                })?;
-                inner.execute(&operation, payload, &opts).await.map(outcome_reply)
+                let payload: serde_json::Value =
+                    serde_json::from_str(&payload_json).map_err(|e| {
+                        failure(
+                            DbcError::validation("payload", format!("invalid JSON: {e}")),
+                            provider,
+                            &operation,
+                        )
+                    })?;
+                inner
+                    .execute(&operation, payload, &opts)
+                    .await
+                    .map(outcome_reply)
             })
             .await)
         })
@@ -186,7 +207,10 @@ impl Connector {
 
     /// Runs SQL. `params`: an array (positional `$1` / `?`) or an object (`:name`).
     /// Resolves `{provider, rows, rowCount, lastInsertId?, debug?}`.
-    #[napi(ts_args_type = "sql: string, params?: any[] | Record<string, any> | null, options?: CallOptions", ts_return_type = "Promise<{provider: string, rows: any[], rowCount: number, lastInsertId?: number | string, debug?: any}>")]
+    #[napi(
+        ts_args_type = "sql: string, params?: any[] | Record<string, any> | null, options?: CallOptions",
+        ts_return_type = "Promise<{provider: string, rows: any[], rowCount: number, lastInsertId?: number | string, debug?: any}>"
+    )]
     pub fn query<'e>(
         &self,
         env: &'e Env,
@@ -213,8 +237,12 @@ impl Connector {
         env.spawn_future(async move {
             let provider = inner.provider();
             Ok(guarded(provider, "schema", async move {
-                let s = inner.schema_status().await.map_err(|e| failure(e, provider, "schema"))?;
-                serde_json::to_value(s).map_err(|e| failure(DbcError::Internal(e.to_string()), provider, "schema"))
+                let s = inner
+                    .schema_status()
+                    .await
+                    .map_err(|e| failure(e, provider, "schema"))?;
+                serde_json::to_value(s)
+                    .map_err(|e| failure(DbcError::Internal(e.to_string()), provider, "schema"))
             })
             .await)
         })
@@ -227,8 +255,12 @@ impl Connector {
         env.spawn_future(async move {
             let provider = inner.provider();
             Ok(guarded(provider, "migrate", async move {
-                let s = inner.migrate().await.map_err(|e| failure(e, provider, "migrate"))?;
-                serde_json::to_value(s).map_err(|e| failure(DbcError::Internal(e.to_string()), provider, "migrate"))
+                let s = inner
+                    .migrate()
+                    .await
+                    .map_err(|e| failure(e, provider, "migrate"))?;
+                serde_json::to_value(s)
+                    .map_err(|e| failure(DbcError::Internal(e.to_string()), provider, "migrate"))
             })
             .await)
         })
