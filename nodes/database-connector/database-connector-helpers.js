@@ -9,6 +9,7 @@
 'use strict';
 
 const path = require('path');
+const { EventEmitter } = require('events');
 const service = require('./database-service');
 
 const { DatabaseError } = service;
@@ -109,9 +110,11 @@ function buildConnectorConfig(n, credentials, userDir) {
  * The method registry bound to one open connection. Every method resolves with the
  * operation's result or rejects with a {@link DatabaseError}.
  */
-class Registry {
+class Registry extends EventEmitter {
   /** @param {object} db an open DatabaseService */
   constructor(db) {
+    super();
+    this.setMaxListeners(0);
     this.db = db;
   }
 
@@ -127,8 +130,11 @@ class Registry {
    * @param {{debug?: boolean, queue?: string}} [options]
    * @returns {Promise<{provider: string, value: any, debug?: object}>}
    */
-  run(operation, payload, options) {
-    return this.db.execute(operation, payload, options);
+  async run(operation, payload, options) {
+    const r = await this.db.execute(operation, payload, options);
+    // consumers free a slot when one of their tasks is settled by any node
+    if (operation === 'updateTaskStatus' && r.value && r.value.status !== 'running') this.emit('settled', r.value.id);
+    return r;
   }
 
   /**
@@ -414,7 +420,155 @@ async function testConnection(body, stored, userDir) {
   }
 }
 
+/**
+ * The `consume` source: claims tasks in batches and emits one msg per task
+ * (`msg.payload` = the task's payload, `msg.task` = the task), never more than
+ * `concurrency` in flight. A slot frees when any node settles the task with
+ * updateTaskStatus, or when its lease runs out. Polls fast while there is work and backs
+ * off to 1 s while the queue is empty. On stop, tasks in flight are left to their lease.
+ */
+class Consumer {
+  /**
+   * @param {object} node the Node-RED node (send, status, error)
+   * @param {() => Promise<Registry>} getRegistry the config node's registry
+   * @param {{queue?: string, concurrency?: number|string, leaseMs?: number|string, debug?: boolean, workerId: string, statusText: (n: number) => string}} opts
+   */
+  constructor(node, getRegistry, opts) {
+    this.node = node;
+    this.getRegistry = getRegistry;
+    this.queue = opts.queue || 'default';
+    this.concurrency = Math.max(1, Math.min(1000, Number(opts.concurrency) || 4));
+    this.leaseMs = Math.max(1000, Number(opts.leaseMs) || 30000);
+    this.debug = opts.debug === true || opts.debug === 'true';
+    this.workerId = opts.workerId;
+    this.statusText = opts.statusText;
+    this.inFlight = new Map();
+    this.idleMs = 0;
+    this.timer = null;
+    this.stopped = false;
+    this.onSettled = (id) => this.settle(id);
+  }
+
+  /** Starts polling. */
+  start() {
+    this.schedule(0);
+  }
+
+  schedule(ms) {
+    if (this.stopped || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.poll();
+    }, ms);
+  }
+
+  settle(id) {
+    const lease = this.inFlight.get(id);
+    if (lease === undefined) return;
+    clearTimeout(lease);
+    this.inFlight.delete(id);
+    this.showStatus();
+    this.schedule(0);
+  }
+
+  showStatus() {
+    this.node.status({ fill: 'blue', shape: this.inFlight.size ? 'dot' : 'ring', text: this.statusText(this.inFlight.size) });
+  }
+
+  async poll() {
+    if (this.stopped || this.busy) return;
+    const free = this.concurrency - this.inFlight.size;
+    if (free <= 0) return; // a settle or an expired lease schedules the next poll
+    this.busy = true;
+    try {
+      const registry = await this.getRegistry();
+      if (this.registry !== registry) {
+        if (this.registry) this.registry.off('settled', this.onSettled);
+        this.registry = registry;
+        registry.on('settled', this.onSettled);
+      }
+      const startedAt = Date.now();
+      const t0 = this.debug ? performance.now() : 0;
+      const r = await registry.run('claimTasks', { queue: this.queue, limit: free, leaseMs: this.leaseMs, workerId: this.workerId }, { debug: this.debug });
+      if (this.stopped) return;
+      for (const task of r.value) {
+        this.inFlight.set(task.id, setTimeout(() => this.settle(task.id), this.leaseMs));
+        const msg = { payload: task.payload, task };
+        if (this.debug) msg._debug = buildDebug('consume', startedAt, t0, r.debug);
+        this.node.send(msg);
+      }
+      this.idleMs = r.value.length ? 0 : Math.min(1000, Math.max(25, this.idleMs * 2));
+      this.showStatus();
+    } catch (err) {
+      this.idleMs = Math.min(5000, Math.max(500, this.idleMs * 2));
+      this.node.error(handleDatabaseError(err, { operation: 'consume' }));
+    } finally {
+      this.busy = false;
+    }
+    this.schedule(this.idleMs);
+  }
+
+  /** Stops polling; tasks in flight stay leased until settled or expired. */
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    for (const lease of this.inFlight.values()) clearTimeout(lease);
+    this.inFlight.clear();
+    if (this.registry) this.registry.off('settled', this.onSettled);
+  }
+}
+
+/**
+ * Registers the admin HTTP API of SPEC.md under Node-RED's admin root, behind its auth:
+ * connection test, schema status and migration, metrics.
+ * @param {object} RED the Node-RED runtime API
+ */
+function registerAdminRoutes(RED) {
+  // Admin API (SPEC.md): behind Node-RED's admin auth and these permissions.
+  const read = RED.auth.needsPermission('database-connector.read');
+  const write = RED.auth.needsPermission('database-connector.write');
+  const configNode = (req, res) => {
+    const node = RED.nodes.getNode(req.params.configId);
+    if (!node || typeof node.getRegistry !== 'function') {
+      res.status(404).json({ ok: false, code: 'DBC_NOT_FOUND', message: 'no deployed connection with this id' });
+      return null;
+    }
+    return node;
+  };
+  const answer = (res, promise) =>
+    promise.then(
+      (body) => res.json(body),
+      (error) => {
+        const err = handleDatabaseError(error);
+        res.status(err.code === 'DBC_VALIDATION' || err.code === 'DBC_CONFIG' ? 400 : 500).json({ ok: false, code: err.code, message: err.message });
+      },
+    );
+
+  RED.httpAdmin.post('/database-connector/test', write, (req, res) => {
+    const body = req.body || {};
+    const stored = body.id ? RED.nodes.getCredentials(body.id) : undefined;
+    testConnection(body, stored, RED.settings.userDir).then((r) => res.json(r));
+  });
+
+  RED.httpAdmin.get('/database-connector/:configId/schema', read, (req, res) => {
+    const node = configNode(req, res);
+    if (node) answer(res, node.getRegistry().then((r) => r.schema()));
+  });
+
+  RED.httpAdmin.post('/database-connector/:configId/schema/migrate', write, (req, res) => {
+    const node = configNode(req, res);
+    if (node) answer(res, node.getRegistry().then((r) => r.migrate()).then((applied) => ({ ok: true, applied })));
+  });
+
+  RED.httpAdmin.get('/database-connector/:configId/metrics', read, (req, res) => {
+    const node = configNode(req, res);
+    if (node) answer(res, node.getRegistry().then((r) => ({ provider: r.provider, state: node.state, pool: r.pool() })));
+  });
+}
+
 module.exports = {
+  registerAdminRoutes,
+  Consumer,
   OPERATIONS,
   Registry,
   DatabaseError,

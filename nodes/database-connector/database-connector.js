@@ -110,6 +110,21 @@ module.exports = function (RED) {
     }
     conn.register(node);
 
+    if (config.operation === 'consume') {
+      const consumer = new helpers.Consumer(node, conn.getRegistry, {
+        ...config,
+        workerId: `node-red:${node.id}:${process.pid}`,
+        statusText: (count) => RED._('database-connector.status.inflight', { count }),
+      });
+      consumer.start();
+      node.on('close', (done) => {
+        consumer.stop();
+        conn.deregister(node);
+        done();
+      });
+      return;
+    }
+
     node.on('input', (msg, send, done) => {
       conn
         .getRegistry()
@@ -135,44 +150,5 @@ module.exports = function (RED) {
 
   RED.nodes.registerType('database-connector', DatabaseConnectorNode);
 
-  // Admin API (SPEC.md): behind Node-RED's admin auth and these permissions.
-  const read = RED.auth.needsPermission('database-connector.read');
-  const write = RED.auth.needsPermission('database-connector.write');
-  const configNode = (req, res) => {
-    const node = RED.nodes.getNode(req.params.configId);
-    if (!node || typeof node.getRegistry !== 'function') {
-      res.status(404).json({ ok: false, code: 'DBC_NOT_FOUND', message: 'no deployed connection with this id' });
-      return null;
-    }
-    return node;
-  };
-  const answer = (res, promise) =>
-    promise.then(
-      (body) => res.json(body),
-      (error) => {
-        const err = helpers.handleDatabaseError(error);
-        res.status(err.code === 'DBC_VALIDATION' || err.code === 'DBC_CONFIG' ? 400 : 500).json({ ok: false, code: err.code, message: err.message });
-      },
-    );
-
-  RED.httpAdmin.post('/database-connector/test', write, (req, res) => {
-    const body = req.body || {};
-    const stored = body.id ? RED.nodes.getCredentials(body.id) : undefined;
-    helpers.testConnection(body, stored, RED.settings.userDir).then((r) => res.json(r));
-  });
-
-  RED.httpAdmin.get('/database-connector/:configId/schema', read, (req, res) => {
-    const node = configNode(req, res);
-    if (node) answer(res, node.getRegistry().then((r) => r.schema()));
-  });
-
-  RED.httpAdmin.post('/database-connector/:configId/schema/migrate', write, (req, res) => {
-    const node = configNode(req, res);
-    if (node) answer(res, node.getRegistry().then((r) => r.migrate()).then((applied) => ({ ok: true, applied })));
-  });
-
-  RED.httpAdmin.get('/database-connector/:configId/metrics', read, (req, res) => {
-    const node = configNode(req, res);
-    if (node) answer(res, node.getRegistry().then((r) => ({ provider: r.provider, state: node.state, pool: r.pool() })));
-  });
+  helpers.registerAdminRoutes(RED);
 };

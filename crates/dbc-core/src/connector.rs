@@ -11,11 +11,13 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::config::{ConnectionConfig, ConnectorConfig};
+use crate::db::Conn;
 use crate::db::{Pool, PoolState, QueryOutput, StatementTiming, Trace};
 use crate::migrate::{self, Pending, SchemaStatus};
 use crate::sqltext::bind_named;
-use crate::tasks::{self, Backoff, Dialect, Limits, NewTask, StatusChange};
-use crate::value::Params;
+use crate::tasks::{self, Backoff, Claim, Dialect, Limits, NewTask, StatusChange};
+use crate::value::{Param, Params};
+use crate::workflows;
 use crate::{DbcError, Provider, Result};
 
 /// Per-call options from the node.
@@ -100,10 +102,30 @@ pub struct Connector {
     primary: Backend,
     waiting: std::sync::atomic::AtomicU32,
     closed: AtomicBool,
+    worker_id: String,
+    reaper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// The operations `execute` knows (the `query` operation has its own entry point).
-pub const OPERATIONS: &[&str] = &["insertTask", "getTask", "updateTaskStatus"];
+/// The operations `execute` knows (plus `query` inside `executeTransaction`; a plain
+/// `query` has its own entry point).
+pub const OPERATIONS: &[&str] = &[
+    "insertTask",
+    "claimTasks",
+    "updateTaskStatus",
+    "requeueFailedTask",
+    "getTask",
+    "listTasks",
+    "deleteTask",
+    "createWorkflow",
+    "getWorkflowProgress",
+    "executeTransaction",
+];
+
+/// Most retries of an operation that failed with a deadlock or serialization failure.
+const MAX_RETRIES: u32 = 3;
+
+/// How often expired leases are looked for.
+const REAP_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Connector {
     /// Probes and opens the primary pool, then applies migrations when configured to.
@@ -121,12 +143,21 @@ impl Connector {
             }
         }
         tracing::info!(target = %cfg.primary.describe(), "connected");
+        let reaper = spawn_reaper(pool.clone(), dialect.clone());
+        let worker_id = format!("dbc-{}", &tasks::new_id()[24..]);
         Ok(Connector {
             cfg,
             primary: Backend { pool, dialect },
             waiting: Default::default(),
             closed: AtomicBool::new(false),
+            worker_id,
+            reaper: std::sync::Mutex::new(Some(reaper)),
         })
+    }
+
+    /// The worker id used for claims that name none.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
     }
 
     /// The provider in use.
@@ -231,7 +262,8 @@ impl Connector {
         }
     }
 
-    /// Runs a queue operation by name with its JSON payload.
+    /// Runs a queue operation by name with its JSON payload. A deadlock or serialization
+    /// failure (the whole operation was rolled back) is retried up to 3 times with backoff.
     pub async fn execute(
         &self,
         operation: &str,
@@ -240,9 +272,24 @@ impl Connector {
     ) -> std::result::Result<Outcome, Failure> {
         self.check_open(operation)?;
         let mut trace = opts.debug.then(Trace::default);
-        let r = self
-            .dispatch(operation, payload, opts, trace.as_mut())
-            .await;
+        let mut attempt = 0;
+        let r = loop {
+            let r = self
+                .dispatch(operation, &payload, opts, trace.as_mut())
+                .await;
+            match &r {
+                Err(e) if attempt < MAX_RETRIES && is_safe_retry(e) => {
+                    attempt += 1;
+                    if let Some(t) = trace.as_mut() {
+                        t.retries += 1;
+                    }
+                    tracing::debug!(operation, attempt, "retrying after {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10u64 << (2 * attempt)))
+                        .await;
+                }
+                _ => break r,
+            }
+        };
         match r {
             Ok(v) => Ok(Outcome {
                 provider: self.provider(),
@@ -262,9 +309,145 @@ impl Connector {
     async fn dispatch(
         &self,
         operation: &str,
-        payload: Json,
+        payload: &Json,
+        opts: &OpOptions,
+        trace: Option<&mut Trace>,
+    ) -> Result<Json> {
+        if !OPERATIONS.contains(&operation) {
+            return Err(DbcError::validation(
+                "operation",
+                format!(
+                    "unknown operation {operation:?}; known: query, {}",
+                    OPERATIONS.join(", ")
+                ),
+            ));
+        }
+        let mut conn = self.acquire().await?;
+        if operation == "executeTransaction" {
+            return self.transaction(&mut conn, payload, opts, trace).await;
+        }
+        self.run_on(&mut conn, operation, payload, opts, trace)
+            .await
+    }
+
+    async fn transaction(
+        &self,
+        conn: &mut Conn,
+        payload: &Json,
         opts: &OpOptions,
         mut trace: Option<&mut Trace>,
+    ) -> Result<Json> {
+        let steps = match payload {
+            Json::Array(s) if !s.is_empty() && s.len() <= 1000 => s,
+            _ => {
+                return Err(DbcError::validation(
+                    "payload",
+                    "executeTransaction takes an array of 1 to 1000 steps {operation, payload}",
+                ))
+            }
+        };
+        // validate the shape of every step before anything runs
+        let mut plan = Vec::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            let op = step.get("operation").and_then(Json::as_str).unwrap_or("");
+            if !(op == "query" || OPERATIONS.contains(&op)) || op == "executeTransaction" {
+                return Err(DbcError::Transaction {
+                    index: i,
+                    source: Box::new(DbcError::validation(
+                        format!("payload[{i}].operation"),
+                        format!("step {i}: operation {op:?} cannot run in a transaction"),
+                    )),
+                });
+            }
+            plan.push((op, step.get("payload").cloned().unwrap_or(Json::Null)));
+        }
+        conn.begin().await?;
+        let mut results = Vec::with_capacity(plan.len());
+        for (i, (op, p)) in plan.iter().enumerate() {
+            let r = if *op == "query" {
+                self.query_step(conn, p, trace.as_deref_mut()).await
+            } else {
+                self.run_on(conn, op, p, opts, trace.as_deref_mut()).await
+            };
+            match r {
+                Ok(v) => results.push(v),
+                Err(e) => {
+                    if conn.rollback().await.is_err() {
+                        tracing::warn!("rollback failed; the connection is closed instead");
+                    }
+                    return Err(DbcError::Transaction {
+                        index: i,
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        conn.commit().await?;
+        Ok(Json::Array(results))
+    }
+
+    async fn query_step(
+        &self,
+        conn: &mut Conn,
+        p: &Json,
+        trace: Option<&mut Trace>,
+    ) -> Result<Json> {
+        let sql = p
+            .get("sql")
+            .and_then(Json::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| DbcError::validation("sql", "a query step needs {sql, params?}"))?;
+        let params = match p.get("params") {
+            None | Some(Json::Null) => Params::None,
+            Some(Json::Array(a)) => {
+                Params::Positional(a.iter().cloned().map(Param::from_json).collect())
+            }
+            Some(Json::Object(o)) => Params::Named(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), Param::from_json(v.clone())))
+                    .collect(),
+            ),
+            Some(_) => {
+                return Err(DbcError::validation(
+                    "params",
+                    "params must be an array or an object",
+                ))
+            }
+        };
+        let (sql, params) = bind_named(self.provider(), sql, params)?;
+        let out = conn.exec("query", &sql, &params, trace).await?;
+        let count = if out.rows.is_empty() {
+            out.rows_affected
+        } else {
+            out.rows.len() as u64
+        };
+        let rows: Vec<Json> = out
+            .rows
+            .into_iter()
+            .map(|r| {
+                Json::Object(
+                    out.columns
+                        .iter()
+                        .cloned()
+                        .zip(r.into_iter().map(|v| v.into_json()))
+                        .collect(),
+                )
+            })
+            .collect();
+        let mut res = serde_json::json!({ "rows": rows, "rowCount": count });
+        if let Some(id) = out.last_insert_id {
+            res["lastInsertId"] = id.into_json();
+        }
+        Ok(res)
+    }
+
+    async fn run_on(
+        &self,
+        conn: &mut Conn,
+        operation: &str,
+        payload: &Json,
+        opts: &OpOptions,
+        trace: Option<&mut Trace>,
     ) -> Result<Json> {
         let d = &self.primary.dialect;
         let queue = opts
@@ -272,12 +455,13 @@ impl Connector {
             .as_deref()
             .filter(|q| !q.is_empty())
             .unwrap_or("default");
-        let to_json = |v: std::result::Result<Json, serde_json::Error>| {
+        let id_of = |p: &Json| tasks::uuid_of("id", p.get("id").unwrap_or(&Json::Null));
+        let json = |v: std::result::Result<Json, serde_json::Error>| {
             v.map_err(|e| DbcError::Internal(e.to_string()))
         };
         match operation {
             "insertTask" => {
-                let (tasks, single) = match &payload {
+                let (list, single) = match payload {
                     Json::Array(items) => (
                         items
                             .iter()
@@ -290,35 +474,44 @@ impl Connector {
                     ),
                     other => (vec![NewTask::parse(other, "", queue, self.limits())?], true),
                 };
-                let mut conn = self.acquire().await?;
-                let mut out =
-                    tasks::insert_tasks(&mut conn, d, tasks, trace.as_deref_mut()).await?;
+                let mut out = tasks::insert_tasks(conn, d, list, trace).await?;
                 if single {
-                    to_json(serde_json::to_value(out.remove(0)))
+                    json(serde_json::to_value(out.remove(0)))
                 } else {
-                    to_json(serde_json::to_value(out))
+                    json(serde_json::to_value(out))
                 }
             }
-            "getTask" => {
-                let id = tasks::uuid_of("id", payload.get("id").unwrap_or(&Json::Null))?;
-                let mut conn = self.acquire().await?;
-                to_json(serde_json::to_value(
-                    tasks::get_task(&mut conn, d, &id, trace).await?,
+            "claimTasks" => {
+                let claim = Claim::parse(payload, queue, &self.worker_id)?;
+                json(serde_json::to_value(
+                    tasks::claim_tasks(conn, d, &claim, trace).await?,
                 ))
             }
             "updateTaskStatus" => {
-                let change = StatusChange::parse(&payload)?;
-                let mut conn = self.acquire().await?;
-                let t =
-                    tasks::update_task_status(&mut conn, d, &change, self.backoff(), trace).await?;
-                to_json(serde_json::to_value(t))
+                let change = StatusChange::parse(payload)?;
+                json(serde_json::to_value(
+                    tasks::update_task_status(conn, d, &change, self.backoff(), trace).await?,
+                ))
             }
+            "requeueFailedTask" => json(serde_json::to_value(
+                tasks::requeue_failed(conn, d, &id_of(payload)?, trace).await?,
+            )),
+            "getTask" => json(serde_json::to_value(
+                tasks::get_task(conn, d, &id_of(payload)?, trace).await?,
+            )),
+            "listTasks" => json(serde_json::to_value(
+                tasks::list_tasks(conn, d, payload, trace).await?,
+            )),
+            "deleteTask" => tasks::delete_task(conn, d, &id_of(payload)?, trace).await,
+            "createWorkflow" => json(serde_json::to_value(
+                workflows::create_workflow(conn, d, payload, queue, self.limits(), trace).await?,
+            )),
+            "getWorkflowProgress" => json(serde_json::to_value(
+                workflows::progress(conn, d, payload, trace).await?,
+            )),
             other => Err(DbcError::validation(
                 "operation",
-                format!(
-                    "unknown operation {other:?}; known: query, {}",
-                    OPERATIONS.join(", ")
-                ),
+                format!("operation {other:?} cannot run here"),
             )),
         }
     }
@@ -343,8 +536,40 @@ impl Connector {
     /// Closes the pools; operations after this fail with `DBC_CONNECTION`.
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
+        if let Some(h) = self.reaper.lock().ok().and_then(|mut g| g.take()) {
+            h.abort();
+        }
         self.primary.pool.close().await;
     }
+}
+
+/// A rolled-back deadlock or serialization failure can simply run again.
+fn is_safe_retry(e: &DbcError) -> bool {
+    matches!(e.sql_state(), Some(s) if crate::error::is_retryable_state(s)) && !e.outcome_unknown()
+}
+
+/// Expired leases are returned to `pending` by this loop, every `REAP_EVERY`.
+fn spawn_reaper(pool: Pool, d: Dialect) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REAP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if pool.is_closed() {
+                break;
+            }
+            let r = async {
+                let mut conn = pool.acquire().await?;
+                tasks::reap_expired(&mut conn, &d).await
+            }
+            .await;
+            match r {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(tasks = n, "expired leases returned to pending"),
+                Err(e) => tracing::debug!("lease reaper: {e}"),
+            }
+        }
+    })
 }
 
 /// Connects once with the given settings and reports the server version and latency

@@ -19,6 +19,7 @@ pub mod migrate;
 pub mod sqltext;
 pub mod tasks;
 pub mod value;
+pub mod workflows;
 
 pub use config::{ConnectionConfig, ConnectorConfig, PoolConfig};
 pub use connector::Connector;

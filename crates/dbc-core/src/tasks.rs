@@ -77,7 +77,7 @@ impl Dialect {
 }
 
 /// Reads a stored time back into ISO-8601 UTC.
-fn read_time(v: &Value) -> Option<String> {
+pub(crate) fn read_time(v: &Value) -> Option<String> {
     match v {
         Value::Null => None,
         Value::Int(ms) => DateTime::<Utc>::from_timestamp_millis(*ms).map(iso_utc),
@@ -87,7 +87,7 @@ fn read_time(v: &Value) -> Option<String> {
     }
 }
 
-fn read_json(v: &Value) -> Json {
+pub(crate) fn read_json(v: &Value) -> Json {
     match v {
         Value::Null => Json::Null,
         Value::Json(j) => j.clone(),
@@ -97,7 +97,7 @@ fn read_json(v: &Value) -> Json {
     }
 }
 
-fn read_text(v: &Value) -> Option<String> {
+pub(crate) fn read_text(v: &Value) -> Option<String> {
     match v {
         Value::Text(s) => Some(s.clone()),
         Value::Null => None,
@@ -105,7 +105,7 @@ fn read_text(v: &Value) -> Option<String> {
     }
 }
 
-fn read_int(v: &Value) -> i64 {
+pub(crate) fn read_int(v: &Value) -> i64 {
     match v {
         Value::Int(i) => *i,
         Value::Text(s) => s.parse().unwrap_or(0),
@@ -142,12 +142,12 @@ pub struct Task {
     pub deduplicated: bool,
 }
 
-const TASK_COLS: &str =
+pub(crate) const TASK_COLS: &str =
     "id, queue, name, payload, status, priority, run_at, attempts, max_attempts, \
      workflow_id, idempotency_key, worker_id, lease_expires_at, result, last_error, created_at, \
      updated_at, started_at, finished_at";
 
-fn task_from_row(r: &[Value]) -> Task {
+pub(crate) fn task_from_row(r: &[Value]) -> Task {
     Task {
         id: read_text(&r[0]).unwrap_or_default(),
         queue: read_text(&r[1]).unwrap_or_default(),
@@ -213,7 +213,12 @@ fn field_path(prefix: &str, f: &str) -> String {
     }
 }
 
-fn opt_str(obj: &Map<String, Json>, at: &str, f: &str, max: usize) -> Result<Option<String>> {
+pub(crate) fn opt_str(
+    obj: &Map<String, Json>,
+    at: &str,
+    f: &str,
+    max: usize,
+) -> Result<Option<String>> {
     match obj.get(f) {
         None | Some(Json::Null) => Ok(None),
         Some(Json::String(s)) if !s.is_empty() && s.chars().count() <= max => Ok(Some(s.clone())),
@@ -228,7 +233,13 @@ fn opt_str(obj: &Map<String, Json>, at: &str, f: &str, max: usize) -> Result<Opt
     }
 }
 
-fn opt_int(obj: &Map<String, Json>, at: &str, f: &str, lo: i64, hi: i64) -> Result<Option<i64>> {
+pub(crate) fn opt_int(
+    obj: &Map<String, Json>,
+    at: &str,
+    f: &str,
+    lo: i64,
+    hi: i64,
+) -> Result<Option<i64>> {
     match obj.get(f) {
         None | Some(Json::Null) => Ok(None),
         Some(Json::Number(n)) => match n.as_i64() {
@@ -258,7 +269,7 @@ pub fn uuid_of(field: &str, v: &Json) -> Result<String> {
     }
 }
 
-fn check_keys(obj: &Map<String, Json>, at: &str, allowed: &[&str]) -> Result<()> {
+pub(crate) fn check_keys(obj: &Map<String, Json>, at: &str, allowed: &[&str]) -> Result<()> {
     if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(DbcError::validation(
             field_path(at, k),
@@ -269,6 +280,16 @@ fn check_keys(obj: &Map<String, Json>, at: &str, allowed: &[&str]) -> Result<()>
 }
 
 impl NewTask {
+    /// The id this task will be stored under.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Sets the id (createWorkflow assigns ids first so tasks can depend on siblings).
+    pub fn set_id(&mut self, id: String) {
+        self.id = id;
+    }
+
     /// Validates one task object of `insertTask`.
     pub fn parse(v: &Json, at: &str, default_queue: &str, limits: Limits) -> Result<NewTask> {
         let obj = v
@@ -616,7 +637,7 @@ pub struct TaskDetail {
     pub errors: Vec<ErrorLog>,
 }
 
-async fn fetch_task(
+pub(crate) async fn fetch_task(
     conn: &mut Conn,
     d: &Dialect,
     id: &str,
@@ -1010,6 +1031,363 @@ pub async fn update_task_status(
             }
         }
         fetch_task(conn, d, &task.id, false, trace.as_deref_mut()).await
+    }
+    .await;
+    finish_tx(conn, own_tx, r).await
+}
+
+/// Input of `claimTasks`.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// queue to claim from
+    pub queue: String,
+    /// most tasks to claim (1..=1000)
+    pub limit: i64,
+    /// lease length
+    pub lease_ms: i64,
+    /// who claims
+    pub worker_id: String,
+}
+
+impl Claim {
+    /// Validates `claimTasks` input; `queue` and `worker` are the defaults.
+    pub fn parse(v: &Json, queue: &str, worker: &str) -> Result<Claim> {
+        let empty = Map::new();
+        let obj = match v {
+            Json::Null => &empty,
+            Json::Object(o) => o,
+            _ => {
+                return Err(DbcError::validation(
+                    "payload",
+                    "claimTasks takes an object {queue?, limit?, leaseMs?, workerId?}",
+                ))
+            }
+        };
+        check_keys(obj, "", &["queue", "limit", "leaseMs", "workerId"])?;
+        Ok(Claim {
+            queue: opt_str(obj, "", "queue", 191)?.unwrap_or_else(|| queue.to_string()),
+            limit: opt_int(obj, "", "limit", 1, 1000)?.unwrap_or(1),
+            lease_ms: opt_int(obj, "", "leaseMs", 100, 86_400_000)?.unwrap_or(30_000),
+            worker_id: opt_str(obj, "", "workerId", 191)?.unwrap_or_else(|| worker.to_string()),
+        })
+    }
+}
+
+fn ids_in(d: &Dialect, from: usize, n: usize) -> String {
+    format!("({})", d.phs(from, n))
+}
+
+/// `claimTasks`: takes up to `limit` claimable tasks (pending, due, dependencies done),
+/// highest priority first, then oldest `runAt`, then id; two claimers never get the same
+/// task. Each claim starts an attempt (a history row) under a lease.
+pub async fn claim_tasks(
+    conn: &mut Conn,
+    d: &Dialect,
+    c: &Claim,
+    mut trace: Option<&mut Trace>,
+) -> Result<Vec<Task>> {
+    let ts = now();
+    let lease = ts + chrono::Duration::milliseconds(c.lease_ms);
+    let t = d.t("tasks");
+    let te = d.t("task_executions");
+    if d.provider == Provider::Postgres {
+        // one statement: lock the candidates (skipping rows other claimers hold), start them, log the attempt
+        let sql = format!(
+            "WITH c AS (SELECT id FROM {t} WHERE queue = $1 AND status = 'pending' AND deps_pending = 0 AND run_at <= $2 \
+             ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+             u AS (UPDATE {t} t SET status = 'running', attempts = t.attempts + 1, worker_id = $4, lease_expires_at = $5, \
+             started_at = COALESCE(t.started_at, $2), updated_at = $2 FROM c WHERE t.id = c.id RETURNING t.*), \
+             e AS (INSERT INTO {te} (task_id, attempt, worker_id, status, started_at) SELECT id, attempts, $4, 'running', $2 FROM u) \
+             SELECT {TASK_COLS} FROM u ORDER BY priority DESC, run_at, id"
+        );
+        let out = conn
+            .exec(
+                "claim tasks",
+                &sql,
+                &[
+                    Param::Text(c.queue.clone()),
+                    d.time(ts),
+                    Param::Int(c.limit),
+                    Param::Text(c.worker_id.clone()),
+                    d.time(lease),
+                ],
+                trace,
+            )
+            .await?;
+        return Ok(out.rows.iter().map(|r| task_from_row(r)).collect());
+    }
+    let own_tx = !conn.in_tx();
+    if own_tx {
+        conn.begin().await?;
+    }
+    let r = async {
+        let (order, lock) = match d.provider {
+            Provider::Mariadb => ("neg_priority, run_at, id", " FOR UPDATE SKIP LOCKED"),
+            _ => ("priority DESC, run_at, id", ""),
+        };
+        let pick = format!(
+            "SELECT id FROM {t} WHERE queue = ? AND status = 'pending' AND deps_pending = 0 AND run_at <= ? ORDER BY {order} LIMIT ?{lock}"
+        );
+        let picked = conn
+            .exec("pick tasks", &pick, &[Param::Text(c.queue.clone()), d.time(ts), Param::Int(c.limit)], trace.as_deref_mut())
+            .await?;
+        let ids: Vec<Param> = picked.rows.iter().filter_map(|r| read_text(&r[0]).map(Param::Text)).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut params = vec![Param::Text(c.worker_id.clone()), d.time(lease), d.time(ts), d.time(ts)];
+        params.extend(ids.iter().cloned());
+        conn.exec(
+            "start tasks",
+            &format!(
+                "UPDATE {t} SET status = 'running', attempts = attempts + 1, worker_id = ?, lease_expires_at = ?, \
+                 started_at = COALESCE(started_at, ?), updated_at = ? WHERE id IN {}",
+                ids_in(d, 5, ids.len())
+            ),
+            &params,
+            trace.as_deref_mut(),
+        )
+        .await?;
+        let mut params = vec![Param::Text(c.worker_id.clone()), d.time(ts)];
+        params.extend(ids.iter().cloned());
+        conn.exec(
+            "log attempts",
+            &format!(
+                "INSERT INTO {te} (task_id, attempt, worker_id, status, started_at) SELECT id, attempts, ?, 'running', ? FROM {t} WHERE id IN {}",
+                ids_in(d, 3, ids.len())
+            ),
+            &params,
+            trace.as_deref_mut(),
+        )
+        .await?;
+        let out = conn
+            .exec(
+                "read tasks",
+                &format!("SELECT {TASK_COLS} FROM {t} WHERE id IN {} ORDER BY {order}", ids_in(d, 1, ids.len())),
+                &ids,
+                trace.as_deref_mut(),
+            )
+            .await?;
+        Ok(out.rows.iter().map(|r| task_from_row(r)).collect())
+    }
+    .await;
+    finish_tx(conn, own_tx, r).await
+}
+
+/// Returns tasks whose lease expired to `pending` (or `failed` when that was their last
+/// attempt) and closes their attempt as `lease_expired`. Safe to run from many runtimes at
+/// once: every change is conditional on the lease still being expired.
+pub async fn reap_expired(conn: &mut Conn, d: &Dialect) -> Result<u64> {
+    let ts = now();
+    let t = d.t("tasks");
+    let te = d.t("task_executions");
+    // the common case, nothing expired, costs one indexed read and no write lock
+    let any = conn
+        .exec(
+            "find expired",
+            &format!(
+                "SELECT id FROM {t} WHERE status = 'running' AND lease_expires_at < {} LIMIT 1",
+                d.ph(1)
+            ),
+            &[d.time(ts)],
+            None,
+        )
+        .await?;
+    if any.rows.is_empty() {
+        return Ok(0);
+    }
+    conn.begin().await?;
+    let r = async {
+        let expired = format!("SELECT id, attempts FROM {t} WHERE status = 'running' AND lease_expires_at < {}", d.ph(2));
+        let close = match d.provider {
+            // MariaDB cannot read the table it updates in a subquery: join instead
+            Provider::Mariadb => format!(
+                "UPDATE {te} e JOIN {t} k ON k.id = e.task_id AND k.attempts = e.attempt \
+                 SET e.status = 'lease_expired', e.finished_at = ? WHERE e.status = 'running' AND k.status = 'running' AND k.lease_expires_at < ?"
+            ),
+            _ => format!(
+                "UPDATE {te} SET status = 'lease_expired', finished_at = {} WHERE status = 'running' AND (task_id, attempt) IN ({expired})",
+                d.ph(1)
+            ),
+        };
+        conn.exec("expire attempts", &close, &[d.time(ts), d.time(ts)], None).await?;
+        let requeue = format!(
+            "UPDATE {t} SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
+             finished_at = CASE WHEN attempts >= max_attempts THEN {p1} ELSE NULL END, \
+             last_error = 'lease expired', worker_id = NULL, lease_expires_at = NULL, updated_at = {p2} \
+             WHERE status = 'running' AND lease_expires_at < {p3}",
+            p1 = d.ph(1),
+            p2 = d.ph(2),
+            p3 = d.ph(3)
+        );
+        let out = conn.exec("expire leases", &requeue, &[d.time(ts), d.time(ts), d.time(ts)], None).await?;
+        Ok(out.rows_affected)
+    }
+    .await;
+    finish_tx(conn, true, r).await
+}
+
+/// `requeueFailedTask`: a `failed` task becomes `pending` now, with a fresh budget of
+/// attempts (its `maxAttempts` grows by the original budget, so attempt numbers in the
+/// history stay unique).
+pub async fn requeue_failed(
+    conn: &mut Conn,
+    d: &Dialect,
+    id: &str,
+    mut trace: Option<&mut Trace>,
+) -> Result<Task> {
+    let own_tx = !conn.in_tx();
+    if own_tx {
+        conn.begin().await?;
+    }
+    let r = async {
+        let task = fetch_task(conn, d, id, true, trace.as_deref_mut()).await?;
+        if task.status != "failed" {
+            return Err(DbcError::InvalidTransition(format!(
+                "task {id} is {}; only a failed task can be requeued",
+                task.status
+            )));
+        }
+        let budget = task.max_attempts.max(1);
+        let ts = now();
+        conn.exec(
+            "requeue task",
+            &format!(
+                "UPDATE {} SET status = 'pending', max_attempts = attempts + {}, run_at = {}, finished_at = NULL, updated_at = {} WHERE id = {}",
+                d.t("tasks"),
+                d.ph(1),
+                d.ph(2),
+                d.ph(3),
+                d.ph(4)
+            ),
+            &[Param::Int(budget), d.time(ts), d.time(ts), Param::Text(task.id.clone())],
+            trace.as_deref_mut(),
+        )
+        .await?;
+        fetch_task(conn, d, id, false, trace).await
+    }
+    .await;
+    finish_tx(conn, own_tx, r).await
+}
+
+/// One page of `listTasks`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskPage {
+    /// the tasks, oldest id first
+    pub tasks: Vec<Task>,
+    /// cursor for the next page (`after`), or null at the end
+    pub next: Option<String>,
+}
+
+/// `listTasks`: filters by queue, status and workflow; keyset pagination on the id
+/// (UUIDv7, so creation order) — stable and cheap however deep the page.
+pub async fn list_tasks(
+    conn: &mut Conn,
+    d: &Dialect,
+    v: &Json,
+    trace: Option<&mut Trace>,
+) -> Result<TaskPage> {
+    let empty = Map::new();
+    let obj = match v {
+        Json::Null => &empty,
+        Json::Object(o) => o,
+        _ => {
+            return Err(DbcError::validation(
+                "payload",
+                "listTasks takes an object {queue?, status?, workflowId?, limit?, after?}",
+            ))
+        }
+    };
+    check_keys(
+        obj,
+        "",
+        &["queue", "status", "workflowId", "limit", "after"],
+    )?;
+    let mut wheres = Vec::new();
+    let mut params = Vec::new();
+    if let Some(q) = opt_str(obj, "", "queue", 191)? {
+        params.push(Param::Text(q));
+        wheres.push(format!("queue = {}", d.ph(params.len())));
+    }
+    if let Some(st) = opt_str(obj, "", "status", 16)? {
+        if !STATUSES.contains(&st.as_str()) {
+            return Err(DbcError::validation(
+                "status",
+                format!("status must be one of {}", STATUSES.join(", ")),
+            ));
+        }
+        params.push(Param::Text(st));
+        wheres.push(format!("status = {}", d.ph(params.len())));
+    }
+    if let Some(w) = obj.get("workflowId").filter(|w| !w.is_null()) {
+        params.push(Param::Text(uuid_of("workflowId", w)?));
+        wheres.push(format!("workflow_id = {}", d.ph(params.len())));
+    }
+    if let Some(a) = obj.get("after").filter(|a| !a.is_null()) {
+        params.push(Param::Text(uuid_of("after", a)?));
+        wheres.push(format!("id > {}", d.ph(params.len())));
+    }
+    let limit = opt_int(obj, "", "limit", 1, 1000)?.unwrap_or(100);
+    params.push(Param::Int(limit + 1));
+    let sql = format!(
+        "SELECT {TASK_COLS} FROM {} {} ORDER BY id LIMIT {}",
+        d.t("tasks"),
+        if wheres.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", wheres.join(" AND "))
+        },
+        d.ph(params.len())
+    );
+    let out = conn.exec("list tasks", &sql, &params, trace).await?;
+    let mut tasks: Vec<Task> = out.rows.iter().map(|r| task_from_row(r)).collect();
+    let next = if tasks.len() as i64 > limit {
+        tasks.truncate(limit as usize);
+        tasks.last().map(|t| t.id.clone())
+    } else {
+        None
+    };
+    Ok(TaskPage { tasks, next })
+}
+
+/// `deleteTask`: removes a task that is not running, with its history, error log and
+/// dependency links; tasks that waited for it are released.
+pub async fn delete_task(
+    conn: &mut Conn,
+    d: &Dialect,
+    id: &str,
+    mut trace: Option<&mut Trace>,
+) -> Result<Json> {
+    let own_tx = !conn.in_tx();
+    if own_tx {
+        conn.begin().await?;
+    }
+    let r = async {
+        let task = fetch_task(conn, d, id, true, trace.as_deref_mut()).await?;
+        if task.status == "running" {
+            return Err(DbcError::InvalidTransition(format!(
+                "task {id} is running; cancel it or wait for it before deleting"
+            )));
+        }
+        let p = [Param::Text(task.id.clone())];
+        if task.status != "completed" {
+            conn.exec(
+                "release dependents",
+                &format!(
+                    "UPDATE {t} SET deps_pending = deps_pending - 1 WHERE deps_pending > 0 AND id IN (SELECT task_id FROM {} WHERE depends_on = {})",
+                    d.t("task_dependencies"),
+                    d.ph(1),
+                    t = d.t("tasks")
+                ),
+                &p,
+                trace.as_deref_mut(),
+            )
+            .await?;
+        }
+        // history, error log and dependency rows go with it (ON DELETE CASCADE)
+        conn.exec("delete task", &format!("DELETE FROM {} WHERE id = {}", d.t("tasks"), d.ph(1)), &p, trace)
+            .await?;
+        Ok(serde_json::json!({ "id": task.id, "deleted": true }))
     }
     .await;
     finish_tx(conn, own_tx, r).await

@@ -1,0 +1,290 @@
+//! Workflows: a named set of tasks created atomically, with dependencies between them,
+//! and their progress derived from the tasks' statuses.
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use crate::db::{Conn, Trace};
+use crate::tasks::{
+    self, check_keys, finish_tx, new_id, now, read_int, read_json, read_text, read_time, Dialect,
+    Limits, NewTask, Task,
+};
+use crate::value::{iso_utc, Param};
+use crate::{DbcError, Result};
+
+/// Most tasks in one workflow.
+pub const MAX_WORKFLOW_TASKS: usize = 10_000;
+
+/// A created workflow (`createWorkflow`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workflow {
+    pub id: String,
+    pub name: String,
+    pub metadata: Json,
+    pub created_at: String,
+    /// the tasks, in input order; `key` is echoed where the input gave one
+    pub tasks: Vec<WorkflowTask>,
+}
+
+/// A task of a created workflow.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkflowTask {
+    /// the caller's local name for the task, if given
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(flatten)]
+    pub task: Task,
+}
+
+/// `createWorkflow {name, tasks, metadata?}`: the workflow row and all its tasks in one
+/// transaction. A task's `dependsOn` may name earlier tasks of the same call by their
+/// `key` or index, or existing tasks of this workflow by id; only earlier tasks can be
+/// named, so a workflow can never contain a dependency cycle.
+pub async fn create_workflow(
+    conn: &mut Conn,
+    d: &Dialect,
+    v: &Json,
+    queue: &str,
+    limits: Limits,
+    mut trace: Option<&mut Trace>,
+) -> Result<Workflow> {
+    let obj = v.as_object().ok_or_else(|| {
+        DbcError::validation(
+            "payload",
+            "createWorkflow takes an object {name, tasks, metadata?}",
+        )
+    })?;
+    check_keys(obj, "", &["name", "tasks", "metadata"])?;
+    let name = tasks::opt_str(obj, "", "name", 255)?
+        .ok_or_else(|| DbcError::validation("name", "a workflow needs a name"))?;
+    let items = match obj.get("tasks") {
+        Some(Json::Array(a)) if !a.is_empty() && a.len() <= MAX_WORKFLOW_TASKS => a,
+        _ => {
+            return Err(DbcError::validation(
+                "tasks",
+                format!("tasks must be an array of 1 to {MAX_WORKFLOW_TASKS} tasks"),
+            ))
+        }
+    };
+    let metadata = obj.get("metadata").cloned().filter(|m| !m.is_null());
+    let workflow_id = new_id();
+    let ids: Vec<String> = items.iter().map(|_| new_id()).collect();
+    let mut keys: Vec<Option<String>> = Vec::with_capacity(items.len());
+    let mut parsed = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("tasks[{i}]");
+        let mut t: Map<String, Json> = item
+            .as_object()
+            .cloned()
+            .ok_or_else(|| DbcError::validation(at.clone(), "a task must be an object"))?;
+        let key = match t.remove("key") {
+            None | Some(Json::Null) => None,
+            Some(Json::String(k)) if !k.is_empty() && k.len() <= 191 => Some(k),
+            Some(_) => {
+                return Err(DbcError::validation(
+                    format!("{at}.key"),
+                    "key must be a short non-empty string",
+                ))
+            }
+        };
+        if let Some(deps) = t.get("dependsOn").and_then(Json::as_array) {
+            let mut resolved = Vec::with_capacity(deps.len());
+            for (j, dep) in deps.iter().enumerate() {
+                let field = format!("{at}.dependsOn[{j}]");
+                let target = match dep {
+                    Json::Number(n) => n
+                        .as_u64()
+                        .map(|n| n as usize)
+                        .filter(|n| *n < i)
+                        .map(|n| ids[n].clone()),
+                    Json::String(s) => {
+                        match keys.iter().position(|k| k.as_deref() == Some(s.as_str())) {
+                            Some(pos) => Some(ids[pos].clone()),
+                            None => uuid::Uuid::parse_str(s).ok().map(|u| u.to_string()),
+                        }
+                    }
+                    _ => None,
+                };
+                match target {
+                    Some(id) => resolved.push(Json::String(id)),
+                    None => {
+                        return Err(DbcError::validation(
+                            field,
+                            "dependsOn must name an earlier task of this workflow (by key or index) or a task id",
+                        ))
+                    }
+                }
+            }
+            t.insert("dependsOn".into(), Json::Array(resolved));
+        }
+        t.insert("workflowId".into(), Json::String(workflow_id.clone()));
+        let mut task = NewTask::parse(&Json::Object(t), &at, queue, limits)?;
+        task.set_id(ids[i].clone());
+        parsed.push(task);
+        keys.push(key);
+    }
+    let ts = now();
+    let own_tx = !conn.in_tx();
+    if own_tx {
+        conn.begin().await?;
+    }
+    let r = async {
+        conn.exec(
+            "insert workflow",
+            &format!(
+                "INSERT INTO {} (id, name, metadata, created_at, updated_at) VALUES ({})",
+                d.t("workflows"),
+                d.phs(1, 5)
+            ),
+            &[
+                Param::Text(workflow_id.clone()),
+                Param::Text(name.clone()),
+                d.json(metadata.as_ref()),
+                d.time(ts),
+                d.time(ts),
+            ],
+            trace.as_deref_mut(),
+        )
+        .await?;
+        tasks::insert_tasks(conn, d, parsed, trace).await
+    }
+    .await;
+    let stored = finish_tx(conn, own_tx, r).await?;
+    Ok(Workflow {
+        id: workflow_id,
+        name,
+        metadata: metadata.unwrap_or(Json::Null),
+        created_at: iso_utc(ts),
+        tasks: stored
+            .into_iter()
+            .zip(keys)
+            .map(|(task, key)| WorkflowTask { key, task })
+            .collect(),
+    })
+}
+
+/// `getWorkflowProgress`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub workflow_id: String,
+    pub name: String,
+    /// derived: `pending`, `running`, `completed`, `failed` or `cancelled`
+    pub status: String,
+    pub total: i64,
+    pub pending: i64,
+    pub running: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    /// share of tasks that have finished (completed, failed or cancelled), 0–100
+    pub percent: f64,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub metadata: Json,
+}
+
+/// Counts a workflow's tasks by status and derives the workflow's status:
+/// `running` once any task started and some are unfinished; `failed` when all finished
+/// and any failed; `cancelled` when all were cancelled; `completed` when all finished
+/// otherwise; `pending` while nothing has started.
+pub async fn progress(
+    conn: &mut Conn,
+    d: &Dialect,
+    v: &Json,
+    mut trace: Option<&mut Trace>,
+) -> Result<Progress> {
+    let id = tasks::uuid_of("workflowId", v.get("workflowId").unwrap_or(&Json::Null))?;
+    let wf = conn
+        .exec(
+            "select workflow",
+            &format!(
+                "SELECT name, metadata FROM {} WHERE id = {}",
+                d.t("workflows"),
+                d.ph(1)
+            ),
+            &[Param::Text(id.clone())],
+            trace.as_deref_mut(),
+        )
+        .await?;
+    let row = wf
+        .rows
+        .first()
+        .ok_or_else(|| DbcError::NotFound(format!("workflow {id} does not exist")))?;
+    let (name, metadata) = (read_text(&row[0]).unwrap_or_default(), read_json(&row[1]));
+    let counts = conn
+        .exec(
+            "count tasks",
+            &format!(
+                "SELECT status, count(*), min(started_at), max(finished_at) FROM {} WHERE workflow_id = {} GROUP BY status",
+                d.t("tasks"),
+                d.ph(1)
+            ),
+            &[Param::Text(id.clone())],
+            trace,
+        )
+        .await?;
+    let mut p = Progress {
+        workflow_id: id,
+        name,
+        status: String::new(),
+        total: 0,
+        pending: 0,
+        running: 0,
+        completed: 0,
+        failed: 0,
+        cancelled: 0,
+        percent: 0.0,
+        started_at: None,
+        finished_at: None,
+        metadata,
+    };
+    for r in &counts.rows {
+        let n = read_int(&r[1]);
+        match read_text(&r[0]).as_deref() {
+            Some("pending") => p.pending = n,
+            Some("running") => p.running = n,
+            Some("completed") => p.completed = n,
+            Some("failed") => p.failed = n,
+            Some("cancelled") => p.cancelled = n,
+            _ => {}
+        }
+        p.total += n;
+        if let Some(s) = read_time(&r[2]) {
+            if p.started_at.as_ref().is_none_or(|cur| &s < cur) {
+                p.started_at = Some(s);
+            }
+        }
+        if let Some(f) = read_time(&r[3]) {
+            if p.finished_at.as_ref().is_none_or(|cur| &f > cur) {
+                p.finished_at = Some(f);
+            }
+        }
+    }
+    let finished = p.completed + p.failed + p.cancelled;
+    p.percent = if p.total == 0 {
+        0.0
+    } else {
+        (finished as f64 * 1000.0 / p.total as f64).round() / 10.0
+    };
+    let unfinished = p.pending + p.running;
+    p.status = if unfinished > 0 {
+        if p.running > 0 || finished > 0 || p.started_at.is_some() {
+            "running"
+        } else {
+            "pending"
+        }
+    } else if p.failed > 0 {
+        "failed"
+    } else if p.total > 0 && p.cancelled == p.total {
+        "cancelled"
+    } else {
+        "completed"
+    }
+    .to_string();
+    if unfinished > 0 {
+        p.finished_at = None;
+    }
+    Ok(p)
+}
