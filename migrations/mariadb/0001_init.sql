@@ -1,8 +1,9 @@
 -- The connector's schema: workflows, tasks, their dependencies, one row per attempt,
 -- and the error log. {{prefix}} is the config node's table prefix (validated).
 -- Ids are UUIDv7 text (CHAR(36) ascii), times DATETIME(3) in UTC, JSON is LONGTEXT
--- checked by JSON_VALID (MariaDB's JSON type).
-CREATE TABLE {{prefix}}workflows (
+-- checked by JSON_VALID (MariaDB's JSON type). Every CREATE has IF NOT EXISTS: DDL commits
+-- implicitly here, so a migration interrupted half-way must be able to run again.
+CREATE TABLE IF NOT EXISTS {{prefix}}workflows (
   id          CHAR(36) CHARACTER SET ascii NOT NULL PRIMARY KEY,
   name        VARCHAR(255) NOT NULL,
   metadata    JSON NULL,
@@ -10,7 +11,7 @@ CREATE TABLE {{prefix}}workflows (
   updated_at  DATETIME(3) NOT NULL
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
-CREATE TABLE {{prefix}}tasks (
+CREATE TABLE IF NOT EXISTS {{prefix}}tasks (
   id               CHAR(36) CHARACTER SET ascii NOT NULL PRIMARY KEY,
   queue            VARCHAR(191) NOT NULL,
   name             VARCHAR(255) NULL,
@@ -33,7 +34,7 @@ CREATE TABLE {{prefix}}tasks (
   finished_at      DATETIME(3) NULL,
   -- claim order is priority DESC; an ascending key on -priority lets one index serve
   -- it on every MariaDB (descending indexes are only honoured from 10.8).
-  neg_priority     INT AS (-priority) PERSISTENT,
+  neg_priority     INT AS (-priority) STORED,
   CONSTRAINT {{prefix}}tasks_status_ck CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
   UNIQUE KEY {{prefix}}tasks_idempotency (idempotency_key),
   -- no partial indexes in MariaDB: status and deps_pending lead the composite claim key
@@ -44,7 +45,7 @@ CREATE TABLE {{prefix}}tasks (
   CONSTRAINT {{prefix}}tasks_workflow_fk FOREIGN KEY (workflow_id) REFERENCES {{prefix}}workflows (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
-CREATE TABLE {{prefix}}task_dependencies (
+CREATE TABLE IF NOT EXISTS {{prefix}}task_dependencies (
   task_id    CHAR(36) CHARACTER SET ascii NOT NULL,
   depends_on CHAR(36) CHARACTER SET ascii NOT NULL,
   PRIMARY KEY (task_id, depends_on),
@@ -53,7 +54,7 @@ CREATE TABLE {{prefix}}task_dependencies (
   CONSTRAINT {{prefix}}task_dependencies_on_fk FOREIGN KEY (depends_on) REFERENCES {{prefix}}tasks (id) ON DELETE CASCADE
 ) ENGINE = InnoDB;
 
-CREATE TABLE {{prefix}}task_executions (
+CREATE TABLE IF NOT EXISTS {{prefix}}task_executions (
   task_id     CHAR(36) CHARACTER SET ascii NOT NULL,
   attempt     INT NOT NULL,
   worker_id   VARCHAR(191) NULL,
@@ -66,7 +67,7 @@ CREATE TABLE {{prefix}}task_executions (
   CONSTRAINT {{prefix}}task_executions_task_fk FOREIGN KEY (task_id) REFERENCES {{prefix}}tasks (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
-CREATE TABLE {{prefix}}error_logs (
+CREATE TABLE IF NOT EXISTS {{prefix}}error_logs (
   id           CHAR(36) CHARACTER SET ascii NOT NULL PRIMARY KEY,
   task_id      CHAR(36) CHARACTER SET ascii NULL,
   attempt      INT NULL,

@@ -103,7 +103,7 @@ module.exports = function (RED) {
         const err = helpers.handleDatabaseError(
           new helpers.DatabaseError('no database connection is configured for this node', { code: 'DBC_CONFIG', operation: 'input' }),
         );
-        msg.error = err.cause;
+        msg.error = { code: err.code, message: err.message, retryable: err.retryable };
         done(err);
       });
       return;

@@ -552,6 +552,7 @@ fn is_safe_retry(e: &DbcError) -> bool {
 fn spawn_reaper(pool: Pool, d: Dialect) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(REAP_EVERY);
+        let mut last_error = String::new();
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -564,9 +565,18 @@ fn spawn_reaper(pool: Pool, d: Dialect) -> tokio::task::JoinHandle<()> {
             }
             .await;
             match r {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(tasks = n, "expired leases returned to pending"),
-                Err(e) => tracing::debug!("lease reaper: {e}"),
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(tasks = n, "expired leases returned to pending");
+                    }
+                    last_error.clear();
+                }
+                // once per distinct error, so an outage does not flood the log
+                Err(e) if e.to_string() != last_error => {
+                    last_error = e.to_string();
+                    tracing::warn!("lease reaper: {last_error}");
+                }
+                Err(_) => {}
             }
         }
     })

@@ -25,7 +25,7 @@ use sqlx::{
 };
 
 use crate::config::{ConnectionConfig, PoolConfig};
-use crate::value::{iso_date, iso_naive, iso_time, iso_utc, parse_time, Param, Value};
+use crate::value::{iso_date, iso_naive, iso_time, iso_utc, parse_any_time, Param, Value};
 use crate::{DbcError, Provider, Result};
 
 /// What one statement returned.
@@ -112,17 +112,16 @@ fn pem_or_path(v: &str) -> Either<Vec<u8>, &str> {
 
 fn connect_error(provider: Provider, cfg: &ConnectionConfig, e: sqlx::Error) -> DbcError {
     let inner = DbcError::from_sqlx(e, false);
-    let why = inner.to_string();
+    let message = format!(
+        "cannot connect to {} ({}): {inner}",
+        provider,
+        cfg.describe()
+    );
     match inner {
-        DbcError::Config(_) | DbcError::Connection { .. } | DbcError::PoolTimeout(_) => {
-            DbcError::Connection {
-                message: format!("cannot connect to {} ({}): {why}", provider, cfg.describe()),
-                outcome_unknown: false,
-            }
-        }
-        // e.g. "database does not exist", "password authentication failed" (28P01)
+        DbcError::AccessDenied(_) => DbcError::AccessDenied(message),
+        // e.g. "database does not exist": the connection could not be made
         _ => DbcError::Connection {
-            message: format!("cannot connect to {} ({}): {why}", provider, cfg.describe()),
+            message,
             outcome_unknown: false,
         },
     }
@@ -746,7 +745,9 @@ fn int_of(n: usize, p: &Param, ty: &str) -> Result<Option<i64>> {
         Param::Null => None,
         Param::Int(i) => Some(*i),
         Param::Bool(b) => Some(*b as i64),
-        Param::Float(f) if f.fract() == 0.0 => Some(*f as i64),
+        Param::Float(f) if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775e18 => {
+            Some(*f as i64)
+        }
         Param::Text(s) => Some(
             s.trim()
                 .parse()
@@ -770,6 +771,31 @@ fn float_of(n: usize, p: &Param, ty: &str) -> Result<Option<f64>> {
     })
 }
 
+fn int_array(n: usize, p: &Param, ty: &str, lo: i64, hi: i64) -> Result<Option<Vec<i64>>> {
+    match p {
+        Param::Null => Ok(None),
+        Param::Json(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                match v
+                    .as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                {
+                    Some(x) if (lo..=hi).contains(&x) => Ok(x),
+                    _ => Err(bad_param(
+                        n,
+                        p,
+                        ty,
+                        ": every element must be an integer in range",
+                    )),
+                }
+            })
+            .collect::<Result<Vec<i64>>>()
+            .map(Some),
+        _ => Err(bad_param(n, p, ty, "")),
+    }
+}
+
 fn bind_pg<'q>(q: PgQuery<'q>, p: &Param, ty: &str, n: usize) -> Result<PgQuery<'q>> {
     let range = |v: Option<i64>, lo: i64, hi: i64| -> Result<Option<i64>> {
         match v {
@@ -782,7 +808,11 @@ fn bind_pg<'q>(q: PgQuery<'q>, p: &Param, ty: &str, n: usize) -> Result<PgQuery<
             Param::Null => None,
             Param::Bool(b) => Some(*b),
             Param::Int(i) => Some(*i != 0),
-            Param::Text(s) => Some(matches!(s.as_str(), "true" | "t" | "1" | "yes" | "on")),
+            Param::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "t" | "1" | "yes" | "y" | "on" => Some(true),
+                "false" | "f" | "0" | "no" | "n" | "off" => Some(false),
+                _ => return Err(bad_param(n, p, ty, ": not a boolean")),
+            },
             _ => return Err(bad_param(n, p, ty, "")),
         }),
         "INT2" => q.bind(range(int_of(n, p, ty)?, i16::MIN as i64, i16::MAX as i64)?.map(|v| v as i16)),
@@ -823,15 +853,15 @@ fn bind_pg<'q>(q: PgQuery<'q>, p: &Param, ty: &str, n: usize) -> Result<PgQuery<
         }),
         "TIMESTAMPTZ" => q.bind(match p {
             Param::Null => None,
-            _ => Some(parse_time(&format!("params[{}]", n - 1), p)?),
+            _ => Some(parse_any_time(&format!("params[{}]", n - 1), p)?),
         }),
         "TIMESTAMP" => q.bind(match p {
             Param::Null => None,
-            _ => Some(parse_time(&format!("params[{}]", n - 1), p)?.naive_utc()),
+            _ => Some(parse_any_time(&format!("params[{}]", n - 1), p)?.naive_utc()),
         }),
         "DATE" => q.bind(match p {
             Param::Null => None,
-            _ => Some(parse_time(&format!("params[{}]", n - 1), p)?.date_naive()),
+            _ => Some(parse_any_time(&format!("params[{}]", n - 1), p)?.date_naive()),
         }),
         "TIME" => q.bind(match p {
             Param::Null => None,
@@ -849,16 +879,10 @@ fn bind_pg<'q>(q: PgQuery<'q>, p: &Param, ty: &str, n: usize) -> Result<PgQuery<
             _ => return Err(bad_param(n, p, ty, "")),
         }),
         "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "UNKNOWN" | "CITEXT" => q.bind(p.to_text()),
-        "INT4[]" | "INT8[]" | "INT2[]" => q.bind(match p {
-            Param::Null => None,
-            Param::Json(serde_json::Value::Array(a)) => Some(
-                a.iter()
-                    .map(|v| v.as_i64().ok_or_else(|| bad_param(n, p, ty, ": not all integers")))
-                    .collect::<Result<Vec<i64>>>()?,
-            ),
-            _ => return Err(bad_param(n, p, ty, "")),
-        }),
-        "TEXT[]" | "VARCHAR[]" => q.bind(match p {
+        "INT2[]" => q.bind(int_array(n, p, ty, i16::MIN as i64, i16::MAX as i64)?.map(|v| v.into_iter().map(|x| x as i16).collect::<Vec<_>>())),
+        "INT4[]" => q.bind(int_array(n, p, ty, i32::MIN as i64, i32::MAX as i64)?.map(|v| v.into_iter().map(|x| x as i32).collect::<Vec<_>>())),
+        "INT8[]" => q.bind(int_array(n, p, ty, i64::MIN, i64::MAX)?),
+        "TEXT[]" | "VARCHAR[]" | "BPCHAR[]" => q.bind(match p {
             Param::Null => None,
             Param::Json(serde_json::Value::Array(a)) => Some(
                 a.iter()
@@ -920,12 +944,22 @@ fn decode_pg(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value> {
         "VOID" => Value::Null,
         "INT2[]" => Value::Json(get!(row, i, Vec<Option<i16>>, &ty).into()),
         "INT4[]" => Value::Json(get!(row, i, Vec<Option<i32>>, &ty).into()),
-        "INT8[]" => Value::Json(get!(row, i, Vec<Option<i64>>, &ty).into()),
+        "INT8[]" => Value::Json(
+            get!(row, i, Vec<Option<i64>>, &ty)
+                .into_iter()
+                .map(|x| x.map(|x| Value::from_i64(x).into_json()).unwrap_or(serde_json::Value::Null))
+                .collect::<Vec<_>>()
+                .into(),
+        ),
         "FLOAT8[]" => Value::Json(get!(row, i, Vec<Option<f64>>, &ty).into()),
         "BOOL[]" => Value::Json(get!(row, i, Vec<Option<bool>>, &ty).into()),
         "TEXT[]" | "VARCHAR[]" => Value::Json(get!(row, i, Vec<Option<String>>, &ty).into()),
         "UUID[]" => Value::Json(
-            get!(row, i, Vec<uuid::Uuid>, &ty).into_iter().map(|u| u.to_string()).collect::<Vec<_>>().into(),
+            get!(row, i, Vec<Option<uuid::Uuid>>, &ty)
+                .into_iter()
+                .map(|u| u.map(|u| serde_json::Value::String(u.to_string())).unwrap_or(serde_json::Value::Null))
+                .collect::<Vec<_>>()
+                .into(),
         ),
         other => {
             return Err(DbcError::Query {

@@ -70,6 +70,10 @@ pub enum DbcError {
         /// true when the request may have been applied (the connection broke after sending)
         outcome_unknown: bool,
     },
+    /// The database refused the credentials (code `DBC_CONNECTION`, not retryable: the
+    /// same credentials will be refused again).
+    #[error("{0}")]
+    AccessDenied(String),
     /// No pooled connection became free within the acquire timeout.
     #[error("{0}")]
     PoolTimeout(String),
@@ -131,7 +135,7 @@ impl DbcError {
         match self {
             DbcError::Config(_) => "DBC_CONFIG",
             DbcError::Validation { .. } => "DBC_VALIDATION",
-            DbcError::Connection { .. } => "DBC_CONNECTION",
+            DbcError::Connection { .. } | DbcError::AccessDenied(_) => "DBC_CONNECTION",
             DbcError::PoolTimeout(_) => "DBC_POOL_TIMEOUT",
             DbcError::QueryTimeout(_) => "DBC_QUERY_TIMEOUT",
             DbcError::NotFound(_) => "DBC_NOT_FOUND",
@@ -183,7 +187,10 @@ impl DbcError {
 
     /// True for errors that say the database itself is unreachable (drives failover).
     pub fn is_connection_class(&self) -> bool {
-        matches!(self, DbcError::Connection { .. } | DbcError::PoolTimeout(_))
+        matches!(
+            self,
+            DbcError::Connection { .. } | DbcError::PoolTimeout(_) | DbcError::AccessDenied(_)
+        )
     }
 
     /// Classifies a driver error. `sent` says whether the request may already have

@@ -143,7 +143,11 @@ async fn read_applied(conn: &mut Conn, prefix: &str) -> Result<Vec<Applied>> {
                 _ => String::new(),
             };
             let name = text(it.next());
-            let applied_at = text(it.next());
+            let applied_at = it
+                .next()
+                .as_ref()
+                .and_then(crate::tasks::read_time)
+                .unwrap_or_default();
             Applied {
                 version,
                 name,
@@ -290,6 +294,7 @@ async fn apply_pending(conn: &mut Conn, prefix: &str, in_tx: bool) -> Result<Vec
     let provider = conn.provider();
     conn.batch(&table_ddl(provider, prefix)).await?;
     let applied = read_applied(conn, prefix).await?;
+    warn_on_edited(conn, prefix).await;
     if let Some(newest) = applied.iter().map(|a| a.version).max() {
         let known = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
         if newest > known {
@@ -346,6 +351,32 @@ async fn apply_pending(conn: &mut Conn, prefix: &str, in_tx: bool) -> Result<Vec
         });
     }
     Ok(done)
+}
+
+/// Logs a warning for every applied migration whose file changed since it ran: the
+/// database may not match what the file now says.
+async fn warn_on_edited(conn: &mut Conn, prefix: &str) {
+    let provider = conn.provider();
+    let Ok(out) = conn
+        .exec(
+            "checksums",
+            &format!("SELECT version, checksum FROM {prefix}migrations"),
+            &[],
+            None,
+        )
+        .await
+    else {
+        return;
+    };
+    for r in &out.rows {
+        let version = crate::tasks::read_int(&r[0]);
+        let stored = crate::tasks::read_text(&r[1]).unwrap_or_default();
+        if let Some(m) = MIGRATIONS.iter().find(|m| m.version == version) {
+            if m.checksum(provider) != stored {
+                tracing::warn!(version, name = m.name, %provider, "an applied migration file has changed since it ran");
+            }
+        }
+    }
 }
 
 fn is_comment(stmt: &str) -> bool {

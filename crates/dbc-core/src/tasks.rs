@@ -835,6 +835,25 @@ fn error_parts(e: Option<&Json>) -> (String, String) {
     }
 }
 
+/// One dependency fewer for every task that waits for the task bound as parameter 1.
+/// MariaDB runs `UPDATE ... WHERE id IN (SELECT ...)` as a scan of the whole tasks table,
+/// and under REPEATABLE READ that locks every row until commit, serializing all workers:
+/// there the join form, which looks the dependents up by index, is used instead.
+fn release_dependents_sql(d: &Dialect) -> String {
+    let (t, td) = (d.t("tasks"), d.t("task_dependencies"));
+    match d.provider {
+        Provider::Mariadb => format!(
+            "UPDATE {t} k JOIN {td} x ON x.task_id = k.id SET k.deps_pending = k.deps_pending - 1 \
+             WHERE x.depends_on = ? AND k.deps_pending > 0"
+        ),
+        _ => format!(
+            "UPDATE {t} SET deps_pending = deps_pending - 1 WHERE deps_pending > 0 AND id IN \
+             (SELECT task_id FROM {td} WHERE depends_on = {})",
+            d.ph(1)
+        ),
+    }
+}
+
 /// `updateTaskStatus`: applies SPEC.md's state machine in one transaction.
 pub async fn update_task_status(
     conn: &mut Conn,
@@ -878,6 +897,19 @@ pub async fn update_task_status(
                     task.id,
                     change.worker_id.as_deref().unwrap_or("this worker"),
                     if expired { "the lease expired" } else { "another worker holds it" }
+                )));
+            }
+        }
+        // a worker reporting the outcome of an attempt that is already over (its lease
+        // expired and the reaper put the task back to pending): no one holds a lease on a
+        // pending task, so the late report must not complete or fail it
+        if from == "pending" && matches!(to, "completed" | "failed") && task.attempts > 0 {
+            if let Some(w) = &change.worker_id {
+                return Err(DbcError::LeaseLost(format!(
+                    "task {} is no longer leased to {w}: it is pending again after attempt {}{}",
+                    task.id,
+                    task.attempts,
+                    task.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
                 )));
             }
         }
@@ -953,12 +985,7 @@ pub async fn update_task_status(
                 // dependents wait for one dependency less
                 conn.exec(
                     "release dependents",
-                    &format!(
-                        "UPDATE {tt} SET deps_pending = deps_pending - 1 WHERE deps_pending > 0 AND id IN \
-                         (SELECT task_id FROM {} WHERE depends_on = {})",
-                        d.t("task_dependencies"),
-                        d.ph(1)
-                    ),
+                    &release_dependents_sql(d),
                     std::slice::from_ref(&id),
                     trace.as_deref_mut(),
                 )
@@ -1211,17 +1238,23 @@ pub async fn reap_expired(conn: &mut Conn, d: &Dialect) -> Result<u64> {
             ),
         };
         conn.exec("expire attempts", &close, &[d.time(ts), d.time(ts)], None).await?;
-        let requeue = format!(
-            "UPDATE {t} SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
-             finished_at = CASE WHEN attempts >= max_attempts THEN {p1} ELSE NULL END, \
-             last_error = 'lease expired', worker_id = NULL, lease_expires_at = NULL, updated_at = {p2} \
-             WHERE status = 'running' AND lease_expires_at < {p3}",
-            p1 = d.ph(1),
-            p2 = d.ph(2),
-            p3 = d.ph(3)
+        // the last attempt ran out: the task is dead; otherwise it runs again
+        let dead = format!(
+            "UPDATE {t} SET status = 'failed', finished_at = {}, last_error = 'lease expired', worker_id = NULL, \
+             lease_expires_at = NULL, updated_at = {} WHERE status = 'running' AND lease_expires_at < {} AND attempts >= max_attempts",
+            d.ph(1),
+            d.ph(2),
+            d.ph(3)
         );
-        let out = conn.exec("expire leases", &requeue, &[d.time(ts), d.time(ts), d.time(ts)], None).await?;
-        Ok(out.rows_affected)
+        let failed = conn.exec("fail expired", &dead, &[d.time(ts), d.time(ts), d.time(ts)], None).await?;
+        let again = format!(
+            "UPDATE {t} SET status = 'pending', last_error = 'lease expired', worker_id = NULL, lease_expires_at = NULL, \
+             updated_at = {} WHERE status = 'running' AND lease_expires_at < {}",
+            d.ph(1),
+            d.ph(2)
+        );
+        let requeued = conn.exec("requeue expired", &again, &[d.time(ts), d.time(ts)], None).await?;
+        Ok(requeued.rows_affected + failed.rows_affected)
     }
     .await;
     finish_tx(conn, true, r).await
@@ -1373,20 +1406,20 @@ pub async fn delete_task(
         if task.status != "completed" {
             conn.exec(
                 "release dependents",
-                &format!(
-                    "UPDATE {t} SET deps_pending = deps_pending - 1 WHERE deps_pending > 0 AND id IN (SELECT task_id FROM {} WHERE depends_on = {})",
-                    d.t("task_dependencies"),
-                    d.ph(1),
-                    t = d.t("tasks")
-                ),
+                &release_dependents_sql(d),
                 &p,
                 trace.as_deref_mut(),
             )
             .await?;
         }
         // history, error log and dependency rows go with it (ON DELETE CASCADE)
-        conn.exec("delete task", &format!("DELETE FROM {} WHERE id = {}", d.t("tasks"), d.ph(1)), &p, trace)
-            .await?;
+        conn.exec(
+            "delete task",
+            &format!("DELETE FROM {} WHERE id = {}", d.t("tasks"), d.ph(1)),
+            &p,
+            trace,
+        )
+        .await?;
         Ok(serde_json::json!({ "id": task.id, "deleted": true }))
     }
     .await;

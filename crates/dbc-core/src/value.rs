@@ -166,12 +166,25 @@ pub fn iso_time(t: NaiveTime) -> String {
 }
 
 /// Parses a time given as ISO-8601 text (with or without offset: without means UTC),
-/// a date alone, or epoch milliseconds.
+/// a date alone, or epoch milliseconds; task times must lie in the years 1970–9999.
 pub fn parse_time(field: &str, p: &Param) -> crate::Result<DateTime<Utc>> {
+    let t = parse_any_time(field, p)?;
+    let year = chrono::Datelike::year(&t);
+    if !(1970..=9999).contains(&year) {
+        return Err(crate::DbcError::validation(
+            field,
+            format!("{field} must lie between the years 1970 and 9999"),
+        ));
+    }
+    Ok(t)
+}
+
+/// Like [`parse_time`], for SQL parameters: any year the database can hold.
+pub fn parse_any_time(field: &str, p: &Param) -> crate::Result<DateTime<Utc>> {
     let bad = || {
         crate::DbcError::validation(
             field,
-            format!("{field} must be an ISO-8601 time or epoch milliseconds between years 1970 and 9999"),
+            format!("{field} must be an ISO-8601 time or epoch milliseconds"),
         )
     };
     let t = match p {
@@ -195,10 +208,6 @@ pub fn parse_time(field: &str, p: &Param) -> crate::Result<DateTime<Utc>> {
         }
         _ => return Err(bad()),
     };
-    let year = chrono::Datelike::year(&t);
-    if !(1970..=9999).contains(&year) {
-        return Err(bad());
-    }
     Ok(t)
 }
 

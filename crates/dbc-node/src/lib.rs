@@ -58,6 +58,19 @@ fn failure(error: DbcError, provider: Provider, operation: &str) -> Failure {
 fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        // warnings and errors of the core (reaper, migrations) go to stderr, which Node-RED
+        // shows in its log; DBC_LOG=info|debug shows more
+        let level = match std::env::var("DBC_LOG").as_deref() {
+            Ok("debug") => tracing::Level::DEBUG,
+            Ok("info") => tracing::Level::INFO,
+            _ => tracing::Level::WARN,
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_target(false)
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .try_init();
         std::panic::set_hook(Box::new(|info| {
             let at = info
                 .location()
