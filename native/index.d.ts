@@ -27,6 +27,20 @@ export declare class Connector {
    * Resolves `{provider, rows, rowCount, lastInsertId?, debug?}`.
    */
   query(sql: string, params?: any[] | Record<string, any> | null, options?: CallOptions): Promise<{provider: string, rows: any[], rowCount: number, lastInsertId?: number | string, debug?: any}>
+  /**
+   * Resolves `true` as soon as new work may be in `queue` (inserted here, or announced
+   * by PostgreSQL NOTIFY from another runtime), `false` after `timeout_ms`.
+   */
+  waitForTasks(queue: string, timeoutMs: number): Promise<boolean>
+  /** Tasks by queue and status: `[{queue, status, count}]`. */
+  queueDepth(): Promise<Array<{queue: string, status: string, count: number}>>
+  /**
+   * Metrics as JSON: state and its change log, pool, per-operation counts, error
+   * rates and latency percentiles, queue depth.
+   */
+  metrics(): Promise<any>
+  /** Metrics in the Prometheus text exposition format, labelled with `connection`. */
+  metricsPrometheus(connection: string): Promise<string>
   /** Applied and pending migrations: `{provider, applied, pending}`. */
   schema(): Promise<{provider: string, applied: any[], pending: any[]}>
   /** Applies pending migrations; resolves the list applied. */

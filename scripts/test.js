@@ -2,8 +2,9 @@
 /**
  * `npm test`: every test, against the real databases.
  *  1. the addon is rebuilt if any Rust source or migration changed since it was built;
- *  2. the Rust core's unit tests and its conformance suite (PostgreSQL, MariaDB, SQLite);
- *  3. the JS suites (node:test): the addon contract, the nodes in Node-RED, whole runtimes.
+ *  2. Rust lints: rustfmt and clippy (warnings are errors);
+ *  3. the Rust core's unit tests and its conformance suites (PostgreSQL, MariaDB, SQLite);
+ *  4. the JS suites (node:test): the addon contract, the nodes in Node-RED, whole runtimes.
  * Database URLs: DBC_TEST_PG_URL, DBC_TEST_MARIADB_URL (defaults: this machine's servers).
  * An unreachable database fails the run; nothing is skipped.
  */
@@ -15,7 +16,9 @@ const { spawnSync } = require('child_process');
 const root = path.resolve(__dirname, '..');
 const steps = [
   ['addon up to date', process.execPath, ['scripts/install.js']],
-  ['Rust core: unit tests + conformance suite', 'cargo', ['test', '-p', 'dbc-core', '--locked']],
+  ['Rust format', 'cargo', ['fmt', '--all', '--check']],
+  ['Rust lints', 'cargo', ['clippy', '--all-targets', '--locked', '--', '-D', 'warnings']],
+  ['Rust core: unit tests + conformance suites', 'cargo', ['test', '-p', 'dbc-core', '--locked']],
   ['JS: addon contract, nodes in Node-RED, runtimes', process.execPath, ['--test', '--test-reporter=spec', 'tests/']],
 ];
 

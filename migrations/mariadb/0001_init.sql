@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS {{prefix}}tasks (
   run_at           DATETIME(3) NOT NULL,
   attempts         INT NOT NULL DEFAULT 0,
   max_attempts     INT NOT NULL DEFAULT 5,
+  attempt_budget   INT NOT NULL DEFAULT 5,
   workflow_id      CHAR(36) CHARACTER SET ascii NULL,
   idempotency_key  VARCHAR(191) NULL,
   deps_pending     INT NOT NULL DEFAULT 0,

@@ -18,6 +18,8 @@ CREATE TABLE {{prefix}}tasks (
   run_at           timestamptz NOT NULL,
   attempts         integer NOT NULL DEFAULT 0,
   max_attempts     integer NOT NULL DEFAULT 5,
+  -- the attempts each (re)queue grants; requeueFailedTask adds it to max_attempts
+  attempt_budget   integer NOT NULL DEFAULT 5,
   workflow_id      uuid REFERENCES {{prefix}}workflows (id) ON DELETE CASCADE,
   idempotency_key  text UNIQUE,
   deps_pending     integer NOT NULL DEFAULT 0,

@@ -19,6 +19,7 @@ CREATE TABLE {{prefix}}tasks (
   run_at           INTEGER NOT NULL,
   attempts         INTEGER NOT NULL DEFAULT 0,
   max_attempts     INTEGER NOT NULL DEFAULT 5,
+  attempt_budget   INTEGER NOT NULL DEFAULT 5,
   workflow_id      TEXT REFERENCES {{prefix}}workflows (id) ON DELETE CASCADE,
   idempotency_key  TEXT UNIQUE,
   deps_pending     INTEGER NOT NULL DEFAULT 0,

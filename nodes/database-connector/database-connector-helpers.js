@@ -103,6 +103,7 @@ function buildConnectorConfig(n, credentials, userDir) {
     maxPayloadBytes: numberProp(n, 'maxPayloadBytes', 1024 * 1024),
     retryBackoffMs: numberProp(n, 'retryBackoffMs', 1000),
     retryBackoffMaxMs: numberProp(n, 'retryBackoffMaxMs', 3600000),
+    retentionDays: numberProp(n, 'retentionDays', 7),
   };
 }
 
@@ -229,6 +230,31 @@ class Registry extends EventEmitter {
   /** Applies pending migrations. @returns {Promise<object[]>} the migrations applied */
   migrate() {
     return this.db.migrate();
+  }
+
+  /**
+   * Waits until new work may be in `queue` (see database-service), or `timeoutMs` passes.
+   * @param {string} queue
+   * @param {number} timeoutMs
+   * @returns {Promise<boolean>}
+   */
+  waitForTasks(queue, timeoutMs) {
+    return this.db.waitForTasks(queue, timeoutMs);
+  }
+
+  /** Metrics as JSON. @returns {Promise<object>} */
+  metrics() {
+    return this.db.metrics();
+  }
+
+  /** Metrics as Prometheus text. @param {string} connection @returns {Promise<string>} */
+  metricsPrometheus(connection) {
+    return this.db.metricsPrometheus(connection);
+  }
+
+  /** Tasks by queue and status. @returns {Promise<Array<{queue: string, status: string, count: number}>>} */
+  queueDepth() {
+    return this.db.queueDepth();
   }
 
   /** Pool gauges. @returns {{size: number, idle: number, inUse: number, max: number, waiting: number}} */
@@ -424,8 +450,9 @@ async function testConnection(body, stored, userDir) {
  * The `consume` source: claims tasks in batches and emits one msg per task
  * (`msg.payload` = the task's payload, `msg.task` = the task), never more than
  * `concurrency` in flight. A slot frees when any node settles the task with
- * updateTaskStatus, or when its lease runs out. Polls fast while there is work and backs
- * off to 1 s while the queue is empty. On stop, tasks in flight are left to their lease.
+ * updateTaskStatus, or when its lease runs out. While the queue is empty it waits for a
+ * wake-up (an insert in this runtime, or PostgreSQL NOTIFY from another), polling at
+ * least once a second. On stop, tasks in flight are left to their lease.
  */
 class Consumer {
   /**
@@ -497,8 +524,13 @@ class Consumer {
         if (this.debug) msg._debug = buildDebug('consume', startedAt, t0, r.debug);
         this.node.send(msg);
       }
-      this.idleMs = r.value.length ? 0 : Math.min(1000, Math.max(25, this.idleMs * 2));
       this.showStatus();
+      if (r.value.length === 0 && !this.stopped) {
+        // idle: sleep until woken by new work (same runtime, or NOTIFY on PostgreSQL);
+        // the timeout is the polling safety net
+        await registry.waitForTasks(this.queue, 1000);
+      }
+      this.idleMs = 0;
     } catch (err) {
       this.idleMs = Math.min(5000, Math.max(500, this.idleMs * 2));
       this.node.error(handleDatabaseError(err, { operation: 'consume' }));
@@ -562,7 +594,13 @@ function registerAdminRoutes(RED) {
 
   RED.httpAdmin.get('/database-connector/:configId/metrics', read, (req, res) => {
     const node = configNode(req, res);
-    if (node) answer(res, node.getRegistry().then((r) => ({ provider: r.provider, state: node.state, pool: r.pool() })));
+    if (!node) return;
+    if (req.query.format === 'prometheus') {
+      node.getRegistry().then((r) => r.metricsPrometheus(node.name || node.id)).then(
+        (text) => res.type('text/plain; version=0.0.4').send(text),
+        (error) => res.status(503).type('text/plain').send(`# ${handleDatabaseError(error).code}\n`),
+      );
+    } else answer(res, node.getRegistry().then((r) => r.metrics()));
   });
 }
 

@@ -145,6 +145,38 @@ class DatabaseService {
     }
   }
 
+  /**
+   * Waits until new work may be in `queue`, or `timeoutMs` passes.
+   * @param {string} queue
+   * @param {number} timeoutMs
+   * @returns {Promise<boolean>} true when woken by new work
+   */
+  waitForTasks(queue, timeoutMs) {
+    return this.handle.waitForTasks(queue, timeoutMs);
+  }
+
+  /** @returns {Promise<Array<{queue: string, status: string, count: number}>>} tasks by queue and status */
+  async queueDepth() {
+    try {
+      return await this.handle.queueDepth();
+    } catch (err) {
+      throw toDatabaseError(err, 'queueDepth', this.provider);
+    }
+  }
+
+  /** @returns {Promise<object>} metrics as JSON (see docs/API.md) */
+  metrics() {
+    return this.handle.metrics();
+  }
+
+  /**
+   * @param {string} connection label for every series (the config node's name or id)
+   * @returns {Promise<string>} metrics in the Prometheus text format
+   */
+  metricsPrometheus(connection) {
+    return this.handle.metricsPrometheus(connection);
+  }
+
   /** @returns {Promise<{provider: string, applied: object[], pending: object[]}>} */
   async schema() {
     try {

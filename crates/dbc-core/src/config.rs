@@ -100,6 +100,8 @@ pub struct ConnectorConfig {
     pub retry_backoff_ms: u64,
     /// longest backoff between attempts
     pub retry_backoff_max_ms: u64,
+    /// days a completed or cancelled task is kept (0: forever)
+    pub retention_days: u32,
 }
 
 impl Default for ConnectorConfig {
@@ -119,6 +121,7 @@ impl Default for ConnectorConfig {
             max_payload_bytes: 1024 * 1024,
             retry_backoff_ms: 1_000,
             retry_backoff_max_ms: 3_600_000,
+            retention_days: 7,
         }
     }
 }

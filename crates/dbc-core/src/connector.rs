@@ -104,6 +104,8 @@ pub struct Connector {
     closed: AtomicBool,
     worker_id: String,
     reaper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    waker: std::sync::Arc<crate::wake::Waker>,
+    metrics: crate::metrics::Metrics,
 }
 
 /// The operations `execute` knows (plus `query` inside `executeTransaction`; a plain
@@ -142,8 +144,13 @@ impl Connector {
                 return Err(e);
             }
         }
-        tracing::info!(target = %cfg.primary.describe(), "connected");
-        let reaper = spawn_reaper(pool.clone(), dialect.clone());
+        let cfg_describe = cfg.primary.describe();
+        tracing::info!(target = %cfg_describe, "connected");
+        let reaper = spawn_maintenance(pool.clone(), dialect.clone(), cfg.retention_days);
+        let waker = crate::wake::Waker::new(match &pool {
+            Pool::Pg(p) => Some((p.clone(), format!("{}wake", cfg.table_prefix))),
+            _ => None,
+        });
         let worker_id = format!("dbc-{}", &tasks::new_id()[24..]);
         Ok(Connector {
             cfg,
@@ -152,6 +159,12 @@ impl Connector {
             closed: AtomicBool::new(false),
             worker_id,
             reaper: std::sync::Mutex::new(Some(reaper)),
+            waker,
+            metrics: {
+                let m = crate::metrics::Metrics::default();
+                m.state_change("connected", &format!("pool opened to {}", cfg_describe));
+                m
+            },
         })
     }
 
@@ -213,7 +226,9 @@ impl Connector {
 
     async fn acquire(&self) -> Result<crate::db::Conn> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let c = self.primary.pool.acquire().await;
+        self.metrics.acquire.record(started.elapsed());
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         c
     }
@@ -245,6 +260,7 @@ impl Connector {
                 DbcError::validation("sql", "no SQL: set it in the node or in msg.topic"),
             ));
         }
+        let started = Instant::now();
         let (sql, params) = bind_named(provider, sql, params).map_err(|e| self.fail("query", e))?;
         let mut trace = opts.debug.then(Trace::default);
         let r = async {
@@ -252,6 +268,7 @@ impl Connector {
             conn.exec("query", &sql, &params, trace.as_mut()).await
         }
         .await;
+        self.metrics.record("query", started.elapsed(), r.is_ok());
         match r {
             Ok(out) => Ok(Outcome {
                 provider,
@@ -271,6 +288,7 @@ impl Connector {
         opts: &OpOptions,
     ) -> std::result::Result<Outcome, Failure> {
         self.check_open(operation)?;
+        let started = Instant::now();
         let mut trace = opts.debug.then(Trace::default);
         let mut attempt = 0;
         let r = loop {
@@ -290,6 +308,15 @@ impl Connector {
                 _ => break r,
             }
         };
+        self.metrics.record(operation, started.elapsed(), r.is_ok());
+        if let Ok(v) = &r {
+            // new claimable work: wake consumers here at once, elsewhere via NOTIFY
+            let mut queues = Vec::new();
+            pending_queues(v, &mut queues);
+            for q in queues {
+                self.waker.poke(&q);
+            }
+        }
         match r {
             Ok(v) => Ok(Outcome {
                 provider: self.provider(),
@@ -533,13 +560,206 @@ impl Connector {
         migrate::migrate(&self.primary.pool, &self.cfg.table_prefix).await
     }
 
+    /// Waits until new work may be in `queue` (a poke here, or a NOTIFY on PostgreSQL)
+    /// or `timeout_ms` passes; true when woken. Consumers call it when a claim came back
+    /// empty.
+    pub async fn wait_for_tasks(&self, queue: &str, timeout_ms: u64) -> bool {
+        if self.closed.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.waker
+            .wait(
+                queue,
+                std::time::Duration::from_millis(timeout_ms.min(60_000)),
+            )
+            .await
+    }
+
+    /// Number of tasks by queue and status.
+    pub async fn queue_depth(&self) -> Result<Vec<QueueDepth>> {
+        let mut conn = self.acquire().await?;
+        let out = conn
+            .exec(
+                "queue depth",
+                &format!("SELECT queue, status, count(*) FROM {} GROUP BY queue, status ORDER BY queue, status", self.primary.dialect.t("tasks")),
+                &[],
+                None,
+            )
+            .await?;
+        Ok(out
+            .rows
+            .iter()
+            .map(|r| QueueDepth {
+                queue: tasks::read_text(&r[0]).unwrap_or_default(),
+                status: tasks::read_text(&r[1]).unwrap_or_default(),
+                count: tasks::read_int(&r[2]),
+            })
+            .collect())
+    }
+
+    /// Metrics as JSON (SPEC.md "Admin HTTP API"): state and its change log, pool gauges
+    /// with acquire-time percentiles, per-operation counts, error rates and latency
+    /// percentiles, and queue depth by queue and status.
+    pub async fn metrics_json(&self) -> Json {
+        let pool = self.pool_state();
+        let mut ops = serde_json::Map::new();
+        for (name, s) in self.metrics.operations() {
+            ops.insert(
+                name.to_string(),
+                serde_json::to_value(s).unwrap_or_default(),
+            );
+        }
+        let mut out = serde_json::json!({
+            "provider": self.provider(),
+            "state": self.connection_state(),
+            "failover": false,
+            "stateLog": self.metrics.state_log(),
+            "pool": {
+                "size": pool.state.size, "idle": pool.state.idle, "inUse": pool.state.in_use,
+                "max": pool.state.max, "waiting": pool.waiting,
+                "acquireMs": { "p50": self.metrics.acquire.quantile_ms(0.5), "p99": self.metrics.acquire.quantile_ms(0.99) },
+            },
+            "operations": ops,
+        });
+        match self.queue_depth().await {
+            Ok(q) => out["queues"] = serde_json::to_value(q).unwrap_or_default(),
+            Err(e) => out["queuesError"] = Json::String(format!("{}: {e}", e.code())),
+        }
+        out
+    }
+
+    /// Metrics in the Prometheus text exposition format; `connection` labels every series.
+    pub async fn metrics_prometheus(&self, connection: &str) -> String {
+        use std::fmt::Write;
+        let esc = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
+        let base = format!(
+            "connection=\"{}\",provider=\"{}\"",
+            esc(connection),
+            self.provider()
+        );
+        let mut o = String::new();
+        let pool = self.pool_state();
+        let _ = writeln!(
+            o,
+            "# HELP dbc_up 1 while the connection is usable.\n# TYPE dbc_up gauge"
+        );
+        let _ = writeln!(
+            o,
+            "dbc_up{{{base}}} {}",
+            u8::from(self.connection_state() == "connected")
+        );
+        let _ = writeln!(o, "# HELP dbc_pool_connections Pool connections by state.\n# TYPE dbc_pool_connections gauge");
+        let _ = writeln!(
+            o,
+            "dbc_pool_connections{{{base},state=\"idle\"}} {}",
+            pool.state.idle
+        );
+        let _ = writeln!(
+            o,
+            "dbc_pool_connections{{{base},state=\"in_use\"}} {}",
+            pool.state.in_use
+        );
+        let _ = writeln!(o, "# HELP dbc_pool_max Configured pool maximum.\n# TYPE dbc_pool_max gauge\ndbc_pool_max{{{base}}} {}", pool.state.max);
+        let _ = writeln!(o, "# HELP dbc_pool_waiting Operations waiting for a connection.\n# TYPE dbc_pool_waiting gauge\ndbc_pool_waiting{{{base}}} {}", pool.waiting);
+        let _ = writeln!(
+            o,
+            "# HELP dbc_operations_total Operations run.\n# TYPE dbc_operations_total counter"
+        );
+        for (name, s) in self.metrics.histograms() {
+            let _ = writeln!(
+                o,
+                "dbc_operations_total{{{base},operation=\"{name}\"}} {}",
+                s.latency.count()
+            );
+        }
+        let _ = writeln!(o, "# HELP dbc_operation_errors_total Operations that failed.\n# TYPE dbc_operation_errors_total counter");
+        for (name, s) in self.metrics.histograms() {
+            let _ = writeln!(
+                o,
+                "dbc_operation_errors_total{{{base},operation=\"{name}\"}} {}",
+                s.errors.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(o, "# HELP dbc_operation_duration_seconds Wall time of operations.\n# TYPE dbc_operation_duration_seconds histogram");
+        for (name, s) in self.metrics.histograms() {
+            for (le, n) in s.latency.cumulative().into_iter().step_by(4) {
+                let _ = writeln!(o, "dbc_operation_duration_seconds_bucket{{{base},operation=\"{name}\",le=\"{le}\"}} {n}");
+            }
+            let c = s.latency.count();
+            let _ = writeln!(o, "dbc_operation_duration_seconds_bucket{{{base},operation=\"{name}\",le=\"+Inf\"}} {c}");
+            let _ = writeln!(
+                o,
+                "dbc_operation_duration_seconds_sum{{{base},operation=\"{name}\"}} {}",
+                s.latency.sum_secs()
+            );
+            let _ = writeln!(
+                o,
+                "dbc_operation_duration_seconds_count{{{base},operation=\"{name}\"}} {c}"
+            );
+        }
+        if let Ok(depth) = self.queue_depth().await {
+            let _ = writeln!(
+                o,
+                "# HELP dbc_queue_tasks Tasks by queue and status.\n# TYPE dbc_queue_tasks gauge"
+            );
+            for q in depth {
+                let _ = writeln!(
+                    o,
+                    "dbc_queue_tasks{{{base},queue=\"{}\",status=\"{}\"}} {}",
+                    esc(&q.queue),
+                    q.status,
+                    q.count
+                );
+            }
+        }
+        o
+    }
+
     /// Closes the pools; operations after this fail with `DBC_CONNECTION`.
     pub async fn close(&self) {
+        self.metrics
+            .state_change("disconnected", "closed by the runtime (redeploy or stop)");
         self.closed.store(true, Ordering::Relaxed);
+        self.waker.stop();
         if let Some(h) = self.reaper.lock().ok().and_then(|mut g| g.take()) {
             h.abort();
         }
         self.primary.pool.close().await;
+    }
+}
+
+/// Tasks by queue and status (metrics).
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueDepth {
+    /// queue name
+    pub queue: String,
+    /// task status
+    pub status: String,
+    /// number of tasks
+    pub count: i64,
+}
+
+/// Collects the queues of every pending task in an operation's result.
+fn pending_queues(v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::Array(items) => items.iter().for_each(|i| pending_queues(i, out)),
+        Json::Object(o) => {
+            if o.get("status").and_then(Json::as_str) == Some("pending") {
+                if let Some(q) = o.get("queue").and_then(Json::as_str) {
+                    if !out.iter().any(|x| x == q) {
+                        out.push(q.to_string());
+                    }
+                }
+            }
+            if let Some(t) = o.get("tasks") {
+                pending_queues(t, out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -548,22 +768,39 @@ fn is_safe_retry(e: &DbcError) -> bool {
     matches!(e.sql_state(), Some(s) if crate::error::is_retryable_state(s)) && !e.outcome_unknown()
 }
 
-/// Expired leases are returned to `pending` by this loop, every `REAP_EVERY`.
-fn spawn_reaper(pool: Pool, d: Dialect) -> tokio::task::JoinHandle<()> {
+/// Background upkeep: expired leases go back to `pending` (every `REAP_EVERY`), and once
+/// a minute finished tasks older than the retention are deleted in small batches.
+fn spawn_maintenance(pool: Pool, d: Dialect, retention_days: u32) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(REAP_EVERY);
         let mut last_error = String::new();
+        let mut last_purge = std::time::Instant::now();
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             if pool.is_closed() {
                 break;
             }
+            let purge =
+                retention_days > 0 && last_purge.elapsed() >= std::time::Duration::from_secs(60);
             let r = async {
                 let mut conn = pool.acquire().await?;
-                tasks::reap_expired(&mut conn, &d).await
+                let n = tasks::reap_expired(&mut conn, &d).await?;
+                if purge {
+                    let removed = tasks::purge_finished(&mut conn, &d, retention_days).await?;
+                    if removed > 0 {
+                        tracing::info!(
+                            tasks = removed,
+                            "finished tasks past their retention deleted"
+                        );
+                    }
+                }
+                Ok::<u64, DbcError>(n)
             }
             .await;
+            if purge {
+                last_purge = std::time::Instant::now();
+            }
             match r {
                 Ok(n) => {
                     if n > 0 {

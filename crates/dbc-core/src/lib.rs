@@ -15,10 +15,12 @@ pub mod config;
 pub mod connector;
 pub mod db;
 pub mod error;
+pub mod metrics;
 pub mod migrate;
 pub mod sqltext;
 pub mod tasks;
 pub mod value;
+pub mod wake;
 pub mod workflows;
 
 pub use config::{ConnectionConfig, ConnectorConfig, PoolConfig};

@@ -463,9 +463,9 @@ async fn insert_chunk(
     ts: DateTime<Utc>,
     trace: Option<&mut Trace>,
 ) -> Result<u64> {
-    const COLS: usize = 12;
+    const COLS: usize = 13;
     let mut sql = format!(
-        "INSERT INTO {} (id, queue, name, payload, status, priority, run_at, max_attempts, workflow_id, \
+        "INSERT INTO {} (id, queue, name, payload, status, priority, run_at, max_attempts, attempt_budget, workflow_id, \
          idempotency_key, created_at, updated_at) VALUES ",
         d.t("tasks")
     );
@@ -485,6 +485,7 @@ async fn insert_chunk(
             Param::Text("pending".into()),
             Param::Int(t.priority),
             d.time(t.run_at),
+            Param::Int(t.max_attempts),
             Param::Int(t.max_attempts),
             t.workflow_id
                 .clone()
@@ -854,6 +855,58 @@ fn release_dependents_sql(d: &Dialect) -> String {
     }
 }
 
+/// A task that will never complete (dead or cancelled) cancels the pending tasks that
+/// wait for it, and theirs in turn, so a workflow finishes instead of waiting forever.
+async fn cancel_dependents(
+    conn: &mut Conn,
+    d: &Dialect,
+    root: &str,
+    ts: DateTime<Utc>,
+    mut trace: Option<&mut Trace>,
+) -> Result<()> {
+    let (t, td) = (d.t("tasks"), d.t("task_dependencies"));
+    let mut frontier = vec![Param::Text(root.to_string())];
+    // a workflow's dependencies point only backwards, so the depth is bounded by its size
+    for _ in 0..workflows_depth_limit() {
+        let find = format!(
+            "SELECT DISTINCT k.id FROM {t} k JOIN {td} x ON x.task_id = k.id WHERE x.depends_on IN ({}) AND k.status = 'pending'",
+            d.phs(1, frontier.len())
+        );
+        let found = conn
+            .exec("find dependents", &find, &frontier, trace.as_deref_mut())
+            .await?;
+        let ids: Vec<Param> = found
+            .rows
+            .iter()
+            .filter_map(|r| read_text(&r[0]).map(Param::Text))
+            .collect();
+        if ids.is_empty() {
+            break;
+        }
+        let mut params = vec![d.time(ts), d.time(ts)];
+        params.extend(ids.iter().cloned());
+        conn.exec(
+            "cancel dependents",
+            &format!(
+                "UPDATE {t} SET status = 'cancelled', last_error = 'a task it depends on failed or was cancelled', \
+                 finished_at = {}, updated_at = {} WHERE status = 'pending' AND id IN ({})",
+                d.ph(1),
+                d.ph(2),
+                d.phs(3, ids.len())
+            ),
+            &params,
+            trace.as_deref_mut(),
+        )
+        .await?;
+        frontier = ids;
+    }
+    Ok(())
+}
+
+fn workflows_depth_limit() -> usize {
+    crate::workflows::MAX_WORKFLOW_TASKS
+}
+
 /// `updateTaskStatus`: applies SPEC.md's state machine in one transaction.
 pub async fn update_task_status(
     conn: &mut Conn,
@@ -1029,6 +1082,7 @@ pub async fn update_task_status(
                         trace.as_deref_mut(),
                     )
                     .await?;
+                    cancel_dependents(conn, d, &task.id, ts, trace.as_deref_mut()).await?;
                 }
             }
             "cancelled" => {
@@ -1042,6 +1096,7 @@ pub async fn update_task_status(
                     trace.as_deref_mut(),
                 )
                 .await?;
+                cancel_dependents(conn, d, &task.id, ts, trace.as_deref_mut()).await?;
             }
             _ => {
                 // running → pending: the worker gives the task back; the attempt counts
@@ -1260,9 +1315,38 @@ pub async fn reap_expired(conn: &mut Conn, d: &Dialect) -> Result<u64> {
     finish_tx(conn, true, r).await
 }
 
+/// Deletes completed and cancelled tasks that finished more than `days` ago, 500 at a
+/// time (at most 20 batches a round), so no single statement holds locks for long or
+/// bloats the tables. Failed tasks are kept for inspection until deleted by hand.
+pub async fn purge_finished(conn: &mut Conn, d: &Dialect, days: u32) -> Result<u64> {
+    let cutoff = now() - chrono::Duration::days(days as i64);
+    let t = d.t("tasks");
+    let sql = match d.provider {
+        Provider::Mariadb => format!(
+            "DELETE FROM {t} WHERE status IN ('completed', 'cancelled') AND finished_at < ? ORDER BY finished_at LIMIT 500"
+        ),
+        _ => format!(
+            "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE status IN ('completed', 'cancelled') AND finished_at < {} LIMIT 500)",
+            d.ph(1)
+        ),
+    };
+    let mut total = 0;
+    for _ in 0..20 {
+        let n = conn
+            .exec("purge finished", &sql, &[d.time(cutoff)], None)
+            .await?
+            .rows_affected;
+        total += n;
+        if n < 500 {
+            break;
+        }
+    }
+    Ok(total)
+}
+
 /// `requeueFailedTask`: a `failed` task becomes `pending` now, with a fresh budget of
-/// attempts (its `maxAttempts` grows by the original budget, so attempt numbers in the
-/// history stay unique).
+/// attempts: `maxAttempts` becomes `attempts + ` the budget it was inserted with, so
+/// attempt numbers in the history stay unique and the budget never compounds.
 pub async fn requeue_failed(
     conn: &mut Conn,
     d: &Dialect,
@@ -1281,19 +1365,17 @@ pub async fn requeue_failed(
                 task.status
             )));
         }
-        let budget = task.max_attempts.max(1);
         let ts = now();
         conn.exec(
             "requeue task",
             &format!(
-                "UPDATE {} SET status = 'pending', max_attempts = attempts + {}, run_at = {}, finished_at = NULL, updated_at = {} WHERE id = {}",
+                "UPDATE {} SET status = 'pending', max_attempts = attempts + attempt_budget, run_at = {}, finished_at = NULL, updated_at = {} WHERE id = {}",
                 d.t("tasks"),
                 d.ph(1),
                 d.ph(2),
-                d.ph(3),
-                d.ph(4)
+                d.ph(3)
             ),
-            &[Param::Int(budget), d.time(ts), d.time(ts), Param::Text(task.id.clone())],
+            &[d.time(ts), d.time(ts), Param::Text(task.id.clone())],
             trace.as_deref_mut(),
         )
         .await?;

@@ -243,6 +243,59 @@ impl Connector {
         })
     }
 
+    /// Resolves `true` as soon as new work may be in `queue` (inserted here, or announced
+    /// by PostgreSQL NOTIFY from another runtime), `false` after `timeout_ms`.
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn wait_for_tasks<'e>(
+        &self,
+        env: &'e Env,
+        queue: String,
+        timeout_ms: u32,
+    ) -> Result<PromiseRaw<'e, bool>> {
+        let inner = self.inner.clone();
+        env.spawn_future(async move { Ok(inner.wait_for_tasks(&queue, timeout_ms as u64).await) })
+    }
+
+    /// Tasks by queue and status: `[{queue, status, count}]`.
+    #[napi(ts_return_type = "Promise<Array<{queue: string, status: string, count: number}>>")]
+    pub fn queue_depth<'e>(
+        &self,
+        env: &'e Env,
+    ) -> Result<PromiseRaw<'e, Reply<serde_json::Value>>> {
+        let inner = self.inner.clone();
+        env.spawn_future(async move {
+            let provider = inner.provider();
+            Ok(guarded(provider, "queueDepth", async move {
+                let d = inner
+                    .queue_depth()
+                    .await
+                    .map_err(|e| failure(e, provider, "queueDepth"))?;
+                serde_json::to_value(d)
+                    .map_err(|e| failure(DbcError::Internal(e.to_string()), provider, "queueDepth"))
+            })
+            .await)
+        })
+    }
+
+    /// Metrics as JSON: state and its change log, pool, per-operation counts, error
+    /// rates and latency percentiles, queue depth.
+    #[napi(ts_return_type = "Promise<any>")]
+    pub fn metrics<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, serde_json::Value>> {
+        let inner = self.inner.clone();
+        env.spawn_future(async move { Ok(inner.metrics_json().await) })
+    }
+
+    /// Metrics in the Prometheus text exposition format, labelled with `connection`.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn metrics_prometheus<'e>(
+        &self,
+        env: &'e Env,
+        connection: String,
+    ) -> Result<PromiseRaw<'e, String>> {
+        let inner = self.inner.clone();
+        env.spawn_future(async move { Ok(inner.metrics_prometheus(&connection).await) })
+    }
+
     /// Applied and pending migrations: `{provider, applied, pending}`.
     #[napi(ts_return_type = "Promise<{provider: string, applied: any[], pending: any[]}>")]
     pub fn schema<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, Reply<serde_json::Value>>> {

@@ -1,0 +1,69 @@
+/**
+ * Config mapping of the helpers: `${ENV}` in every field and credential, numbers saved as
+ * strings by the editor, relative SQLite files under the user dir, bad values as DBC_CONFIG.
+ */
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('path');
+const helpers = require('../nodes/database-connector/database-connector-helpers');
+
+test('${ENV} works in properties and credentials; numbers come from strings', () => {
+  process.env.DBC_T_HOST = 'db.internal';
+  process.env.DBC_T_PORT = '6543';
+  process.env.DBC_T_PW = 'pw-from-env';
+  process.env.DBC_T_POOL = '25';
+  const cfg = helpers.buildConnectorConfig(
+    { provider: 'postgres', host: '${DBC_T_HOST}', port: '${DBC_T_PORT}', database: 'app', poolMax: '${DBC_T_POOL}', acquireTimeoutMs: '2500', tablePrefix: 'q_' },
+    { user: 'svc', password: '${DBC_T_PW}' },
+  );
+  assert.equal(cfg.primary.host, 'db.internal');
+  assert.equal(cfg.primary.port, 6543);
+  assert.equal(cfg.primary.password, 'pw-from-env');
+  assert.equal(cfg.primary.user, 'svc');
+  assert.equal(cfg.pool.poolMax, 25);
+  assert.equal(cfg.pool.acquireTimeoutMs, 2500);
+  assert.equal(cfg.pool.statementTimeoutMs, 30000, 'defaults from SPEC.md');
+  assert.equal(cfg.tablePrefix, 'q_');
+  assert.equal(cfg.fallback, undefined);
+});
+
+test('a relative SQLite file lives in the Node-RED user dir; the default name is database-connector.db', () => {
+  const a = helpers.buildConnectorConfig({ provider: 'sqlite', sqliteFile: 'x/y.db' }, {}, '/home/nr/.node-red');
+  assert.equal(a.primary.sqliteFile, path.join('/home/nr/.node-red', 'x/y.db'));
+  const b = helpers.buildConnectorConfig({}, {}, '/home/nr/.node-red');
+  assert.equal(b.primary.provider, 'sqlite');
+  assert.equal(b.primary.sqliteFile, path.join('/home/nr/.node-red', 'database-connector.db'));
+  const c = helpers.buildConnectorConfig({ provider: 'sqlite', sqliteFile: '/abs/q.db' }, {}, '/home/nr/.node-red');
+  assert.equal(c.primary.sqliteFile, '/abs/q.db');
+});
+
+test('fallback settings map to their own connection with fallback credentials', () => {
+  const cfg = helpers.buildConnectorConfig(
+    { provider: 'postgres', fallbackEnabled: true, fallbackProvider: 'mariadb', fallbackHost: 'm', fallbackPort: '3307', fallbackDatabase: 'fb' },
+    { fallbackUser: 'fu', fallbackPassword: 'fp' },
+  );
+  assert.deepEqual(
+    { p: cfg.fallback.provider, h: cfg.fallback.host, port: cfg.fallback.port, d: cfg.fallback.database, u: cfg.fallback.user, pw: cfg.fallback.password },
+    { p: 'mariadb', h: 'm', port: 3307, d: 'fb', u: 'fu', pw: 'fp' },
+  );
+});
+
+test('a non-numeric number is DBC_CONFIG naming the property', () => {
+  assert.throws(() => helpers.buildConnectorConfig({ poolMax: 'lots' }, {}), (err) => err.code === 'DBC_CONFIG' && /poolMax/.test(err.message));
+  assert.throws(() => helpers.buildConnectorConfig({ port: '-5', provider: 'postgres' }, {}), (err) => err.code === 'DBC_CONFIG');
+});
+
+test('statusFor follows SPEC.md: green provider, yellow failover, red ring disconnected', () => {
+  assert.deepEqual(helpers.statusFor('connected', 'postgres'), { fill: 'green', shape: 'dot', text: 'postgres' });
+  assert.deepEqual(helpers.statusFor('failover', 'mariadb'), { fill: 'yellow', shape: 'dot', text: 'mariadb (failover)' });
+  assert.equal(helpers.statusFor('disconnected').shape, 'ring');
+  assert.equal(helpers.statusFor('disconnected').fill, 'red');
+});
+
+test('operationOf refuses unknown operations with DBC_VALIDATION', () => {
+  assert.equal(helpers.operationOf({ operation: 'msg' }, { operation: 'getTask' }), 'getTask');
+  assert.equal(helpers.operationOf({ operation: 'query' }, { operation: 'getTask' }), 'query');
+  assert.throws(() => helpers.operationOf({ operation: 'msg' }, { operation: 'dropDatabase' }), (err) => err.code === 'DBC_VALIDATION' && err.field === 'operation');
+});
