@@ -1129,7 +1129,52 @@ async fn workflows(p: Provider) {
     .await
 }
 
+/// A dead dependency cancels everything downstream, so the workflow finishes as failed
+/// instead of waiting forever; a cancelled one does the same.
+async fn dead_dependency_cancels_dependents(p: Provider) {
+    with_db(p, |db| async move {
+        let wf = db
+            .op(
+                "createWorkflow",
+                json!({"name": "chain", "tasks": [
+                    {"key": "a", "queue": "dd", "maxAttempts": 1},
+                    {"key": "b", "queue": "dd", "dependsOn": ["a"]},
+                    {"key": "c", "queue": "dd", "dependsOn": ["b"]},
+                    {"key": "x", "queue": "dd"},
+                ]}),
+            )
+            .await;
+        let wf_id = s(&wf, "id").to_string();
+        let tasks = wf["tasks"].as_array().unwrap().clone();
+        let [a, b, c, x] = [0, 1, 2, 3].map(|n| s(&tasks[n], "id").to_string());
+        let got = claim(&db, "dd", 10, "w", 60_000).await;
+        assert_eq!(ids(&got).len(), 2, "a and x are claimable, b and c wait");
+        db.set_status(json!({"id": a, "status": "failed", "workerId": "w", "error": "boom"})).await;
+        for id in [&b, &c] {
+            let t = db.get_task(id).await;
+            assert_eq!(s(&t, "status"), "cancelled", "{t}");
+            assert!(s(&t, "lastError").contains("depends on"), "{t}");
+        }
+        assert_eq!(s(&db.get_task(&x).await, "status"), "running", "an unrelated task is untouched");
+        db.set_status(json!({"id": x, "status": "completed", "workerId": "w"})).await;
+        let pr = progress(&db, &wf_id).await;
+        assert_progress(&pr, "failed", [0, 0, 1, 1, 2], 100.0);
+
+        // cancelling a pending dependency cancels its dependents too
+        let wf2 = db
+            .op("createWorkflow", json!({"name": "c2", "tasks": [{"key": "p", "queue": "dd2"}, {"key": "q", "queue": "dd2", "dependsOn": ["p"]}]}))
+            .await;
+        let t2 = wf2["tasks"].as_array().unwrap().clone();
+        let (p_id, q_id) = (s(&t2[0], "id").to_string(), s(&t2[1], "id").to_string());
+        db.set_status(json!({"id": p_id, "status": "cancelled"})).await;
+        assert_eq!(s(&db.get_task(&q_id).await, "status"), "cancelled");
+        assert_progress(&progress(&db, s(&wf2, "id")).await, "cancelled", [0, 0, 0, 0, 2], 100.0);
+    })
+    .await
+}
+
 conformance!(
+    dead_dependency_cancels_dependents,
     claim_order,
     idempotency_16_concurrent,
     concurrent_claimers,
