@@ -181,6 +181,26 @@ impl ConnectorConfig {
                 "failoverThreshold must be at least 1".into(),
             ));
         }
+        const YEAR_MS: u64 = 365 * 86_400_000;
+        if self.retry_backoff_ms == 0
+            || self.retry_backoff_ms > YEAR_MS
+            || self.retry_backoff_max_ms > YEAR_MS
+        {
+            return Err(DbcError::Config(
+                "retryBackoffMs must be 1 ms to 1 year, and retryBackoffMaxMs at most 1 year"
+                    .into(),
+            ));
+        }
+        if self.retention_days > 36_500 {
+            return Err(DbcError::Config(
+                "retentionDays must be at most 36500 (0 keeps tasks forever)".into(),
+            ));
+        }
+        if self.max_payload_bytes == 0 || self.max_payload_bytes > 1 << 30 {
+            return Err(DbcError::Config(
+                "maxPayloadBytes must be 1 byte to 1 GiB".into(),
+            ));
+        }
         if self.failback != "auto" && self.failback != "manual" {
             return Err(DbcError::Config("failback must be auto or manual".into()));
         }
@@ -272,6 +292,8 @@ mod tests {
             r#"{"primary":{"provider":"sqlite"}}"#,
             r#"{"primary":{"provider":"postgres","ssl":"maybe"}}"#,
             r#"{"primary":{"provider":"sqlite","sqliteFile":"x"},"pool":{"poolMax":0}}"#,
+            r#"{"primary":{"provider":"sqlite","sqliteFile":"x"},"retentionDays":4000000000}"#,
+            r#"{"primary":{"provider":"sqlite","sqliteFile":"x"},"retryBackoffMs":0}"#,
             "not json",
         ];
         for text in bad {
