@@ -34,6 +34,16 @@ test('npm start runs Node-RED with the example flow on SQLite, usable over HTTP'
     const again = await red.request('POST', `/demo/tasks/${id}/status`, { status: 'running' });
     assert.equal(again.status, 400);
     assert.equal(again.body.error.code, 'DBC_INVALID_TRANSITION');
+    const second = await red.request('POST', '/demo/tasks', { name: 'retry-me', maxAttempts: 1 });
+    const claimedNow = await red.request('POST', '/demo/claim', { limit: 5 });
+    assert.deepEqual(claimedNow.body.map((t) => t.id), [second.body.id]);
+    assert.equal(claimedNow.body[0].workerId, 'http-demo');
+    const dead = await red.request('POST', `/demo/tasks/${second.body.id}/status`, { status: 'failed', error: 'boom' });
+    assert.equal(dead.body.status, 'failed', 'one attempt only: dead');
+    const requeued = await red.request('POST', `/demo/tasks/${second.body.id}/requeue`);
+    assert.equal(requeued.body.status, 'pending');
+    const deleted = await red.request('DELETE', `/demo/tasks/${second.body.id}`);
+    assert.deepEqual(deleted.body, { id: second.body.id, deleted: true });
     const list = await red.request('GET', '/demo/tasks');
     assert.ok(list.body.some((t) => t.id === id && t.status === 'completed'));
     const bad = await red.request('POST', '/demo/tasks', { priority: 'high' });
