@@ -123,27 +123,13 @@ pub struct Metrics {
     log: Mutex<VecDeque<StateChange>>,
 }
 
-/// The operations metrics are kept for.
-pub const METRIC_OPERATIONS: &[&str] = &[
-    "query",
-    "insertTask",
-    "claimTasks",
-    "updateTaskStatus",
-    "requeueFailedTask",
-    "getTask",
-    "listTasks",
-    "deleteTask",
-    "createWorkflow",
-    "getWorkflowProgress",
-    "executeTransaction",
-];
-
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            ops: METRIC_OPERATIONS
-                .iter()
-                .map(|o| (*o, OpStats::default()))
+            // every operation the connector runs: `query` and the queue operations
+            ops: std::iter::once("query")
+                .chain(crate::connector::OPERATIONS.iter().copied())
+                .map(|o| (o, OpStats::default()))
                 .collect(),
             acquire: Histogram::default(),
             log: Mutex::new(VecDeque::new()),
