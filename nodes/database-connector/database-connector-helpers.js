@@ -124,6 +124,11 @@ class Registry extends EventEmitter {
     return this.db.provider;
   }
 
+  /** @returns {string} `connected`, `failover`, `reconnecting` or `disconnected` (from the addon's health check) */
+  get state() {
+    return this.db.state;
+  }
+
   /**
    * Runs any operation by name and returns the addon's answer (with `debug` when asked).
    * @param {string} operation

@@ -20,6 +20,7 @@ module.exports = function (RED) {
     let registry = null;
     let opening = null;
     let closing = false;
+    let health = null;
     node.state = 'connecting';
 
     const setState = (state, reason) => {
@@ -51,6 +52,8 @@ module.exports = function (RED) {
             }
             registry = r;
             setState('connected');
+            // the addon checks health every healthIntervalMs; mirror its state on the nodes
+            health = setInterval(() => registry && setState(registry.state, 'health check'), cfg.healthIntervalMs);
             return r;
           },
           (err) => {
@@ -72,6 +75,7 @@ module.exports = function (RED) {
 
     node.on('close', (removed, done) => {
       closing = true;
+      clearInterval(health);
       const pending = opening;
       const r = registry;
       registry = null;

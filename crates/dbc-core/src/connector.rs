@@ -105,7 +105,9 @@ pub struct Connector {
     worker_id: String,
     reaper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     waker: std::sync::Arc<crate::wake::Waker>,
-    metrics: crate::metrics::Metrics,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// set by the health check: false while the database does not answer
+    healthy: std::sync::Arc<AtomicBool>,
 }
 
 /// The operations `execute` knows (plus `query` inside `executeTransaction`; a plain
@@ -146,7 +148,20 @@ impl Connector {
         }
         let cfg_describe = cfg.primary.describe();
         tracing::info!(target = %cfg_describe, "connected");
-        let reaper = spawn_maintenance(pool.clone(), dialect.clone(), cfg.retention_days);
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+        metrics.state_change("connected", &format!("pool opened to {cfg_describe}"));
+        let healthy = std::sync::Arc::new(AtomicBool::new(true));
+        let reaper = spawn_maintenance(
+            pool.clone(),
+            dialect.clone(),
+            cfg.retention_days,
+            Health {
+                every: std::time::Duration::from_millis(cfg.health_interval_ms),
+                threshold: cfg.failover_threshold,
+                healthy: healthy.clone(),
+                metrics: metrics.clone(),
+            },
+        );
         let waker = crate::wake::Waker::new(match &pool {
             Pool::Pg(p) => Some((p.clone(), format!("{}wake", cfg.table_prefix))),
             _ => None,
@@ -160,11 +175,8 @@ impl Connector {
             worker_id,
             reaper: std::sync::Mutex::new(Some(reaper)),
             waker,
-            metrics: {
-                let m = crate::metrics::Metrics::default();
-                m.state_change("connected", &format!("pool opened to {}", cfg_describe));
-                m
-            },
+            metrics,
+            healthy,
         })
     }
 
@@ -182,8 +194,10 @@ impl Connector {
     pub fn connection_state(&self) -> &'static str {
         if self.closed.load(Ordering::Relaxed) {
             "disconnected"
-        } else {
+        } else if self.healthy.load(Ordering::Relaxed) {
             "connected"
+        } else {
+            "reconnecting"
         }
     }
 
@@ -768,11 +782,62 @@ fn is_safe_retry(e: &DbcError) -> bool {
     matches!(e.sql_state(), Some(s) if crate::error::is_retryable_state(s)) && !e.outcome_unknown()
 }
 
+/// The connector's own health check (sqlx's ping before every acquire is off): one
+/// `SELECT 1` every `healthIntervalMs`; after `failoverThreshold` failures in a row the
+/// state turns `reconnecting`, and the first success turns it `connected` again. Every
+/// change goes to the state change log.
+struct Health {
+    every: std::time::Duration,
+    threshold: u32,
+    healthy: std::sync::Arc<AtomicBool>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+impl Health {
+    async fn check(&self, pool: &Pool, failures: u32) -> u32 {
+        let probe =
+            tokio::time::timeout(self.every.max(std::time::Duration::from_secs(1)), async {
+                let mut conn = pool.acquire().await?;
+                conn.exec("health", "SELECT 1", &[], None).await
+            })
+            .await;
+        match probe {
+            Ok(Ok(_)) => {
+                if !self.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("the database answers again: connected");
+                    self.metrics
+                        .state_change("connected", "health check passed");
+                }
+                0
+            }
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => format!("{}: {e}", e.code()),
+                    _ => "health check timed out".to_string(),
+                };
+                let failures = failures + 1;
+                if failures == self.threshold && self.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("{failures} health checks failed, reconnecting: {why}");
+                    self.metrics.state_change("reconnecting", &why);
+                }
+                failures
+            }
+        }
+    }
+}
+
 /// Background upkeep: expired leases go back to `pending` (every `REAP_EVERY`), and once
 /// a minute finished tasks older than the retention are deleted in small batches.
-fn spawn_maintenance(pool: Pool, d: Dialect, retention_days: u32) -> tokio::task::JoinHandle<()> {
+fn spawn_maintenance(
+    pool: Pool,
+    d: Dialect,
+    retention_days: u32,
+    health: Health,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(REAP_EVERY);
+        let mut last_check = std::time::Instant::now();
+        let mut failures = 0u32;
         let mut last_error = String::new();
         let mut last_purge = std::time::Instant::now();
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -780,6 +845,10 @@ fn spawn_maintenance(pool: Pool, d: Dialect, retention_days: u32) -> tokio::task
             tick.tick().await;
             if pool.is_closed() {
                 break;
+            }
+            if last_check.elapsed() >= health.every {
+                last_check = std::time::Instant::now();
+                failures = health.check(&pool, failures).await;
             }
             let purge =
                 retention_days > 0 && last_purge.elapsed() >= std::time::Duration::from_secs(60);
