@@ -24,11 +24,10 @@ module.exports = function (RED) {
     node.state = 'connecting';
 
     const setState = (state, reason) => {
-      if (state !== node.state) {
-        node.state = state;
-        const where = registry ? registry.provider : n.provider;
-        node.log(`${where}: ${state}${reason ? ` (${reason})` : ''}`);
-      }
+      if (state === node.state) return;
+      node.state = state;
+      const where = registry ? registry.provider : n.provider;
+      node.log(`${where}: ${state}${reason ? ` (${reason})` : ''}`);
       for (const u of users) u.status(status(state, registry && registry.provider));
     };
 
