@@ -388,11 +388,7 @@ pub async fn insert_tasks(
         ));
     }
     let ts = now();
-    let own_tx = !conn.in_tx();
-    if own_tx {
-        conn.begin().await?;
-    }
-    let r = async {
+    in_tx(conn, async |conn: &mut Conn| {
         let mut inserted = 0u64;
         for chunk in tasks.chunks(CHUNK) {
             inserted += insert_chunk(conn, d, chunk, ts, trace.as_deref_mut()).await?;
@@ -409,13 +405,27 @@ pub async fn insert_tasks(
             resolve_duplicates(conn, d, &tasks, &mut out, trace.as_deref_mut()).await?;
         }
         Ok(out)
+    })
+    .await
+}
+
+/// Runs `body` inside a transaction: its own one, committed on success and rolled back on
+/// error, or the caller's when one is already open (`executeTransaction`), which the
+/// caller then finishes.
+pub async fn in_tx<T>(
+    conn: &mut Conn,
+    body: impl AsyncFnOnce(&mut Conn) -> Result<T>,
+) -> Result<T> {
+    let own_tx = !conn.in_tx();
+    if own_tx {
+        conn.begin().await?;
     }
-    .await;
+    let r = body(conn).await;
     finish_tx(conn, own_tx, r).await
 }
 
 /// Commits (or rolls back on error) a transaction this function opened.
-pub async fn finish_tx<T>(conn: &mut Conn, own_tx: bool, r: Result<T>) -> Result<T> {
+async fn finish_tx<T>(conn: &mut Conn, own_tx: bool, r: Result<T>) -> Result<T> {
     if !own_tx {
         return r;
     }
@@ -915,11 +925,7 @@ pub async fn update_task_status(
     backoff: Backoff,
     mut trace: Option<&mut Trace>,
 ) -> Result<Task> {
-    let own_tx = !conn.in_tx();
-    if own_tx {
-        conn.begin().await?;
-    }
-    let r = async {
+    in_tx(conn, async |conn: &mut Conn| {
         let task = fetch_task(conn, d, &change.id, true, trace.as_deref_mut()).await?;
         let ts = now();
         let from = task.status.as_str();
@@ -1113,9 +1119,8 @@ pub async fn update_task_status(
             }
         }
         fetch_task(conn, d, &task.id, false, trace.as_deref_mut()).await
-    }
-    .await;
-    finish_tx(conn, own_tx, r).await
+    })
+    .await
 }
 
 /// Input of `claimTasks`.
@@ -1198,11 +1203,7 @@ pub async fn claim_tasks(
             .await?;
         return Ok(out.rows.iter().map(|r| task_from_row(r)).collect());
     }
-    let own_tx = !conn.in_tx();
-    if own_tx {
-        conn.begin().await?;
-    }
-    let r = async {
+    in_tx(conn, async |conn: &mut Conn| {
         let (order, lock) = match d.provider {
             Provider::Mariadb => ("neg_priority, run_at, id", " FOR UPDATE SKIP LOCKED"),
             _ => ("priority DESC, run_at, id", ""),
@@ -1251,9 +1252,8 @@ pub async fn claim_tasks(
             )
             .await?;
         Ok(out.rows.iter().map(|r| task_from_row(r)).collect())
-    }
-    .await;
-    finish_tx(conn, own_tx, r).await
+    })
+    .await
 }
 
 /// Returns tasks whose lease expired to `pending` (or `failed` when that was their last
@@ -1353,11 +1353,7 @@ pub async fn requeue_failed(
     id: &str,
     mut trace: Option<&mut Trace>,
 ) -> Result<Task> {
-    let own_tx = !conn.in_tx();
-    if own_tx {
-        conn.begin().await?;
-    }
-    let r = async {
+    in_tx(conn, async |conn: &mut Conn| {
         let task = fetch_task(conn, d, id, true, trace.as_deref_mut()).await?;
         if task.status != "failed" {
             return Err(DbcError::InvalidTransition(format!(
@@ -1380,9 +1376,8 @@ pub async fn requeue_failed(
         )
         .await?;
         fetch_task(conn, d, id, false, trace).await
-    }
-    .await;
-    finish_tx(conn, own_tx, r).await
+    })
+    .await
 }
 
 /// One page of `listTasks`.
@@ -1473,11 +1468,7 @@ pub async fn delete_task(
     id: &str,
     mut trace: Option<&mut Trace>,
 ) -> Result<Json> {
-    let own_tx = !conn.in_tx();
-    if own_tx {
-        conn.begin().await?;
-    }
-    let r = async {
+    in_tx(conn, async |conn: &mut Conn| {
         let task = fetch_task(conn, d, id, true, trace.as_deref_mut()).await?;
         if task.status == "running" {
             return Err(DbcError::InvalidTransition(format!(
@@ -1503,9 +1494,8 @@ pub async fn delete_task(
         )
         .await?;
         Ok(serde_json::json!({ "id": task.id, "deleted": true }))
-    }
-    .await;
-    finish_tx(conn, own_tx, r).await
+    })
+    .await
 }
 
 #[cfg(test)]

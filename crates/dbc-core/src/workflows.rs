@@ -6,7 +6,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::db::{Conn, Trace};
 use crate::tasks::{
-    self, check_keys, finish_tx, new_id, now, read_int, read_json, read_text, read_time, Dialect,
+    self, check_keys, in_tx, new_id, now, read_int, read_json, read_text, read_time, Dialect,
     Limits, NewTask, Task,
 };
 use crate::value::{iso_utc, Param};
@@ -125,11 +125,7 @@ pub async fn create_workflow(
         keys.push(key);
     }
     let ts = now();
-    let own_tx = !conn.in_tx();
-    if own_tx {
-        conn.begin().await?;
-    }
-    let r = async {
+    let stored = in_tx(conn, async |conn: &mut Conn| {
         conn.exec(
             "insert workflow",
             &format!(
@@ -148,9 +144,8 @@ pub async fn create_workflow(
         )
         .await?;
         tasks::insert_tasks(conn, d, parsed, trace).await
-    }
-    .await;
-    let stored = finish_tx(conn, own_tx, r).await?;
+    })
+    .await?;
     Ok(Workflow {
         id: workflow_id,
         name,
