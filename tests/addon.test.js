@@ -25,19 +25,24 @@ async function rejectsWith(promise, code, check) {
   });
 }
 
-test('connection refused is DBC_CONNECTION within the acquire timeout, with a JS stack', async () => {
+test('a database that is down at start-up: open resolves reconnecting, operations fail fast with DBC_CONNECTION', async () => {
   const started = Date.now();
-  await rejectsWith(
-    service.open({ primary: { provider: 'postgres', host: '127.0.0.1', port: 1 }, pool: { acquireTimeoutMs: 2000 } }),
-    'DBC_CONNECTION',
-    (err) => {
+  const db = await service.open({ primary: { provider: 'postgres', host: '127.0.0.1', port: 1 }, pool: { acquireTimeoutMs: 2000 } });
+  try {
+    assert.ok(Date.now() - started < 3000, 'open waits at most the acquire timeout');
+    assert.equal(db.state, 'reconnecting');
+    const t0 = Date.now();
+    await rejectsWith(db.execute('insertTask', { name: 'x' }), 'DBC_CONNECTION', (err) => {
       assert.match(err.message, /refused/i);
       assert.equal(err.provider, 'postgres');
       assert.equal(err.retryable, true);
       assert.match(err.stack, /addon\.test\.js/);
-    },
-  );
-  assert.ok(Date.now() - started < 3000);
+    });
+    assert.ok(Date.now() - t0 < 500, 'no wait for a connection known to be down');
+  } finally {
+    await db.close();
+  }
+  assert.equal(db.state, 'disconnected');
 });
 
 test('wrong credentials are DBC_CONNECTION on postgres and mariadb, without the password', async () => {

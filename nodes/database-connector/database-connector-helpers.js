@@ -238,6 +238,15 @@ class Registry extends EventEmitter {
   }
 
   /**
+   * Failback by hand (failback `manual`): moves what was written to the fallback during
+   * the outage to the primary, then routes new operations there.
+   * @returns {Promise<{workflows: number, tasks: number, executions: number, errors: number, dependencies: number, mergedByKey: number, ms: number}>}
+   */
+  failback() {
+    return this.db.failback();
+  }
+
+  /**
    * Waits until new work may be in `queue` (see database-service), or `timeoutMs` passes.
    * @param {string} queue
    * @param {number} timeoutMs
@@ -595,6 +604,11 @@ function registerAdminRoutes(RED) {
   RED.httpAdmin.post('/database-connector/:configId/schema/migrate', write, (req, res) => {
     const node = configNode(req, res);
     if (node) answer(res, node.getRegistry().then((r) => r.migrate()).then((applied) => ({ ok: true, applied })));
+  });
+
+  RED.httpAdmin.post('/database-connector/:configId/failback', write, (req, res) => {
+    const node = configNode(req, res);
+    if (node) answer(res, node.getRegistry().then((r) => r.failback()).then((moved) => ({ ok: true, state: node.state, moved })));
   });
 
   RED.httpAdmin.get('/database-connector/:configId/metrics', read, (req, res) => {

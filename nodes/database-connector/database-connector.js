@@ -50,7 +50,7 @@ module.exports = function (RED) {
               throw helpers.handleDatabaseError(new Error('the connection was closed by a redeploy'), { operation: 'connect' });
             }
             registry = r;
-            setState('connected');
+            setState(r.state, 'opened');
             // the addon checks health every healthIntervalMs; mirror its state on the nodes
             health = setInterval(() => registry && setState(registry.state, 'health check'), cfg.healthIntervalMs);
             return r;

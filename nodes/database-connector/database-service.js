@@ -195,6 +195,20 @@ class DatabaseService {
     }
   }
 
+  /** @returns {boolean} true while operations go to the fallback database */
+  get failover() {
+    return this.handle.failover;
+  }
+
+  /** Moves the fallback's writes back to the primary and routes there again. @returns {Promise<object>} what moved */
+  async failback() {
+    try {
+      return await this.handle.failback();
+    } catch (err) {
+      throw toDatabaseError(err, 'failback', this.provider);
+    }
+  }
+
   /** Closes the pools; waits for operations in flight. @returns {Promise<void>} */
   async close() {
     await this.handle.close();

@@ -13,9 +13,10 @@ use serde_json::Value as Json;
 use crate::config::{ConnectionConfig, ConnectorConfig};
 use crate::db::Conn;
 use crate::db::{Pool, PoolState, QueryOutput, StatementTiming, Trace};
+use crate::failover::{Backend, MoveReport, Router, RouterConfig};
 use crate::migrate::{self, Pending, SchemaStatus};
 use crate::sqltext::bind_named;
-use crate::tasks::{self, Backoff, Claim, Dialect, Limits, NewTask, StatusChange};
+use crate::tasks::{self, Backoff, Claim, Limits, NewTask, StatusChange};
 use crate::value::{Param, Params};
 use crate::workflows;
 use crate::{DbcError, Provider, Result};
@@ -91,23 +92,16 @@ pub struct TestResult {
     pub latency_ms: f64,
 }
 
-struct Backend {
-    pool: Pool,
-    dialect: Dialect,
-}
-
 /// One config node's databases.
 pub struct Connector {
     cfg: ConnectorConfig,
-    primary: Backend,
+    router: std::sync::Arc<Router>,
     waiting: std::sync::atomic::AtomicU32,
     closed: AtomicBool,
     worker_id: String,
-    reaper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     waker: std::sync::Arc<crate::wake::Waker>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
-    /// set by the health check: false while the database does not answer
-    healthy: std::sync::Arc<AtomicBool>,
 }
 
 /// The operations `execute` knows (plus `query` inside `executeTransaction`; a plain
@@ -132,51 +126,50 @@ const MAX_RETRIES: u32 = 3;
 const REAP_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Connector {
-    /// Probes and opens the primary pool, then applies migrations when configured to.
+    /// Opens the router (probing the primary and applying migrations when configured
+    /// to; see [`Router::open`] for a primary that is down at start-up) and starts the
+    /// health loop and the lease reaper.
     pub async fn open(cfg: ConnectorConfig) -> Result<Connector> {
         cfg.validate()?;
-        let pool = Pool::connect(&cfg.primary, &cfg.pool).await?;
-        let dialect = Dialect {
-            provider: pool.provider(),
-            prefix: cfg.table_prefix.clone(),
-        };
-        if cfg.auto_migrate {
-            if let Err(e) = migrate::migrate(&pool, &cfg.table_prefix).await {
-                pool.close().await;
-                return Err(e);
-            }
-        }
-        let cfg_describe = cfg.primary.describe();
-        tracing::info!(target = %cfg_describe, "connected");
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
-        metrics.state_change("connected", &format!("pool opened to {cfg_describe}"));
-        let healthy = std::sync::Arc::new(AtomicBool::new(true));
-        let reaper = spawn_maintenance(
-            pool.clone(),
-            dialect.clone(),
-            cfg.retention_days,
-            Health {
-                every: std::time::Duration::from_millis(cfg.health_interval_ms),
-                threshold: cfg.failover_threshold,
-                healthy: healthy.clone(),
-                metrics: metrics.clone(),
-            },
+        let router = std::sync::Arc::new(
+            Router::open(
+                &cfg.primary,
+                cfg.fallback.as_ref(),
+                RouterConfig {
+                    pool: cfg.pool.clone(),
+                    prefix: cfg.table_prefix.clone(),
+                    auto_migrate: cfg.auto_migrate,
+                    failback_auto: cfg.failback != "manual",
+                    every: std::time::Duration::from_millis(cfg.health_interval_ms),
+                    threshold: cfg.failover_threshold.max(1),
+                },
+                metrics.clone(),
+            )
+            .await?,
         );
-        let waker = crate::wake::Waker::new(match &pool {
+        let mut background = vec![
+            tokio::spawn(router.clone().health_loop()),
+            spawn_maintenance(router.clone(), cfg.retention_days),
+        ];
+        if router.fallback.is_some() && !router.on_fallback() {
+            let r = router.clone();
+            background.push(tokio::spawn(async move { r.warm_fallback().await }));
+        }
+        let waker = crate::wake::Waker::new(match &router.primary.pool() {
             Pool::Pg(p) => Some((p.clone(), format!("{}wake", cfg.table_prefix))),
             _ => None,
         });
         let worker_id = format!("dbc-{}", &tasks::new_id()[24..]);
         Ok(Connector {
             cfg,
-            primary: Backend { pool, dialect },
+            router,
             waiting: Default::default(),
             closed: AtomicBool::new(false),
             worker_id,
-            reaper: std::sync::Mutex::new(Some(reaper)),
+            background: std::sync::Mutex::new(background),
             waker,
             metrics,
-            healthy,
         })
     }
 
@@ -185,44 +178,63 @@ impl Connector {
         &self.worker_id
     }
 
-    /// The provider in use.
+    /// The provider new operations go to (the fallback's while failed over).
     pub fn provider(&self) -> Provider {
-        self.primary.pool.provider()
+        self.router.active().provider()
     }
 
     /// The connection state name of SPEC.md.
     pub fn connection_state(&self) -> &'static str {
         if self.closed.load(Ordering::Relaxed) {
             "disconnected"
-        } else if self.healthy.load(Ordering::Relaxed) {
-            "connected"
         } else {
-            "reconnecting"
+            self.router.state()
         }
+    }
+
+    /// True while operations go to the fallback.
+    pub fn failover(&self) -> bool {
+        self.router.on_fallback()
     }
 
     /// Pool gauges of the active provider.
     pub fn pool_state(&self) -> PoolDebug {
+        let b = self.router.active();
         PoolDebug {
-            state: self.primary.pool.state(self.effective_max()),
+            state: b.pool().state(self.effective_max(b)),
             waiting: self.waiting.load(Ordering::Relaxed),
         }
     }
 
-    fn effective_max(&self) -> u32 {
-        match self.provider() {
-            Provider::Sqlite if self.cfg.primary.sqlite_file.as_deref() == Some(":memory:") => 1,
-            Provider::Sqlite => self.cfg.pool.pool_max.min(8),
+    fn effective_max(&self, b: &Backend) -> u32 {
+        match b.pool() {
+            Pool::Lite(_) if b.describe() == "sqlite::memory:" => 1,
+            Pool::Lite(_) => self.cfg.pool.pool_max.min(8),
             _ => self.cfg.pool.pool_max,
         }
     }
 
     fn fail(&self, operation: &str, error: DbcError) -> Failure {
+        self.fail_on(self.provider(), operation, error)
+    }
+
+    fn fail_on(&self, provider: Provider, operation: &str, error: DbcError) -> Failure {
         Failure {
             error,
-            provider: self.provider(),
+            provider,
             operation: operation.to_string(),
         }
+    }
+
+    /// Moves what was written to the fallback back to the primary and routes new
+    /// operations there (the admin API's manual failback; `auto` does it by itself).
+    pub async fn failback(&self) -> Result<MoveReport> {
+        self.router.failback("manual").await
+    }
+
+    /// What the last failback moved.
+    pub fn last_failback(&self) -> Option<MoveReport> {
+        self.router.last_move()
     }
 
     fn check_open(&self, operation: &str) -> std::result::Result<(), Failure> {
@@ -238,19 +250,19 @@ impl Connector {
         Ok(())
     }
 
-    async fn acquire(&self) -> Result<crate::db::Conn> {
+    async fn acquire(&self, b: &Backend) -> Result<crate::db::Conn> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let c = self.primary.pool.acquire().await;
+        let c = b.pool().acquire().await;
         self.metrics.acquire.record(started.elapsed());
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         c
     }
 
-    fn debug_info(&self, trace: Option<Trace>) -> Option<DebugInfo> {
+    fn debug_info(&self, provider: Provider, trace: Option<Trace>) -> Option<DebugInfo> {
         trace.map(|t| DebugInfo {
-            provider: self.provider(),
-            failover: false,
+            provider,
+            failover: provider != self.router.primary.provider() || self.router.on_fallback(),
             connection_state: self.connection_state(),
             db_ms: t.db_ms(),
             statements: t.statements,
@@ -267,29 +279,52 @@ impl Connector {
         opts: &OpOptions,
     ) -> std::result::Result<Outcome, Failure> {
         self.check_open("query")?;
-        let provider = self.provider();
         if sql.trim().is_empty() {
             return Err(self.fail(
                 "query",
                 DbcError::validation("sql", "no SQL: set it in the node or in msg.topic"),
             ));
         }
+        // placeholders are checked up front, so bad input never waits for a connection
+        bind_named(self.provider(), sql, params.clone()).map_err(|e| self.fail("query", e))?;
         let started = Instant::now();
-        let (sql, params) = bind_named(provider, sql, params).map_err(|e| self.fail("query", e))?;
         let mut trace = opts.debug.then(Trace::default);
-        let r = async {
-            let mut conn = self.acquire().await?;
-            conn.exec("query", &sql, &params, trace.as_mut()).await
-        }
-        .await;
+        let _ticket = self.router.ticket().await;
+        let (r, provider) = match self.router.pick() {
+            Err(e) => (Err(e), self.provider()),
+            Ok(mut b) => {
+                let mut attempt = 0;
+                loop {
+                    let r = async {
+                        let (sql, params) = bind_named(b.provider(), sql, params.clone())?;
+                        if let Some(t) = trace.as_mut() {
+                            t.statements.clear();
+                        }
+                        let mut conn = self.acquire(b).await?;
+                        conn.exec("query", &sql, &params, trace.as_mut()).await
+                    }
+                    .await;
+                    match &r {
+                        Err(e) => match self.router.reroute(b, e, attempt).await {
+                            Some(next) => {
+                                b = next;
+                                attempt += 1;
+                            }
+                            None => break (r, b.provider()),
+                        },
+                        Ok(_) => break (r, b.provider()),
+                    }
+                }
+            }
+        };
         self.metrics.record("query", started.elapsed(), r.is_ok());
         match r {
             Ok(out) => Ok(Outcome {
                 provider,
                 value: OpValue::Rows(out),
-                debug: self.debug_info(trace),
+                debug: self.debug_info(provider, trace),
             }),
-            Err(e) => Err(self.fail("query", e)),
+            Err(e) => Err(self.fail_on(provider, "query", e)),
         }
     }
 
@@ -305,10 +340,8 @@ impl Connector {
         let started = Instant::now();
         let mut trace = opts.debug.then(Trace::default);
         let mut attempt = 0;
-        let r = loop {
-            let r = self
-                .dispatch(operation, &payload, opts, trace.as_mut())
-                .await;
+        let (r, provider) = loop {
+            let (r, provider) = self.routed(operation, &payload, opts, trace.as_mut()).await;
             match &r {
                 Err(e) if attempt < MAX_RETRIES && is_safe_retry(e) => {
                     attempt += 1;
@@ -319,7 +352,7 @@ impl Connector {
                     tokio::time::sleep(std::time::Duration::from_millis(10u64 << (2 * attempt)))
                         .await;
                 }
-                _ => break r,
+                _ => break (r, provider),
             }
         };
         self.metrics.record(operation, started.elapsed(), r.is_ok());
@@ -333,11 +366,42 @@ impl Connector {
         }
         match r {
             Ok(v) => Ok(Outcome {
-                provider: self.provider(),
+                provider,
                 value: OpValue::Json(v),
-                debug: self.debug_info(trace),
+                debug: self.debug_info(provider, trace),
             }),
-            Err(e) => Err(self.fail(operation, e)),
+            Err(e) => Err(self.fail_on(provider, operation, e)),
+        }
+    }
+
+    /// Runs an operation where the router says, once more elsewhere if it says so.
+    async fn routed(
+        &self,
+        operation: &str,
+        payload: &Json,
+        opts: &OpOptions,
+        mut trace: Option<&mut Trace>,
+    ) -> (Result<Json>, Provider) {
+        let _ticket = self.router.ticket().await;
+        let mut b = match self.router.pick() {
+            Ok(b) => b,
+            Err(e) => return (Err(e), self.provider()),
+        };
+        let mut attempt = 0;
+        loop {
+            let r = self
+                .dispatch(b, operation, payload, opts, trace.as_deref_mut())
+                .await;
+            let Err(e) = &r else {
+                return (r, b.provider());
+            };
+            match self.router.reroute(b, e, attempt).await {
+                Some(next) => {
+                    b = next;
+                    attempt += 1;
+                }
+                None => return (r, b.provider()),
+            }
         }
     }
 
@@ -349,6 +413,7 @@ impl Connector {
 
     async fn dispatch(
         &self,
+        b: &Backend,
         operation: &str,
         payload: &Json,
         opts: &OpOptions,
@@ -363,16 +428,17 @@ impl Connector {
                 ),
             ));
         }
-        let mut conn = self.acquire().await?;
+        let mut conn = self.acquire(b).await?;
         if operation == "executeTransaction" {
-            return self.transaction(&mut conn, payload, opts, trace).await;
+            return self.transaction(b, &mut conn, payload, opts, trace).await;
         }
-        self.run_on(&mut conn, operation, payload, opts, trace)
+        self.run_on(b, &mut conn, operation, payload, opts, trace)
             .await
     }
 
     async fn transaction(
         &self,
+        b: &Backend,
         conn: &mut Conn,
         payload: &Json,
         opts: &OpOptions,
@@ -406,9 +472,10 @@ impl Connector {
         let mut results = Vec::with_capacity(plan.len());
         for (i, (op, p)) in plan.iter().enumerate() {
             let r = if *op == "query" {
-                self.query_step(conn, p, trace.as_deref_mut()).await
+                self.query_step(b, conn, p, trace.as_deref_mut()).await
             } else {
-                self.run_on(conn, op, p, opts, trace.as_deref_mut()).await
+                self.run_on(b, conn, op, p, opts, trace.as_deref_mut())
+                    .await
             };
             match r {
                 Ok(v) => results.push(v),
@@ -429,6 +496,7 @@ impl Connector {
 
     async fn query_step(
         &self,
+        b: &Backend,
         conn: &mut Conn,
         p: &Json,
         trace: Option<&mut Trace>,
@@ -455,7 +523,7 @@ impl Connector {
                 ))
             }
         };
-        let (sql, params) = bind_named(self.provider(), sql, params)?;
+        let (sql, params) = bind_named(b.provider(), sql, params)?;
         let out = conn.exec("query", &sql, &params, trace).await?;
         let count = if out.rows.is_empty() {
             out.rows_affected
@@ -484,13 +552,14 @@ impl Connector {
 
     async fn run_on(
         &self,
+        b: &Backend,
         conn: &mut Conn,
         operation: &str,
         payload: &Json,
         opts: &OpOptions,
         trace: Option<&mut Trace>,
     ) -> Result<Json> {
-        let d = &self.primary.dialect;
+        let d = &b.dialect;
         let queue = opts
             .queue
             .as_deref()
@@ -566,12 +635,14 @@ impl Connector {
 
     /// Applied and pending migrations.
     pub async fn schema_status(&self) -> Result<SchemaStatus> {
-        migrate::status(&self.primary.pool, &self.cfg.table_prefix).await
+        let _t = self.router.ticket().await;
+        migrate::status(&self.router.active().pool(), &self.cfg.table_prefix).await
     }
 
-    /// Applies pending migrations now.
+    /// Applies pending migrations now (on the database in use).
     pub async fn migrate(&self) -> Result<Vec<Pending>> {
-        migrate::migrate(&self.primary.pool, &self.cfg.table_prefix).await
+        let _t = self.router.ticket().await;
+        migrate::migrate(&self.router.active().pool(), &self.cfg.table_prefix).await
     }
 
     /// Waits until new work may be in `queue` (a poke here, or a NOTIFY on PostgreSQL)
@@ -591,11 +662,19 @@ impl Connector {
 
     /// Number of tasks by queue and status.
     pub async fn queue_depth(&self) -> Result<Vec<QueueDepth>> {
-        let mut conn = self.acquire().await?;
+        let _t = self.router.ticket().await;
+        if self.connection_state() == "reconnecting" {
+            return Err(DbcError::Connection {
+                message: "the database is not reachable; reconnecting".into(),
+                outcome_unknown: false,
+            });
+        }
+        let b = self.router.active();
+        let mut conn = self.acquire(b).await?;
         let out = conn
             .exec(
                 "queue depth",
-                &format!("SELECT queue, status, count(*) FROM {} GROUP BY queue, status ORDER BY queue, status", self.primary.dialect.t("tasks")),
+                &format!("SELECT queue, status, count(*) FROM {} GROUP BY queue, status ORDER BY queue, status", b.dialect.t("tasks")),
                 &[],
                 None,
             )
@@ -626,7 +705,10 @@ impl Connector {
         let mut out = serde_json::json!({
             "provider": self.provider(),
             "state": self.connection_state(),
-            "failover": false,
+            "failover": self.failover(),
+            "primary": self.router.primary.provider(),
+            "fallback": self.router.fallback.as_ref().map(|f| f.provider()),
+            "lastFailback": self.last_failback(),
             "stateLog": self.metrics.state_log(),
             "pool": {
                 "size": pool.state.size, "idle": pool.state.idle, "inUse": pool.state.in_use,
@@ -738,11 +820,13 @@ impl Connector {
         self.metrics
             .state_change("disconnected", "closed by the runtime (redeploy or stop)");
         self.closed.store(true, Ordering::Relaxed);
-        self.waker.stop();
-        if let Some(h) = self.reaper.lock().ok().and_then(|mut g| g.take()) {
-            h.abort();
+        if let Ok(mut g) = self.background.lock() {
+            for h in g.drain(..) {
+                h.abort();
+            }
         }
-        self.primary.pool.close().await;
+        self.waker.stop().await;
+        self.router.close().await;
     }
 }
 
@@ -782,81 +866,36 @@ fn is_safe_retry(e: &DbcError) -> bool {
     matches!(e.sql_state(), Some(s) if crate::error::is_retryable_state(s)) && !e.outcome_unknown()
 }
 
-/// The connector's own health check (sqlx's ping before every acquire is off): one
-/// `SELECT 1` every `healthIntervalMs`; after `failoverThreshold` failures in a row the
-/// state turns `reconnecting`, and the first success turns it `connected` again. Every
-/// change goes to the state change log.
-struct Health {
-    every: std::time::Duration,
-    threshold: u32,
-    healthy: std::sync::Arc<AtomicBool>,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-}
-
-impl Health {
-    async fn check(&self, pool: &Pool, failures: u32) -> u32 {
-        let probe =
-            tokio::time::timeout(self.every.max(std::time::Duration::from_secs(1)), async {
-                let mut conn = pool.acquire().await?;
-                conn.exec("health", "SELECT 1", &[], None).await
-            })
-            .await;
-        match probe {
-            Ok(Ok(_)) => {
-                if !self.healthy.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("the database answers again: connected");
-                    self.metrics
-                        .state_change("connected", "health check passed");
-                }
-                0
-            }
-            failed => {
-                let why = match failed {
-                    Ok(Err(e)) => format!("{}: {e}", e.code()),
-                    _ => "health check timed out".to_string(),
-                };
-                let failures = failures + 1;
-                if failures == self.threshold && self.healthy.swap(false, Ordering::Relaxed) {
-                    tracing::warn!("{failures} health checks failed, reconnecting: {why}");
-                    self.metrics.state_change("reconnecting", &why);
-                }
-                failures
-            }
-        }
-    }
-}
-
-/// Background upkeep: expired leases go back to `pending` (every `REAP_EVERY`), and once
-/// a minute finished tasks older than the retention are deleted in small batches.
+/// Background upkeep on the database in use: expired leases go back to `pending`
+/// (every `REAP_EVERY`), and once a minute finished tasks older than the retention are
+/// deleted in small batches. Health and failover are the router's own loop.
 fn spawn_maintenance(
-    pool: Pool,
-    d: Dialect,
+    router: std::sync::Arc<Router>,
     retention_days: u32,
-    health: Health,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(REAP_EVERY);
-        let mut last_check = std::time::Instant::now();
-        let mut failures = 0u32;
         let mut last_error = String::new();
         let mut last_purge = std::time::Instant::now();
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if pool.is_closed() {
+            if router.state() == "disconnected" {
                 break;
             }
-            if last_check.elapsed() >= health.every {
-                last_check = std::time::Instant::now();
-                failures = health.check(&pool, failures).await;
+            if router.state() == "reconnecting" {
+                continue;
             }
             let purge =
                 retention_days > 0 && last_purge.elapsed() >= std::time::Duration::from_secs(60);
             let r = async {
-                let mut conn = pool.acquire().await?;
-                let n = tasks::reap_expired(&mut conn, &d).await?;
+                let _t = router.ticket().await;
+                let b = router.active();
+                let mut conn = b.pool().acquire().await?;
+                let n = tasks::reap_expired(&mut conn, &b.dialect).await?;
                 if purge {
-                    let removed = tasks::purge_finished(&mut conn, &d, retention_days).await?;
+                    let removed =
+                        tasks::purge_finished(&mut conn, &b.dialect, retention_days).await?;
                     if removed > 0 {
                         tracing::info!(
                             tasks = removed,

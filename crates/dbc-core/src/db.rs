@@ -102,6 +102,21 @@ pub struct PoolState {
 
 const APP_NAME: &str = "node-red-database-connector";
 
+fn sqlite_options(cfg: &ConnectionConfig, busy: Duration) -> SqliteConnectOptions {
+    let file = cfg.sqlite_file.clone().unwrap_or_default();
+    if file == ":memory:" {
+        SqliteConnectOptions::new().in_memory(true)
+    } else {
+        SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+    }
+    .foreign_keys(true)
+    .busy_timeout(busy)
+}
+
 fn pem_or_path(v: &str) -> Either<Vec<u8>, &str> {
     if v.contains("-----BEGIN") {
         Either::Left(v.as_bytes().to_vec())
@@ -144,8 +159,43 @@ async fn within<T>(
 impl Pool {
     /// Opens a pool after probing one connection (see the module header).
     pub async fn connect(cfg: &ConnectionConfig, pool: &PoolConfig) -> Result<Pool> {
+        Pool::probe(cfg, pool).await?;
+        Pool::lazy(cfg, pool)
+    }
+
+    /// Opens one connection outside any pool and closes it again, within the acquire
+    /// timeout: says whether the database can be reached now, and if not, why.
+    pub async fn probe(cfg: &ConnectionConfig, pool: &PoolConfig) -> Result<()> {
         let provider = cfg.provider()?;
         let limit = pool.acquire_timeout();
+        let what = match provider {
+            Provider::Postgres => "connecting to postgres",
+            Provider::Mariadb => "connecting to mariadb",
+            Provider::Sqlite => "opening sqlite",
+        };
+        within(limit, what, async {
+            let r = match provider {
+                Provider::Postgres => match pg_options(cfg, pool)?.connect().await {
+                    Ok(c) => Ok(drop(sqlx::Connection::close(c).await)),
+                    Err(e) => Err(e),
+                },
+                Provider::Mariadb => match my_options(cfg)?.connect().await {
+                    Ok(c) => Ok(drop(sqlx::Connection::close(c).await)),
+                    Err(e) => Err(e),
+                },
+                Provider::Sqlite => match sqlite_options(cfg, limit).connect().await {
+                    Ok(c) => Ok(drop(sqlx::Connection::close(c).await)),
+                    Err(e) => Err(e),
+                },
+            };
+            r.map_err(|e| connect_error(provider, cfg, e))
+        })
+        .await
+    }
+
+    /// Builds the pool without connecting: connections open on first use.
+    pub fn lazy(cfg: &ConnectionConfig, pool: &PoolConfig) -> Result<Pool> {
+        let provider = cfg.provider()?;
         fn opts<DB: sqlx::Database>(pool: &PoolConfig, max: u32) -> PoolOptions<DB> {
             PoolOptions::new()
                 .max_connections(max)
@@ -155,31 +205,12 @@ impl Pool {
                 .test_before_acquire(false)
         }
         match provider {
-            Provider::Postgres => {
-                let o = pg_options(cfg, pool)?;
-                within(limit, "connecting to postgres", async {
-                    let c = o
-                        .connect()
-                        .await
-                        .map_err(|e| connect_error(provider, cfg, e))?;
-                    let _ = sqlx::Connection::close(c).await;
-                    Ok(())
-                })
-                .await?;
-                Ok(Pool::Pg(opts(pool, pool.pool_max).connect_lazy_with(o)))
-            }
+            Provider::Postgres => Ok(Pool::Pg(
+                opts(pool, pool.pool_max).connect_lazy_with(pg_options(cfg, pool)?),
+            )),
             Provider::Mariadb => {
                 let o = my_options(cfg)?;
                 let stmt_secs = pool.statement_timeout_ms as f64 / 1000.0;
-                within(limit, "connecting to mariadb", async {
-                    let c = o
-                        .connect()
-                        .await
-                        .map_err(|e| connect_error(provider, cfg, e))?;
-                    let _ = sqlx::Connection::close(c).await;
-                    Ok(())
-                })
-                .await?;
                 let p = opts::<MySql>(pool, pool.pool_max)
                     .after_connect(move |conn: &mut sqlx::MySqlConnection, _meta| {
                         Box::pin(async move {
@@ -204,28 +235,8 @@ impl Pool {
                 Ok(Pool::My(p))
             }
             Provider::Sqlite => {
-                let file = cfg.sqlite_file.clone().unwrap_or_default();
-                let memory = file == ":memory:";
-                let o = if memory {
-                    SqliteConnectOptions::new().in_memory(true)
-                } else {
-                    SqliteConnectOptions::new()
-                        .filename(&file)
-                        .create_if_missing(true)
-                        .journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Normal)
-                }
-                .foreign_keys(true)
-                .busy_timeout(limit);
-                within(limit, "opening sqlite", async {
-                    let c = o
-                        .connect()
-                        .await
-                        .map_err(|e| connect_error(provider, cfg, e))?;
-                    let _ = sqlx::Connection::close(c).await;
-                    Ok(())
-                })
-                .await?;
+                let memory = cfg.sqlite_file.as_deref() == Some(":memory:");
+                let o = sqlite_options(cfg, pool.acquire_timeout());
                 // every in-memory connection is its own database: keep exactly one
                 let max = if memory { 1 } else { pool.pool_max.min(8) };
                 let p = opts(pool, max).min_connections(if memory { 1 } else { 0 });
@@ -270,6 +281,7 @@ impl Pool {
         Ok(Conn {
             inner,
             in_tx: false,
+            broken: false,
         })
     }
 
@@ -436,15 +448,21 @@ enum ConnInner {
 }
 
 /// A pooled connection. If it is dropped inside a transaction (an error path or a
-/// cancelled future), it is closed instead of going back to the pool half-way through.
+/// cancelled future), or after its network connection broke, it is closed instead of
+/// going back to the pool.
+///
+/// A broken connection's error says whether the work may have been applied: inside a
+/// transaction nothing is, until `COMMIT` has been sent (`outcome: "unknown"` only then);
+/// outside one, any statement already sent may have been.
 pub struct Conn {
     inner: ConnInner,
     in_tx: bool,
+    broken: bool,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if self.in_tx {
+        if self.in_tx || self.broken {
             match &mut self.inner {
                 ConnInner::Pg(c) => c.close_on_drop(),
                 ConnInner::My(c) => c.close_on_drop(),
@@ -466,13 +484,32 @@ impl Conn {
 
     /// Runs SQL that takes no parameters and returns nothing (may hold several statements).
     pub async fn batch(&mut self, sql: &str) -> Result<()> {
+        let committing = sql == "COMMIT";
         let s = sqlx::raw_sql(AssertSqlSafe(sql.to_string()));
         let r = match &mut self.inner {
             ConnInner::Pg(c) => s.execute(&mut **c).await.map(|_| ()),
             ConnInner::My(c) => s.execute(&mut **c).await.map(|_| ()),
             ConnInner::Lite(c) => s.execute(&mut **c).await.map(|_| ()),
         };
-        r.map_err(|e| DbcError::from_sqlx(e, true))
+        r.map_err(|e| self.settle(DbcError::from_sqlx(e, true), committing))
+    }
+
+    /// Marks the connection broken on a network error and narrows `outcome_unknown`:
+    /// a transaction that never reached `COMMIT` was not applied.
+    fn settle(&mut self, e: DbcError, committing: bool) -> DbcError {
+        match e {
+            DbcError::Connection {
+                message,
+                outcome_unknown,
+            } => {
+                self.broken = true;
+                DbcError::Connection {
+                    message,
+                    outcome_unknown: outcome_unknown && (committing || !self.in_tx),
+                }
+            }
+            other => other,
+        }
     }
 
     /// True while a transaction is open on this connection.
@@ -528,10 +565,11 @@ impl Conn {
     ) -> Result<QueryOutput> {
         let started = trace.as_ref().map(|_| Instant::now());
         let out = match &mut self.inner {
-            ConnInner::Pg(c) => exec_pg(c, sql, params).await?,
-            ConnInner::My(c) => exec_my(c, sql, params).await?,
-            ConnInner::Lite(c) => exec_lite(c, sql, params).await?,
-        };
+            ConnInner::Pg(c) => exec_pg(c, sql, params).await,
+            ConnInner::My(c) => exec_my(c, sql, params).await,
+            ConnInner::Lite(c) => exec_lite(c, sql, params).await,
+        }
+        .map_err(|e| self.settle(e, false))?;
         if let (Some(t), Some(s)) = (trace, started) {
             t.statements.push(StatementTiming {
                 name: name.to_string(),

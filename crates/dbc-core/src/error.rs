@@ -251,12 +251,17 @@ fn classify_database_error(
     if state == "57014" || state == "70100" || message.contains("max_statement_time") {
         return DbcError::QueryTimeout(format!("statement timed out: {message}"));
     }
-    // 08xxx connection exceptions, 57P01..03 admin shutdown / cannot connect now, 28xxx auth.
-    if state.starts_with("08")
-        || state.starts_with("57P")
-        || state.starts_with("28")
-        || state == "HY000" && message.contains("Access denied")
+    // 28xxx: wrong user or password; 3D000 / ER 1049: no such database. Waiting does not
+    // fix these, so they are not treated as an outage.
+    if state.starts_with("28")
+        || state == "3D000"
+        || message.contains("Access denied")
+        || message.contains("Unknown database")
     {
+        return DbcError::AccessDenied(message);
+    }
+    // 08xxx connection exceptions, 57P01..03 admin shutdown / cannot connect now.
+    if state.starts_with("08") || state.starts_with("57P") {
         return DbcError::Connection {
             message,
             outcome_unknown: false,

@@ -15,6 +15,7 @@ pub mod config;
 pub mod connector;
 pub mod db;
 pub mod error;
+pub mod failover;
 pub mod metrics;
 pub mod migrate;
 pub mod sqltext;

@@ -31,6 +31,16 @@ pub struct Waker {
 impl Waker {
     /// A waker; with a PostgreSQL pool, pokes also reach other runtimes on `channel`.
     pub fn new(pg: Option<(PgPool, String)>) -> Arc<Waker> {
+        // NOTIFY goes through its own one-connection pool (checked before each use), so
+        // it outlives the operations' pool being replaced after an outage
+        let pg = pg.map(|(pool, channel)| {
+            let options = (*pool.connect_options()).clone();
+            let own = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .idle_timeout(Some(Duration::from_secs(60)))
+                .connect_lazy_with(options);
+            (own, channel)
+        });
         let w = Arc::new(Waker {
             waiters: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashSet::new()),
@@ -132,12 +142,15 @@ impl Waker {
         }));
     }
 
-    /// Stops the background tasks.
-    pub fn stop(&self) {
+    /// Stops the background tasks and closes the NOTIFY connection.
+    pub async fn stop(&self) {
         if let Ok(mut t) = self.tasks.lock() {
             for h in t.drain(..) {
                 h.abort();
             }
+        }
+        if let Some((pool, _)) = &self.pg {
+            pool.close().await;
         }
     }
 }

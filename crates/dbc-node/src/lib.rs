@@ -314,6 +314,34 @@ impl Connector {
         })
     }
 
+    /// Moves what was written to the fallback during an outage back to the primary and
+    /// routes new operations there (failback `manual`); resolves what was moved
+    /// `{workflows, tasks, executions, errors, dependencies, mergedByKey, ms}`. Rejects
+    /// with `DBC_CONNECTION` while the primary does not answer, `DBC_CONFIG` without a
+    /// fallback.
+    #[napi(ts_return_type = "Promise<any>")]
+    pub fn failback<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, Reply<serde_json::Value>>> {
+        let inner = self.inner.clone();
+        env.spawn_future(async move {
+            let provider = inner.provider();
+            Ok(guarded(provider, "failback", async move {
+                let r = inner
+                    .failback()
+                    .await
+                    .map_err(|e| failure(e, provider, "failback"))?;
+                serde_json::to_value(r)
+                    .map_err(|e| failure(DbcError::Internal(e.to_string()), provider, "failback"))
+            })
+            .await)
+        })
+    }
+
+    /// True while operations go to the fallback database.
+    #[napi(getter)]
+    pub fn failover(&self) -> bool {
+        self.inner.failover()
+    }
+
     /// Applies pending migrations; resolves the list applied.
     #[napi(ts_return_type = "Promise<any[]>")]
     pub fn migrate<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, Reply<serde_json::Value>>> {
