@@ -256,7 +256,11 @@ impl Connector {
         let c = b.pool().acquire().await;
         self.metrics.acquire.record(started.elapsed());
         self.waiting.fetch_sub(1, Ordering::Relaxed);
-        c
+        let mut c = c?;
+        c.set_limit(std::time::Duration::from_millis(
+            self.cfg.pool.statement_timeout_ms + 2_000,
+        ));
+        Ok(c)
     }
 
     fn debug_info(&self, provider: Provider, trace: Option<Trace>) -> Option<DebugInfo> {

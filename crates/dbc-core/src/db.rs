@@ -282,6 +282,7 @@ impl Pool {
             inner,
             in_tx: false,
             broken: false,
+            limit: None,
         })
     }
 
@@ -458,6 +459,8 @@ pub struct Conn {
     inner: ConnInner,
     in_tx: bool,
     broken: bool,
+    /// longest wait for any answer from the server (a black-holed link never errors)
+    limit: Option<Duration>,
 }
 
 impl Drop for Conn {
@@ -482,16 +485,44 @@ impl Conn {
         }
     }
 
+    /// Sets the longest wait for an answer to any one statement; past it the
+    /// connection counts as broken (the server-side statement timeout plus slack, so a
+    /// link that silently drops packets cannot hang an operation).
+    pub fn set_limit(&mut self, limit: Duration) {
+        self.limit = Some(limit);
+    }
+
+    async fn bounded<T>(
+        limit: Option<Duration>,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match limit {
+            None => f.await,
+            Some(l) => match tokio::time::timeout(l, f).await {
+                Ok(r) => r,
+                Err(_) => Err(DbcError::Connection {
+                    message: format!("no answer from the database within {} ms", l.as_millis()),
+                    outcome_unknown: true,
+                }),
+            },
+        }
+    }
+
     /// Runs SQL that takes no parameters and returns nothing (may hold several statements).
     pub async fn batch(&mut self, sql: &str) -> Result<()> {
         let committing = sql == "COMMIT";
         let s = sqlx::raw_sql(AssertSqlSafe(sql.to_string()));
-        let r = match &mut self.inner {
-            ConnInner::Pg(c) => s.execute(&mut **c).await.map(|_| ()),
-            ConnInner::My(c) => s.execute(&mut **c).await.map(|_| ()),
-            ConnInner::Lite(c) => s.execute(&mut **c).await.map(|_| ()),
-        };
-        r.map_err(|e| self.settle(DbcError::from_sqlx(e, true), committing))
+        let limit = self.limit;
+        let r = Self::bounded(limit, async {
+            match &mut self.inner {
+                ConnInner::Pg(c) => s.execute(&mut **c).await.map(|_| ()),
+                ConnInner::My(c) => s.execute(&mut **c).await.map(|_| ()),
+                ConnInner::Lite(c) => s.execute(&mut **c).await.map(|_| ()),
+            }
+            .map_err(|e| DbcError::from_sqlx(e, true))
+        })
+        .await;
+        r.map_err(|e| self.settle(e, committing))
     }
 
     /// Marks the connection broken on a network error and narrows `outcome_unknown`:
@@ -564,11 +595,15 @@ impl Conn {
         trace: Option<&mut Trace>,
     ) -> Result<QueryOutput> {
         let started = trace.as_ref().map(|_| Instant::now());
-        let out = match &mut self.inner {
-            ConnInner::Pg(c) => exec_pg(c, sql, params).await,
-            ConnInner::My(c) => exec_my(c, sql, params).await,
-            ConnInner::Lite(c) => exec_lite(c, sql, params).await,
-        }
+        let limit = self.limit;
+        let out = Self::bounded(limit, async {
+            match &mut self.inner {
+                ConnInner::Pg(c) => exec_pg(c, sql, params).await,
+                ConnInner::My(c) => exec_my(c, sql, params).await,
+                ConnInner::Lite(c) => exec_lite(c, sql, params).await,
+            }
+        })
+        .await
         .map_err(|e| self.settle(e, false))?;
         if let (Some(t), Some(s)) = (trace, started) {
             t.statements.push(StatementTiming {
