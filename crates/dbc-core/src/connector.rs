@@ -232,6 +232,17 @@ impl Connector {
         self.router.failback("manual").await
     }
 
+    /// Moves every workflow, task, execution, error row and dependency of this
+    /// connector's database in use to `dst`'s (the reconciliation failback runs; also a
+    /// way to carry a SQLite prototype's queue over to PostgreSQL). Both are held still
+    /// while it runs.
+    pub async fn move_all_to(&self, dst: &Connector) -> Result<MoveReport> {
+        let _a = self.router.ticket().await;
+        let _b = dst.router.ticket().await;
+        let (s, d) = (self.router.active(), dst.router.active());
+        crate::failover::reconcile(&s.pool(), &s.dialect, &d.pool(), &d.dialect).await
+    }
+
     /// What the last failback moved.
     pub fn last_failback(&self) -> Option<MoveReport> {
         self.router.last_move()

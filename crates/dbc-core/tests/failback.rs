@@ -1,0 +1,106 @@
+//! The failback reconciliation across providers: everything a flow can write (workflows
+//! with dependencies, retried tasks with execution history and error rows, idempotency
+//! keys, future run times) moves from one database to another with the same ids and the
+//! same observable state, the source ends empty, and a second run moves nothing.
+
+#[macro_use]
+#[allow(unused_macros)]
+mod common;
+
+use common::*;
+use dbc_core::Provider;
+use serde_json::{json, Value as Json};
+
+/// Times compare as instants (providers render fractions differently).
+fn normalized(v: &Json) -> Json {
+    match v {
+        Json::String(s) => match chrono::DateTime::parse_from_rfc3339(s) {
+            Ok(t) => json!(t.timestamp_millis()),
+            Err(_) => v.clone(),
+        },
+        Json::Array(a) => Json::Array(a.iter().map(normalized).collect()),
+        Json::Object(o) => Json::Object(o.iter().map(|(k, v)| (k.clone(), normalized(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+async fn moves(src_p: Provider, dst_p: Provider) {
+    let src = Db::open_with(src_p, |_| {}).await;
+    let dst = Db::open_with(dst_p, |_| {}).await;
+    // the destination already has a task with idempotency key k1
+    let theirs = dst.op("insertTask", json!({"name": "theirs", "idempotencyKey": "k1"})).await;
+
+    let wf = src
+        .op(
+            "createWorkflow",
+            json!({"name": "wf", "metadata": {"m": [1, 2]}, "tasks": [
+                {"key": "a", "name": "a", "payload": {"x": 1}},
+                {"key": "b", "name": "b", "dependsOn": ["a"]},
+                {"key": "c", "name": "c", "dependsOn": ["b"], "priority": 3}
+            ]}),
+        )
+        .await;
+    let ours = src.op("insertTask", json!({"name": "ours", "idempotencyKey": "k1"})).await;
+    let later = src
+        .op("insertTask", json!({"name": "later", "priority": 5, "runAt": "2999-01-01T00:00:00.000Z", "payload": {"deep": {"n": 1.5, "s": "é"}}}))
+        .await;
+    let retried = src.op("insertTask", json!({"name": "retried", "queue": "r", "maxAttempts": 3})).await;
+    let claimed = src.op("claimTasks", json!({"queue": "r", "limit": 1, "workerId": "w1"})).await;
+    assert_eq!(claimed[0]["id"], retried["id"]);
+    src.op("updateTaskStatus", json!({"id": retried["id"], "status": "failed", "error": {"code": "E1", "message": "boom"}}))
+        .await;
+    let first = src.op("claimTasks", json!({"limit": 1, "workerId": "w2"})).await;
+    assert_eq!(first[0]["name"], "a");
+    src.op("updateTaskStatus", json!({"id": first[0]["id"], "status": "completed", "result": {"ok": true}}))
+        .await;
+
+    let mut ids: Vec<Json> = wf["tasks"].as_array().unwrap().iter().map(|t| t["id"].clone()).collect();
+    ids.extend([later["id"].clone(), retried["id"].clone()]);
+    let mut before = Vec::new();
+    for id in &ids {
+        before.push(src.op("getTask", json!({"id": id})).await);
+    }
+    let progress = src.op("getWorkflowProgress", json!({"workflowId": wf["id"]})).await;
+
+    let report = src.conn.move_all_to(&dst.conn).await.expect("move");
+    assert_eq!(report.tasks, 5, "{report:?}");
+    assert_eq!(report.merged_by_key, 1, "{report:?}");
+    assert_eq!(report.workflows, 1);
+    assert!(report.executions >= 2 && report.errors >= 1, "{report:?}");
+
+    for (id, was) in ids.iter().zip(&before) {
+        let now = dst.op("getTask", json!({"id": id})).await;
+        assert_eq!(normalized(&now), normalized(was), "[{src_p} → {dst_p}] task {id}");
+    }
+    let now = dst.op("getWorkflowProgress", json!({"workflowId": wf["id"]})).await;
+    assert_eq!(normalized(&now), normalized(&progress));
+    // the key's task in the destination stands; ours was merged into it
+    let kept = dst.op("getTask", json!({"id": theirs["id"]})).await;
+    assert_eq!(kept["name"], "theirs");
+    let gone = dst.op_err("getTask", json!({"id": ours["id"]})).await;
+    assert_eq!(gone.error.code(), "DBC_NOT_FOUND");
+    // b's dependency on a survived: completing b releases c on the destination
+    let next = dst.op("claimTasks", json!({"limit": 10, "workerId": "w3"})).await;
+    let names: Vec<&str> = next.as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(names.contains(&"b") && !names.contains(&"c"), "{names:?}");
+
+    let left = src.op("listTasks", json!({})).await;
+    assert_eq!(left["tasks"].as_array().unwrap().len(), 0, "the source is empty");
+    let again = src.conn.move_all_to(&dst.conn).await.expect("second move");
+    assert_eq!((again.tasks, again.workflows), (0, 0));
+}
+
+async fn mariadb_to_postgres(_: Provider) {
+    moves(Provider::Mariadb, Provider::Postgres).await;
+}
+async fn sqlite_to_postgres(_: Provider) {
+    moves(Provider::Sqlite, Provider::Postgres).await;
+}
+async fn postgres_to_mariadb(_: Provider) {
+    moves(Provider::Postgres, Provider::Mariadb).await;
+}
+async fn postgres_to_sqlite(_: Provider) {
+    moves(Provider::Postgres, Provider::Sqlite).await;
+}
+
+suite!(pairs, Postgres; mariadb_to_postgres, sqlite_to_postgres, postgres_to_mariadb, postgres_to_sqlite);
