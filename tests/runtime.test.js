@@ -11,7 +11,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const service = require('../nodes/database-connector/database-service');
-const { PG_URL, root, requireDatabases, spawnNodeRed, uniquePrefix } = require('./support');
+const { PG_URL, MARIADB_URL, root, requireDatabases, spawnNodeRed } = require('./support');
+const { startProxy, viaProxy } = require('./tcp-proxy');
 
 test.before(() => requireDatabases(service));
 
@@ -75,41 +76,126 @@ function pgCredentials(database) {
   return { cfgpg: { url: url.toString() } };
 }
 
-async function connectionCount(db) {
-  const r = await db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'node-red-database-connector'");
-  return r.rows[0].n;
+/** A database of its own on PostgreSQL and on MariaDB, so connection counts are exact. */
+async function ownDatabases(tag) {
+  const name = `dbc_${tag}_${process.pid}_${Date.now().toString(36)}`;
+  const pgAdmin = await service.open({ primary: { provider: 'postgres', url: PG_URL }, autoMigrate: false, pool: { poolMax: 1 } });
+  const myAdmin = await service.open({ primary: { provider: 'mariadb', url: MARIADB_URL }, autoMigrate: false, pool: { poolMax: 1 } });
+  await pgAdmin.query(`CREATE DATABASE ${name}`);
+  await myAdmin.query(`CREATE DATABASE ${name}`);
+  const pgUrl = new URL(PG_URL);
+  pgUrl.pathname = `/${name}`;
+  const myUrl = new URL(MARIADB_URL);
+  myUrl.pathname = `/${name}`;
+  return {
+    pgUrl: pgUrl.toString(),
+    myUrl: myUrl.toString(),
+    async counts() {
+      const pg = await pgAdmin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]);
+      const my = await myAdmin.query('SELECT count(*) AS n FROM information_schema.processlist WHERE db = ?', [name]);
+      return { pg: pg.rows[0].n, mariadb: Number(my.rows[0].n) };
+    },
+    async drop() {
+      await pgAdmin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
+      await myAdmin.query(`DROP DATABASE IF EXISTS ${name}`).catch(() => {});
+      await pgAdmin.close();
+      await myAdmin.close();
+    },
+  };
 }
 
-async function settle(read, expected, ms = 5000) {
+/** PostgreSQL primary (through `primaryUrl`), MariaDB fallback, an HTTP endpoint per query. */
+function failoverFlow(tag) {
+  return [
+    { id: 'tab', type: 'tab', label: tag },
+    {
+      id: 'cfgfo', type: 'database-connector-config', name: 'fo', provider: 'postgres', tablePrefix: 'dbc_', autoMigrate: true, poolMax: '2',
+      acquireTimeoutMs: '1000', statementTimeoutMs: '30000', healthIntervalMs: '500', failoverThreshold: '2', failback: 'auto', fallbackEnabled: true, fallbackProvider: 'mariadb',
+    },
+    { id: 'in', type: 'http in', z: 'tab', url: '/ping', method: 'get', wires: [['q']] },
+    { id: 'q', type: 'database-connector', z: 'tab', connection: 'cfgfo', operation: 'query', sql: 'SELECT 1 AS one', wires: [['res']] },
+    { id: 'res', type: 'http response', z: 'tab', wires: [] },
+    { id: 'in2', type: 'http in', z: 'tab', url: '/sleep', method: 'get', wires: [['q2']] },
+    { id: 'q2', type: 'database-connector', z: 'tab', connection: 'cfgfo', operation: 'query', sql: 'SELECT pg_sleep(20)', wires: [['res']] },
+  ];
+}
+
+async function settleTo(read, expected, ms = 10000) {
   const until = Date.now() + ms;
-  let n = await read();
-  while (n !== expected && Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 100));
-    n = await read();
+  let got = await read();
+  while (JSON.stringify(got) !== JSON.stringify(expected) && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 200));
+    got = await read();
   }
-  return n;
+  return got;
 }
 
-test('20 redeploys leave the PostgreSQL connection count where it started', async () => {
-  const prefix = uniquePrefix('rd');
-  const flows = pgFlow(prefix);
-  const red = await spawnNodeRed({ flows, credentials: pgCredentials() });
-  const probe = await service.open({ primary: { provider: 'postgres', url: PG_URL }, autoMigrate: false, pool: { poolMax: 1 } });
+test('50 redeploys with the databases up and 10 with PostgreSQL down: no leaked connection, no unhandled rejection', { timeout: 300000 }, async () => {
+  const dbs = await ownDatabases('rd');
+  const pgTarget = new URL(PG_URL);
+  const link = await startProxy({ host: pgTarget.hostname, port: Number(pgTarget.port || 5432) });
+  const flows = failoverFlow('rd');
+  const credentials = { cfgfo: { url: viaProxy(dbs.pgUrl, link), fallbackUrl: dbs.myUrl } };
+  const red = await spawnNodeRed({ flows, credentials });
   try {
     assert.equal((await red.poll('/ping')).body[0].one, 1);
-    const baseline = await connectionCount(probe);
-    for (let i = 0; i < 20; i++) {
-      // the credentials stay with the deployed config node (they are not in the flow JSON)
-      await red.deploy(flows.map((n) => (n.id === 'q' ? { ...n, name: `v${i}` } : n)));
+    const rename = (i) => flows.map((n) => (n.id === 'q' ? { ...n, name: `v${i}` } : n));
+    let slowest = 0;
+    for (let i = 0; i < 50; i++) {
+      const t0 = Date.now();
+      await red.deploy(rename(i));
+      slowest = Math.max(slowest, Date.now() - t0);
       const ping = await red.poll('/ping');
       assert.equal(ping.status, 200, ping.text);
     }
-    assert.equal(await settle(() => connectionCount(probe), baseline), baseline);
-    assert.doesNotMatch(red.log(), /unhandled|UnhandledPromiseRejection/i);
+    // PostgreSQL down: every deploy still comes up, on the fallback
+    await link.cut();
+    for (let i = 50; i < 60; i++) {
+      const t0 = Date.now();
+      await red.deploy(rename(i));
+      slowest = Math.max(slowest, Date.now() - t0);
+      const ping = await red.poll('/ping');
+      assert.equal(ping.status, 200, ping.text);
+      assert.equal(ping.body[0].one, 1, 'answered by MariaDB');
+    }
+    assert.ok(slowest < 15000, `slowest deploy ${slowest} ms`);
+    await link.restore();
+    // stop the flows: every connection of every generation is gone
+    await red.deploy([{ id: 'tab', type: 'tab', label: 'empty' }]);
+    assert.deepEqual(await settleTo(() => dbs.counts(), { pg: 0, mariadb: 0 }), { pg: 0, mariadb: 0 });
+    assert.doesNotMatch(red.log(), /unhandled|UnhandledPromiseRejection|uncaught/i);
+    assert.ok(red.child.exitCode === null, 'the runtime is still up');
   } finally {
     await red.stop();
-    await probe.query(`DROP TABLE IF EXISTS ${prefix}error_logs, ${prefix}task_executions, ${prefix}task_dependencies, ${prefix}tasks, ${prefix}workflows, ${prefix}migrations`);
-    await probe.close();
+    await link.close();
+    await dbs.drop();
+  }
+});
+
+test('a redeploy with queries in flight on a dead link finishes within Node-RED\'s 15 s', { timeout: 120000 }, async () => {
+  const dbs = await ownDatabases('cl');
+  const pgTarget = new URL(PG_URL);
+  const link = await startProxy({ host: pgTarget.hostname, port: Number(pgTarget.port || 5432) });
+  const flows = failoverFlow('cl');
+  const red = await spawnNodeRed({ flows, credentials: { cfgfo: { url: viaProxy(dbs.pgUrl, link), fallbackUrl: dbs.myUrl } } });
+  try {
+    assert.equal((await red.poll('/ping')).status, 200);
+    const sleepers = [1, 2].map(() => red.request('GET', '/sleep').catch((e) => ({ status: 0, text: String(e) })));
+    await new Promise((r) => setTimeout(r, 700));
+    await link.blackhole();
+    const t0 = Date.now();
+    await red.deploy([{ id: 'tab', type: 'tab', label: 'empty' }]);
+    const took = Date.now() - t0;
+    assert.ok(took < 15000, `the redeploy took ${took} ms`);
+    await link.restore();
+    await Promise.race([Promise.all(sleepers), new Promise((r) => setTimeout(r, 5000))]);
+    assert.equal((await red.request('GET', '/flows')).status, 200, 'the runtime answers');
+    assert.doesNotMatch(red.log(), /unhandled|UnhandledPromiseRejection|uncaught/i);
+    assert.deepEqual(await settleTo(() => dbs.counts(), { pg: 0, mariadb: 0 }, 40000), { pg: 0, mariadb: 0 });
+  } finally {
+    await red.stop();
+    await link.close();
+    await dbs.drop();
   }
 });
 

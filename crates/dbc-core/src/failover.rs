@@ -102,6 +102,9 @@ pub struct MoveReport {
     pub ms: f64,
 }
 
+/// Longest wait in `close` for operations in flight (Node-RED allows 15 s per node).
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
 /// Settings the router needs from the connector config.
 pub struct RouterConfig {
     pub pool: PoolConfig,
@@ -459,14 +462,23 @@ impl Router {
         Ok(report)
     }
 
-    /// Closes both pools; operations after this fail with `DBC_CONNECTION`.
+    /// Closes both pools; operations after this fail with `DBC_CONNECTION`. Waits at
+    /// most `CLOSE_WAIT` for operations in flight (a dead server may never answer them);
+    /// their connections close as soon as they end or hit their statement limit.
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let p = self.primary.pool();
         let f = self.fallback.as_ref().map(Backend::pool);
-        p.close().await;
-        if let Some(f) = f {
-            f.close().await;
+        let both = async {
+            p.close().await;
+            if let Some(f) = f {
+                f.close().await;
+            }
+        };
+        if tokio::time::timeout(CLOSE_WAIT, both).await.is_err() {
+            tracing::warn!(
+                "closed with operations still waiting for the database; their connections close when they end"
+            );
         }
     }
 }
