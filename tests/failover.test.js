@@ -296,6 +296,32 @@ test('failback manual: stays on the fallback until POST /database-connector/:id/
   }
 });
 
+test('a redeploy during failover resumes it: what the fallback holds moves at the next failback', { timeout: 90000 }, async () => {
+  const pgTarget = new URL(PG_URL);
+  const link = await startProxy({ host: pgTarget.hostname, port: Number(pgTarget.port || 5432) });
+  const prefix = uniquePrefix('fl');
+  try {
+    let nodes = await load({ primaryUrl: viaProxy(PG_URL, link), prefix });
+    await waitState(nodes.cfg, 'connected', 10000);
+    await link.cut();
+    const r = await nodes.send('ins', { payload: { name: 'written-during-outage' } });
+    assert.equal(r.ok._debug.provider, 'mariadb');
+    await helper.unload();
+    await link.restore();
+    nodes = await load({ primaryUrl: viaProxy(PG_URL, link), prefix });
+    await waitState(nodes.cfg, 'failover', 5000);
+    await waitState(nodes.cfg, 'connected', 20000);
+    const rows = await tableRows(PG_URL, 'postgres', prefix);
+    assert.deepEqual(rows.map((x) => x.id), [r.ok.payload.id]);
+    assert.equal((await tableRows(MARIADB_URL, 'mariadb', prefix)).length, 0);
+  } finally {
+    await helper.unload();
+    await link.close();
+    await dropTables(PG_URL, 'postgres', prefix).catch(() => {});
+    await dropTables(MARIADB_URL, 'mariadb', prefix).catch(() => {});
+  }
+});
+
 test('deploy while PostgreSQL is down: with a fallback the flow runs on MariaDB at once and moves back by itself', { timeout: 90000 }, async () => {
   const pgTarget = new URL(PG_URL);
   const link = await startProxy({ host: pgTarget.hostname, port: Number(pgTarget.port || 5432) });

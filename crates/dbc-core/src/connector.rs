@@ -148,14 +148,11 @@ impl Connector {
             )
             .await?,
         );
-        let mut background = vec![
+        let background = vec![
             tokio::spawn(router.clone().health_loop()),
             spawn_maintenance(router.clone(), cfg.retention_days),
         ];
-        if router.fallback.is_some() && !router.on_fallback() {
-            let r = router.clone();
-            background.push(tokio::spawn(async move { r.warm_fallback().await }));
-        }
+
         let waker = crate::wake::Waker::new(match &router.primary.pool() {
             Pool::Pg(p) => Some((p.clone(), format!("{}wake", cfg.table_prefix))),
             _ => None,

@@ -170,6 +170,15 @@ impl Router {
             last_move: Default::default(),
         };
         match router.prepare(&router.primary).await {
+            Ok(()) if router.fallback_has_rows().await => {
+                // an earlier run failed over and was stopped before its failback: carry
+                // on from there, so nothing written to the fallback is left behind
+                let reason = "rows from an earlier failover are still in the fallback; failback moves them to the primary";
+                tracing::warn!("{reason}");
+                router.primary_ok.store(false, Ordering::Release);
+                router.on_fallback.store(true, Ordering::Release);
+                router.metrics.state_change("failover", reason);
+            }
             Ok(()) => {
                 router.metrics.state_change(
                     "connected",
@@ -212,17 +221,26 @@ impl Router {
         Ok(())
     }
 
-    /// Prepares the fallback ahead of need (at start-up), so a failover does not wait
-    /// for its migrations; a fallback that is down now is only logged.
-    pub async fn warm_fallback(&self) {
-        if let Some(fb) = &self.fallback {
-            if let Err(e) = self.prepare(fb).await {
-                tracing::warn!(
-                    "the fallback database is not ready ({}): {e}; failover will try again",
-                    fb.describe()
-                );
-            }
+    /// True when the fallback can be reached and still holds tasks or workflows.
+    async fn fallback_has_rows(&self) -> bool {
+        let Some(fb) = &self.fallback else {
+            return false;
+        };
+        if self.prepare(fb).await.is_err() {
+            return false;
         }
+        let d = &fb.dialect;
+        let sql = format!(
+            "SELECT 1 FROM {} UNION ALL SELECT 1 FROM {} LIMIT 1",
+            d.t("tasks"),
+            d.t("workflows")
+        );
+        let r = async {
+            let mut c = fb.pool().acquire().await?;
+            c.exec("leftovers", &sql, &[], None).await
+        }
+        .await;
+        matches!(r, Ok(out) if !out.rows.is_empty())
     }
 
     /// True while new operations go to the fallback.

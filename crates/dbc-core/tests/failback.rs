@@ -19,7 +19,9 @@ fn normalized(v: &Json) -> Json {
             Err(_) => v.clone(),
         },
         Json::Array(a) => Json::Array(a.iter().map(normalized).collect()),
-        Json::Object(o) => Json::Object(o.iter().map(|(k, v)| (k.clone(), normalized(v))).collect()),
+        Json::Object(o) => {
+            Json::Object(o.iter().map(|(k, v)| (k.clone(), normalized(v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -28,7 +30,12 @@ async fn moves(src_p: Provider, dst_p: Provider) {
     let src = Db::open_with(src_p, |_| {}).await;
     let dst = Db::open_with(dst_p, |_| {}).await;
     // the destination already has a task with idempotency key k1
-    let theirs = dst.op("insertTask", json!({"name": "theirs", "idempotencyKey": "k1"})).await;
+    let theirs = dst
+        .op(
+            "insertTask",
+            json!({"name": "theirs", "idempotencyKey": "k1"}),
+        )
+        .await;
 
     let wf = src
         .op(
@@ -40,27 +47,54 @@ async fn moves(src_p: Provider, dst_p: Provider) {
             ]}),
         )
         .await;
-    let ours = src.op("insertTask", json!({"name": "ours", "idempotencyKey": "k1"})).await;
+    let ours = src
+        .op(
+            "insertTask",
+            json!({"name": "ours", "idempotencyKey": "k1"}),
+        )
+        .await;
     let later = src
         .op("insertTask", json!({"name": "later", "priority": 5, "runAt": "2999-01-01T00:00:00.000Z", "payload": {"deep": {"n": 1.5, "s": "é"}}}))
         .await;
-    let retried = src.op("insertTask", json!({"name": "retried", "queue": "r", "maxAttempts": 3})).await;
-    let claimed = src.op("claimTasks", json!({"queue": "r", "limit": 1, "workerId": "w1"})).await;
+    let retried = src
+        .op(
+            "insertTask",
+            json!({"name": "retried", "queue": "r", "maxAttempts": 3}),
+        )
+        .await;
+    let claimed = src
+        .op(
+            "claimTasks",
+            json!({"queue": "r", "limit": 1, "workerId": "w1"}),
+        )
+        .await;
     assert_eq!(claimed[0]["id"], retried["id"]);
     src.op("updateTaskStatus", json!({"id": retried["id"], "status": "failed", "error": {"code": "E1", "message": "boom"}}))
         .await;
-    let first = src.op("claimTasks", json!({"limit": 1, "workerId": "w2"})).await;
-    assert_eq!(first[0]["name"], "a");
-    src.op("updateTaskStatus", json!({"id": first[0]["id"], "status": "completed", "result": {"ok": true}}))
+    let first = src
+        .op("claimTasks", json!({"limit": 1, "workerId": "w2"}))
         .await;
+    assert_eq!(first[0]["name"], "a");
+    src.op(
+        "updateTaskStatus",
+        json!({"id": first[0]["id"], "status": "completed", "result": {"ok": true}}),
+    )
+    .await;
 
-    let mut ids: Vec<Json> = wf["tasks"].as_array().unwrap().iter().map(|t| t["id"].clone()).collect();
+    let mut ids: Vec<Json> = wf["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
     ids.extend([later["id"].clone(), retried["id"].clone()]);
     let mut before = Vec::new();
     for id in &ids {
         before.push(src.op("getTask", json!({"id": id})).await);
     }
-    let progress = src.op("getWorkflowProgress", json!({"workflowId": wf["id"]})).await;
+    let progress = src
+        .op("getWorkflowProgress", json!({"workflowId": wf["id"]}))
+        .await;
 
     let report = src.conn.move_all_to(&dst.conn).await.expect("move");
     assert_eq!(report.tasks, 5, "{report:?}");
@@ -70,9 +104,15 @@ async fn moves(src_p: Provider, dst_p: Provider) {
 
     for (id, was) in ids.iter().zip(&before) {
         let now = dst.op("getTask", json!({"id": id})).await;
-        assert_eq!(normalized(&now), normalized(was), "[{src_p} → {dst_p}] task {id}");
+        assert_eq!(
+            normalized(&now),
+            normalized(was),
+            "[{src_p} → {dst_p}] task {id}"
+        );
     }
-    let now = dst.op("getWorkflowProgress", json!({"workflowId": wf["id"]})).await;
+    let now = dst
+        .op("getWorkflowProgress", json!({"workflowId": wf["id"]}))
+        .await;
     assert_eq!(normalized(&now), normalized(&progress));
     // the key's task in the destination stands; ours was merged into it
     let kept = dst.op("getTask", json!({"id": theirs["id"]})).await;
@@ -80,12 +120,23 @@ async fn moves(src_p: Provider, dst_p: Provider) {
     let gone = dst.op_err("getTask", json!({"id": ours["id"]})).await;
     assert_eq!(gone.error.code(), "DBC_NOT_FOUND");
     // b's dependency on a survived: completing b releases c on the destination
-    let next = dst.op("claimTasks", json!({"limit": 10, "workerId": "w3"})).await;
-    let names: Vec<&str> = next.as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    let next = dst
+        .op("claimTasks", json!({"limit": 10, "workerId": "w3"}))
+        .await;
+    let names: Vec<&str> = next
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
     assert!(names.contains(&"b") && !names.contains(&"c"), "{names:?}");
 
     let left = src.op("listTasks", json!({})).await;
-    assert_eq!(left["tasks"].as_array().unwrap().len(), 0, "the source is empty");
+    assert_eq!(
+        left["tasks"].as_array().unwrap().len(),
+        0,
+        "the source is empty"
+    );
     let again = src.conn.move_all_to(&dst.conn).await.expect("second move");
     assert_eq!((again.tasks, again.workflows), (0, 0));
 }
