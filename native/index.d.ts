@@ -43,6 +43,18 @@ export declare class Connector {
   metricsPrometheus(connection: string): Promise<string>
   /** Applied and pending migrations: `{provider, applied, pending}`. */
   schema(): Promise<{provider: string, applied: any[], pending: any[]}>
+  /**
+   * Moves what was written to the fallback during an outage back to the primary and
+   * routes new operations there (failback `manual`); resolves what was moved
+   * `{workflows, tasks, executions, errors, dependencies, mergedByKey, ms}`. Rejects
+   * with `DBC_CONNECTION` while the primary does not answer, `DBC_CONFIG` without a
+   * fallback.
+   */
+  failback(): Promise<any>
+  /** Why the connection state last changed (the newest state log entry's reason). */
+  get stateReason(): string
+  /** True while operations go to the fallback database. */
+  get failover(): boolean
   /** Applies pending migrations; resolves the list applied. */
   migrate(): Promise<any[]>
   /**

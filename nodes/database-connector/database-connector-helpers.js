@@ -129,6 +129,11 @@ class Registry extends EventEmitter {
     return this.db.state;
   }
 
+  /** @returns {string} why the connection state last changed, e.g. the error that caused a failover */
+  get stateReason() {
+    return this.db.stateReason;
+  }
+
   /**
    * Runs any operation by name and returns the addon's answer (with `debug` when asked).
    * @param {string} operation

@@ -50,9 +50,9 @@ module.exports = function (RED) {
               throw helpers.handleDatabaseError(new Error('the connection was closed by a redeploy'), { operation: 'connect' });
             }
             registry = r;
-            setState(r.state, 'opened');
+            setState(r.state, r.stateReason);
             // the addon checks health every healthIntervalMs; mirror its state on the nodes
-            health = setInterval(() => registry && setState(registry.state, 'health check'), cfg.healthIntervalMs);
+            health = setInterval(() => registry && setState(registry.state, registry.stateReason), cfg.healthIntervalMs);
             return r;
           },
           (err) => {

@@ -110,6 +110,11 @@ class DatabaseService {
     return this.handle.state;
   }
 
+  /** @returns {string} why the connection state last changed (no secrets) */
+  get stateReason() {
+    return this.handle.stateReason;
+  }
+
   /** @returns {{size:number, idle:number, inUse:number, max:number, waiting:number}} */
   pool() {
     return this.handle.pool();

@@ -189,6 +189,15 @@ impl Connector {
         }
     }
 
+    /// Why the state last changed.
+    pub fn state_reason(&self) -> String {
+        self.metrics
+            .state_log()
+            .pop()
+            .map(|c| c.reason)
+            .unwrap_or_default()
+    }
+
     /// True while operations go to the fallback.
     pub fn failover(&self) -> bool {
         self.router.on_fallback()

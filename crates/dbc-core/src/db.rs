@@ -176,15 +176,15 @@ impl Pool {
         within(limit, what, async {
             let r = match provider {
                 Provider::Postgres => match pg_options(cfg, pool)?.connect().await {
-                    Ok(c) => Ok(drop(sqlx::Connection::close(c).await)),
+                    Ok(c) => sqlx::Connection::close(c).await.or(Ok(())),
                     Err(e) => Err(e),
                 },
                 Provider::Mariadb => match my_options(cfg)?.connect().await {
-                    Ok(c) => Ok(drop(sqlx::Connection::close(c).await)),
+                    Ok(c) => sqlx::Connection::close(c).await.or(Ok(())),
                     Err(e) => Err(e),
                 },
                 Provider::Sqlite => match sqlite_options(cfg, limit).connect().await {
-                    Ok(c) => Ok(drop(sqlx::Connection::close(c).await)),
+                    Ok(c) => sqlx::Connection::close(c).await.or(Ok(())),
                     Err(e) => Err(e),
                 },
             };

@@ -186,7 +186,13 @@ impl Router {
                 );
                 tracing::info!(target = %router.primary.describe(), "connected");
             }
-            Err(e) if e.is_connection_class() && !matches!(e, DbcError::AccessDenied(_)) => {
+            // a server that is down or out of reach may come back; a SQLite file that
+            // cannot be opened, wrong credentials or a missing database will not
+            Err(e)
+                if e.is_connection_class()
+                    && !matches!(e, DbcError::AccessDenied(_))
+                    && router.primary.provider() != Provider::Sqlite =>
+            {
                 tracing::warn!("the primary database cannot be reached at start-up: {e}");
                 router.note_error(&e);
                 router

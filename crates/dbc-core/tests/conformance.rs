@@ -438,7 +438,29 @@ async fn errors_connection_refused(p: Provider) {
             })
             .await;
         let elapsed = started.elapsed();
-        let err = r.err().expect("opening an unreachable database must fail");
+        let err = match (db.p, r) {
+            // SQLite: a file that cannot be opened fails the start
+            (Provider::Sqlite, r) => r.err().expect("opening an unreachable file must fail"),
+            // a server that is down: the connector starts `reconnecting` (the health loop
+            // brings it in later) and operations fail at once, saying why
+            (_, Ok(other)) => {
+                assert_eq!(other.connection_state(), "reconnecting");
+                let t0 = Instant::now();
+                let f = other
+                    .execute(
+                        "getTask",
+                        json!({"id": "0190d6e0-0000-7000-8000-000000000000"}),
+                        &Default::default(),
+                    )
+                    .await
+                    .expect_err("no database: the operation fails");
+                assert!(t0.elapsed() < Duration::from_millis(200), "fails fast");
+                assert!(f.error.to_string().contains("refused"), "{}", f.error);
+                other.close().await;
+                f.error
+            }
+            (_, Err(e)) => panic!("a server that is down is not an open error: {e}"),
+        };
         assert_eq!(err.code(), "DBC_CONNECTION", "{err}");
         assert!(err.is_retryable());
         assert!(!err.outcome_unknown());

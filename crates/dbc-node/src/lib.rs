@@ -336,6 +336,12 @@ impl Connector {
         })
     }
 
+    /// Why the connection state last changed (the newest state log entry's reason).
+    #[napi(getter)]
+    pub fn state_reason(&self) -> String {
+        self.inner.state_reason()
+    }
+
     /// True while operations go to the fallback database.
     #[napi(getter)]
     pub fn failover(&self) -> bool {
