@@ -493,12 +493,17 @@ impl Router {
         self.closed.store(true, Ordering::Release);
         let p = self.primary.pool();
         let f = self.fallback.as_ref().map(Backend::pool);
-        let both = async {
-            p.close().await;
-            if let Some(f) = f {
-                f.close().await;
-            }
-        };
+        // both at once, in a task of its own: sqlx closes a pool's idle connections only
+        // after its busy ones came back, so a close cut short here goes on in the
+        // background and ends when the last operation in flight does
+        let both = tokio::spawn(async move {
+            let fallback = async {
+                if let Some(f) = f {
+                    f.close().await;
+                }
+            };
+            tokio::join!(p.close(), fallback);
+        });
         if tokio::time::timeout(CLOSE_WAIT, both).await.is_err() {
             tracing::warn!(
                 "closed with operations still waiting for the database; their connections close when they end"
