@@ -67,3 +67,22 @@ test('operationOf refuses unknown operations with DBC_VALIDATION', () => {
   assert.equal(helpers.operationOf({ operation: 'query' }, { operation: 'getTask' }), 'query');
   assert.throws(() => helpers.operationOf({ operation: 'msg' }, { operation: 'dropDatabase' }), (err) => err.code === 'DBC_VALIDATION' && err.field === 'operation');
 });
+
+test('TLS material: a path in the properties wins; PEM text comes from the credentials; the fallback has its own', () => {
+  process.env.DBC_T_CA = '/etc/ssl/private-ca.crt';
+  const cfg = helpers.buildConnectorConfig(
+    {
+      provider: 'postgres', ssl: 'verify-full', sslCa: '${DBC_T_CA}', sslCert: '', sslKey: '',
+      fallbackEnabled: true, fallbackProvider: 'mariadb', fallbackSsl: 'verify-full', fallbackSslCa: '/fb/ca.crt',
+    },
+    { sslCaPem: 'ignored: the path wins', sslCertPem: '-----BEGIN CERTIFICATE-----\nA\n', sslKeyPem: '-----BEGIN PRIVATE KEY-----\nB\n', fallbackSslKeyPem: '-----BEGIN PRIVATE KEY-----\nC\n' },
+  );
+  assert.equal(cfg.primary.ssl, 'verify-full');
+  assert.equal(cfg.primary.sslCa, '/etc/ssl/private-ca.crt');
+  assert.match(cfg.primary.sslCert, /^-----BEGIN CERTIFICATE-----/);
+  assert.match(cfg.primary.sslKey, /\nB\n$/);
+  assert.equal(cfg.fallback.ssl, 'verify-full');
+  assert.equal(cfg.fallback.sslCa, '/fb/ca.crt');
+  assert.equal(cfg.fallback.sslCert, undefined);
+  assert.match(cfg.fallback.sslKey, /\nC\n$/);
+});

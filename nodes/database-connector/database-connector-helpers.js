@@ -64,10 +64,10 @@ function connection(n, creds, pre, userDir) {
     password: resolveEnv(creds[key('password')]) || undefined,
     url: resolveEnv(creds[key('url')]) || undefined,
   };
-  if (!pre) {
-    out.sslCa = resolveEnv(n.sslCa) || resolveEnv(creds.sslCa) || undefined;
-    out.sslCert = resolveEnv(n.sslCert) || resolveEnv(creds.sslCert) || undefined;
-    out.sslKey = resolveEnv(n.sslKey) || resolveEnv(creds.sslKey) || undefined;
+  // CA, client cert and key: a file path in the node's properties (sslCa, ...), or PEM
+  // text in its credentials (sslCaPem, ...; the key never belongs in flows.json).
+  for (const f of ['sslCa', 'sslCert', 'sslKey']) {
+    out[f] = resolveEnv(n[key(f)]) || resolveEnv(creds[`${key(f)}Pem`]) || resolveEnv(creds[key(f)]) || undefined;
   }
   if (provider === 'sqlite') {
     const file = resolveEnv(n.sqliteFile) || 'database-connector.db';

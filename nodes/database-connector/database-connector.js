@@ -92,6 +92,13 @@ module.exports = function (RED) {
       fallbackUser: { type: 'text' },
       fallbackPassword: { type: 'password' },
       fallbackUrl: { type: 'password' },
+      // TLS material as PEM text (file paths are the sslCa/sslCert/sslKey properties)
+      sslCaPem: { type: 'text' },
+      sslCertPem: { type: 'text' },
+      sslKeyPem: { type: 'password' },
+      fallbackSslCaPem: { type: 'text' },
+      fallbackSslCertPem: { type: 'text' },
+      fallbackSslKeyPem: { type: 'password' },
     },
   });
 
