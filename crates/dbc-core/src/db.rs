@@ -127,6 +127,7 @@ fn pem_or_path(v: &str) -> Either<Vec<u8>, &str> {
 
 fn connect_error(provider: Provider, cfg: &ConnectionConfig, e: sqlx::Error) -> DbcError {
     let inner = DbcError::from_sqlx(e, false);
+    let certificate = is_certificate_problem(&inner.to_string());
     let message = format!(
         "cannot connect to {} ({}): {inner}",
         provider,
@@ -134,12 +135,25 @@ fn connect_error(provider: Provider, cfg: &ConnectionConfig, e: sqlx::Error) -> 
     );
     match inner {
         DbcError::AccessDenied(_) => DbcError::AccessDenied(message),
+        // A refused certificate (ours or the server's) fails the same way every time:
+        // say so plainly, and do not invite retries.
+        _ if certificate => DbcError::AccessDenied(format!(
+            "{message} — the TLS certificate was not accepted: check the CA (sslCa), that the \
+             server certificate names the host you connect to, and the client cert/key"
+        )),
         // e.g. "database does not exist": the connection could not be made
         _ => DbcError::Connection {
             message,
             outcome_unknown: false,
         },
     }
+}
+
+/// True when a connection error is about a TLS certificate (untrusted issuer, wrong
+/// name, expired, or a client certificate the server refused).
+fn is_certificate_problem(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("certificate") || m.contains("unknownissuer") || m.contains("notvalidforname")
 }
 
 async fn within<T>(

@@ -221,6 +221,10 @@ pub(crate) fn opt_str(
 ) -> Result<Option<String>> {
     match obj.get(f) {
         None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) if s.contains('\0') => Err(DbcError::validation(
+            field_path(at, f),
+            format!("{f} must not contain a NUL character (\\u0000)"),
+        )),
         Some(Json::String(s)) if !s.is_empty() && s.chars().count() <= max => Ok(Some(s.clone())),
         Some(Json::String(_)) => Err(DbcError::validation(
             field_path(at, f),
@@ -254,6 +258,29 @@ pub(crate) fn opt_int(
             format!("{f} must be an integer from {lo} to {hi}"),
         )),
     }
+}
+
+/// Rejects JSON holding a NUL character (`\u0000`) in any string or key: PostgreSQL can
+/// store it neither in text nor in jsonb, and a task must be storable on every provider
+/// (failover moves tasks between them).
+pub(crate) fn check_no_nul(field: &str, v: &Json) -> Result<()> {
+    fn has_nul(v: &Json) -> bool {
+        match v {
+            Json::String(s) => s.contains('\0'),
+            Json::Array(a) => a.iter().any(has_nul),
+            Json::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    if has_nul(v) {
+        return Err(DbcError::validation(
+            field,
+            format!(
+                "{field} must not contain a NUL character (\\u0000): PostgreSQL cannot store it"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that a string is a UUID and returns it in canonical form.
@@ -292,9 +319,12 @@ impl NewTask {
 
     /// Validates one task object of `insertTask`.
     pub fn parse(v: &Json, at: &str, default_queue: &str, limits: Limits) -> Result<NewTask> {
-        let obj = v
-            .as_object()
-            .ok_or_else(|| DbcError::validation(at, "a task must be an object"))?;
+        let obj = v.as_object().ok_or_else(|| {
+            DbcError::validation(
+                if at.is_empty() { "payload" } else { at },
+                "a task must be an object",
+            )
+        })?;
         check_keys(
             obj,
             at,
@@ -322,6 +352,7 @@ impl NewTask {
                     ),
                 ));
             }
+            check_no_nul(&field_path(at, "payload"), p)?;
         }
         let run_at = match obj.get("runAt") {
             None | Some(Json::Null) => now(),
@@ -815,6 +846,11 @@ impl StatusChange {
                 ))
             }
         };
+        for f in ["result", "error"] {
+            if let Some(v) = obj.get(f) {
+                check_no_nul(f, v)?;
+            }
+        }
         Ok(StatusChange {
             id,
             status,
@@ -1560,5 +1596,52 @@ mod tests {
         .is_err());
         let ok = StatusChange::parse(&json!({"id": "0190d6e0-0000-7000-8000-000000000000", "status": "failed", "error": "boom"})).unwrap();
         assert_eq!(error_parts(ok.error.as_ref()).1, "boom");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_everywhere_a_string_is_stored() {
+        let limits = Limits {
+            max_payload_bytes: 1000,
+        };
+        for (task, field) in [
+            (json!({"name": "a\0b"}), "name"),
+            (json!({"queue": "\0"}), "queue"),
+            (json!({"idempotencyKey": "k\0"}), "idempotencyKey"),
+            (json!({"payload": {"deep": ["x", {"y": "\0"}]}}), "payload"),
+            (json!({"payload": {"key\0": 1}}), "payload"),
+        ] {
+            let err = NewTask::parse(&task, "", "q", limits).err().unwrap();
+            assert_eq!(err.code(), "DBC_VALIDATION");
+            match err {
+                DbcError::Validation { field: f, .. } => assert_eq!(f, field),
+                other => panic!("{other}"),
+            }
+        }
+        let id = "0190d6e0-0000-7000-8000-000000000000";
+        for change in [
+            json!({"id": id, "status": "failed", "error": "a\0"}),
+            json!({"id": id, "status": "completed", "result": {"r": "\0"}}),
+            json!({"id": id, "status": "completed", "workerId": "w\0"}),
+        ] {
+            assert_eq!(
+                StatusChange::parse(&change).err().unwrap().code(),
+                "DBC_VALIDATION"
+            );
+        }
+        assert!(NewTask::parse(&json!({"name": "a\\0b"}), "", "q", limits).is_ok());
+    }
+
+    #[test]
+    fn a_single_task_that_is_not_an_object_names_the_payload() {
+        let limits = Limits {
+            max_payload_bytes: 1000,
+        };
+        match NewTask::parse(&json!("text"), "", "q", limits)
+            .err()
+            .unwrap()
+        {
+            DbcError::Validation { field, .. } => assert_eq!(field, "payload"),
+            other => panic!("{other}"),
+        }
     }
 }

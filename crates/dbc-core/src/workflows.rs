@@ -68,6 +68,19 @@ pub async fn create_workflow(
         }
     };
     let metadata = obj.get("metadata").cloned().filter(|m| !m.is_null());
+    if let Some(m) = &metadata {
+        let size = serde_json::to_vec(m).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > limits.max_payload_bytes {
+            return Err(DbcError::validation(
+                "metadata",
+                format!(
+                    "metadata is {size} bytes of JSON, over the limit of {}",
+                    limits.max_payload_bytes
+                ),
+            ));
+        }
+        tasks::check_no_nul("metadata", m)?;
+    }
     let workflow_id = new_id();
     let ids: Vec<String> = items.iter().map(|_| new_id()).collect();
     let mut keys: Vec<Option<String>> = Vec::with_capacity(items.len());
