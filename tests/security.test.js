@@ -13,7 +13,7 @@ const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
 const service = require('../nodes/database-connector/database-service');
-const { requireDatabases, spawnNodeRed, uniquePrefix } = require('./support');
+const { MARIADB_URL, requireDatabases, spawnNodeRed, uniquePrefix } = require('./support');
 
 test.before(() => requireDatabases(service));
 
@@ -56,6 +56,9 @@ test('no secret in flows.json, errors, logs, _debug, admin answers or metrics', 
     ['unreach', { provider: 'postgres', host: '127.0.0.1', port: '1', database: 'test' }, { user: 'postgres', password: S.unreachable }],
     ['badurl', { provider: 'postgres' }, { url: `postgres://postgres:${S.badUrl}@127.0.0.1:notaport/test` }],
     ['env', { provider: 'mariadb', host: '127.0.0.1', port: '3306', database: 'test' }, { user: 'root', password: '${DBC_SEC_TEST_PASSWORD}' }],
+    // primary down from the start: operations fail over to a MariaDB reached with a password
+    ['failover', { provider: 'postgres', host: '127.0.0.1', port: '1', database: 'test', fallbackEnabled: true, fallbackProvider: 'mariadb' },
+      { user: 'postgres', password: S.unreachable, fallbackUrl: `mysql://dbc_sec_user:${S.fallback}@127.0.0.1:3306/test` }],
     ['fb', { provider: 'sqlite', sqliteFile: ':memory:', fallbackEnabled: true, fallbackProvider: 'mariadb', fallbackHost: '127.0.0.1', fallbackPort: '3306', fallbackDatabase: 'test' },
       { fallbackUser: 'root', fallbackPassword: S.fallback, fallbackUrl: `mysql://root:${S.fallback}@127.0.0.1:3306/test` }],
   ];
@@ -73,6 +76,10 @@ test('no secret in flows.json, errors, logs, _debug, admin answers or metrics', 
     return c ? { ...n, credentials: c[2] } : n;
   });
 
+  // a MariaDB user with a password, so that a failover really uses a secret
+  const admin = await service.open({ primary: { provider: 'mariadb', url: MARIADB_URL }, tablePrefix: uniquePrefix('secadm'), autoMigrate: false });
+  await admin.query(`CREATE USER IF NOT EXISTS 'dbc_sec_user'@'%' IDENTIFIED BY '${S.fallback}'`);
+  await admin.query("GRANT ALL PRIVILEGES ON test.* TO 'dbc_sec_user'@'%'");
   const red = await spawnNodeRed({ flows: [], env: { DBC_SEC_TEST_PASSWORD: S.env } });
   const leaks = [];
   try {
@@ -114,6 +121,11 @@ test('no secret in flows.json, errors, logs, _debug, admin answers or metrics', 
       await call(name, { operation: 'query', topic: 'SELECT 1' }); // a second attempt re-opens
     }
     await call('fb', { operation: 'query', topic: 'SELEC 1' });
+    const moved = await call('failover', { operation: 'insertTask', payload: { name: 'on the fallback' } });
+    assert.equal(moved.body.ok, true, `the fallback takes the operation: ${moved.text}`);
+    assert.equal(moved.body.debug.provider, 'mariadb');
+    assert.equal(moved.body.debug.failover, true);
+    await call('failover', { operation: 'query', topic: 'SELEC 1' });
 
     // Admin API: test connection with secrets in the body, flows and credentials reads.
     for (const creds of [
@@ -145,17 +157,20 @@ test('no secret in flows.json, errors, logs, _debug, admin answers or metrics', 
     await new Promise((r) => setTimeout(r, 1000));
     for (const a of answers) leaks.push(...findSecrets(a.text, `${a.name} answer (${a.status})`));
     leaks.push(...findSecrets(red.log(), 'runtime stdout/stderr'));
-    for (const name of ['unreach', 'mypass', 'badurl']) {
+    for (const name of ['unreach', 'mypass', 'badurl', 'failover']) {
       const m = await red.request('GET', `/database-connector/cfg_${name}/metrics`);
       leaks.push(...findSecrets(m.text, `${name} metrics`));
     }
     const errorsSeen = answers.filter((a) => a.status === 500).length;
     assert.ok(errorsSeen >= 10, `${errorsSeen} failing answers checked`);
     assert.match(red.log(), /DBC_CONNECTION/, 'failures are logged (and were grepped)');
+    assert.match(red.log(), /failover to mariadb/, 'the failover is logged (and was grepped)');
     assert.deepEqual(leaks, []);
     assert.doesNotMatch(red.log(), /unhandled|uncaught/i);
   } finally {
     await red.stop();
+    await admin.query("DROP USER IF EXISTS 'dbc_sec_user'@'%'").catch(() => {});
+    await admin.close();
   }
   // The runtime's final log (shutdown included).
   assert.deepEqual(findSecrets(red.log(), 'runtime log after stop'), []);
