@@ -36,6 +36,16 @@ function findSecrets(text, where) {
   return found.map((s) => `${where}: ${s}`);
 }
 
+/** Runs `fn` with a short-lived MariaDB root connection (no connector tables needed). */
+async function asMariadbRoot(fn) {
+  const admin = await service.open({ primary: { provider: 'mariadb', url: MARIADB_URL }, tablePrefix: uniquePrefix('secadm'), autoMigrate: false });
+  try {
+    await fn(admin);
+  } finally {
+    await admin.close();
+  }
+}
+
 /** A config node and an operation node behind `POST /sec/<name>`; Catch answers the request. */
 function caseFlow(name, cfgProps, opProps = {}) {
   return [
@@ -77,9 +87,10 @@ test('no secret in flows.json, errors, logs, _debug, admin answers or metrics', 
   });
 
   // a MariaDB user with a password, so that a failover really uses a secret
-  const admin = await service.open({ primary: { provider: 'mariadb', url: MARIADB_URL }, tablePrefix: uniquePrefix('secadm'), autoMigrate: false });
-  await admin.query(`CREATE USER IF NOT EXISTS 'dbc_sec_user'@'%' IDENTIFIED BY '${S.fallback}'`);
-  await admin.query("GRANT ALL PRIVILEGES ON test.* TO 'dbc_sec_user'@'%'");
+  await asMariadbRoot(async (admin) => {
+    await admin.query(`CREATE USER IF NOT EXISTS 'dbc_sec_user'@'%' IDENTIFIED BY '${S.fallback}'`);
+    await admin.query("GRANT ALL PRIVILEGES ON test.* TO 'dbc_sec_user'@'%'");
+  });
   const red = await spawnNodeRed({ flows: [], env: { DBC_SEC_TEST_PASSWORD: S.env } });
   const leaks = [];
   try {
@@ -169,8 +180,7 @@ test('no secret in flows.json, errors, logs, _debug, admin answers or metrics', 
     assert.doesNotMatch(red.log(), /unhandled|uncaught/i);
   } finally {
     await red.stop();
-    await admin.query("DROP USER IF EXISTS 'dbc_sec_user'@'%'").catch(() => {});
-    await admin.close();
+    await asMariadbRoot((admin) => admin.query("DROP USER IF EXISTS 'dbc_sec_user'@'%'"));
   }
   // The runtime's final log (shutdown included).
   assert.deepEqual(findSecrets(red.log(), 'runtime log after stop'), []);
