@@ -1,11 +1,16 @@
 #!/usr/bin/env node
 /**
- * npm "install" step: makes sure native/ holds a loadable addon built from these sources.
+ * npm "install" step: makes sure the addon loads, in this order (docs/RELEASING.md):
  *
- * - A prebuilt binary that is newer than every Rust source and migration, and loads: done.
- * - Otherwise: `cargo build --release --locked` (about 2 minutes the first time) and copy
- *   the library next to the committed loader (native/index.js).
- * Set DBC_SKIP_BUILD=1 to skip (e.g. when a per-platform package provides the binary).
+ * 1. native/dbc.<platform>.node exists, is newer than every Rust source and migration,
+ *    and loads: done (a checkout that was built before).
+ * 2. The per-platform package (`node-red-contrib-database-connector-<platform>`, an
+ *    optionalDependency that npm installs only on its platform) is present, has this
+ *    package's version, and loads: done — no Rust toolchain needed.
+ * 3. The Rust sources are here: `cargo build --release --locked` (about 2 minutes the
+ *    first time) and copy the library next to the committed loader (native/index.js).
+ * 4. Otherwise: fail, saying what is missing.
+ * Set DBC_SKIP_BUILD=1 to skip all of it.
  */
 'use strict';
 
@@ -14,8 +19,10 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 
 const root = path.resolve(__dirname, '..');
+const pkg = require(path.join(root, 'package.json'));
 const say = (m) => process.stdout.write(`[database-connector] ${m}\n`);
 
+/** napi's platform name: linux-x64-gnu, linux-arm64-musl, darwin-arm64, win32-x64-msvc, … */
 function triple() {
   const { platform, arch } = process;
   if (platform === 'linux') {
@@ -40,25 +47,45 @@ function newestSource() {
   return newest;
 }
 
-function loads() {
-  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(root, 'native'))}).version()`], { stdio: 'pipe' });
+/** Whether `target` (a file or package path) loads in a fresh Node and answers version(). */
+function loads(target) {
+  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(target)}).version()`], { stdio: 'pipe' });
   return r.status === 0;
+}
+
+/** The per-platform package's directory when it is installed with our version, else null. */
+function platformPackage() {
+  const name = `${pkg.name}-${triple()}`;
+  try {
+    const manifest = require.resolve(`${name}/package.json`, { paths: [root] });
+    const { version } = JSON.parse(fs.readFileSync(manifest, 'utf8'));
+    if (version !== pkg.version) {
+      say(`${name} is ${version}, not ${pkg.version}: not using it`);
+      return null;
+    }
+    return path.dirname(manifest);
+  } catch {
+    return null;
+  }
 }
 
 function main() {
   if (process.env.DBC_SKIP_BUILD) return say('DBC_SKIP_BUILD is set: not building the addon');
   const binary = path.join(root, 'native', `dbc.${triple()}.node`);
   const hasSources = fs.existsSync(path.join(root, 'crates'));
-  if (fs.existsSync(binary) && (!hasSources || fs.statSync(binary).mtimeMs >= newestSource()) && loads()) {
+  if (fs.existsSync(binary) && (!hasSources || fs.statSync(binary).mtimeMs >= newestSource()) && loads(binary)) {
     return say(`native addon ${path.basename(binary)} is up to date`);
   }
+  const prebuilt = fs.existsSync(binary) ? null : platformPackage();
+  if (prebuilt && loads(path.join(root, 'native'))) {
+    return say(`using the prebuilt addon from ${path.basename(prebuilt)}`);
+  }
   if (!hasSources) {
-    if (loads()) return say('using the prebuilt native addon');
-    throw new Error('no prebuilt addon for this platform and no Rust sources to build one');
+    throw new Error(`no prebuilt addon for ${triple()} and no Rust sources to build one`);
   }
   const cargo = spawnSync('cargo', ['--version'], { stdio: 'pipe' });
-  if (cargo.status !== 0) {
-    throw new Error('building the addon needs Rust (cargo); install it from https://rustup.rs and run npm install again');
+  if (cargo.error || cargo.status !== 0) {
+    throw new Error(`no prebuilt addon for ${triple()}; building one needs Rust (cargo): install it from https://rustup.rs and run npm install again`);
   }
   say('compiling the Rust addon (release profile); the first build takes about 2 minutes…');
   const started = Date.now();
@@ -68,13 +95,17 @@ function main() {
   const lib = { darwin: 'libdbc_node.dylib', win32: 'dbc_node.dll' }[process.platform] || 'libdbc_node.so';
   fs.mkdirSync(path.dirname(binary), { recursive: true });
   fs.copyFileSync(path.join(targetDir, 'release', lib), binary);
-  if (!loads()) throw new Error(`built ${binary} but it does not load`);
+  if (!loads(binary)) throw new Error(`built ${binary} but it does not load`);
   say(`built ${path.basename(binary)} in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 
-try {
-  main();
-} catch (err) {
-  say(`install failed: ${err.message}`);
-  process.exit(1);
+if (require.main === module) {
+  try {
+    main();
+  } catch (err) {
+    say(`install failed: ${err.message}`);
+    process.exit(1);
+  }
 }
+
+module.exports = { triple };

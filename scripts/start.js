@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `npm start`: runs Node-RED 4.1 on 127.0.0.1:1880 (PORT overrides) with a user dir
+ * `npm start`: runs Node-RED (this checkout's devDependency) on 127.0.0.1:1880 (PORT overrides) with a user dir
  * inside the project (.node-red/, gitignored), this package installed by a link, and the
  * example flow deployed on the SQLite default — no database server needed.
  */
@@ -31,7 +31,8 @@ if (!fs.existsSync(settings)) {
 const flows = path.join(userDir, 'flows.json');
 if (!fs.existsSync(flows)) fs.copyFileSync(path.join(root, 'examples', 'task-queue-basics.json'), flows);
 
-const red = require.resolve('node-red/red.js', { paths: [root] });
+// DBC_NODE_RED_DIR: another Node-RED install (`npm run test:nr5` runs this on Node-RED 5)
+const red = require.resolve('node-red/red.js', { paths: [process.env.DBC_NODE_RED_DIR || root] });
 const child = spawn(process.execPath, [red, '-u', userDir, '-s', settings, '-p', port], { stdio: 'inherit' });
 const stop = (sig) => child.kill(sig);
 process.on('SIGINT', stop);

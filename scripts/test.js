@@ -1,35 +1,125 @@
 #!/usr/bin/env node
 /**
- * `npm test`: every test, against the real databases.
- *  1. the addon is rebuilt if any Rust source or migration changed since it was built;
- *  2. Rust lints: rustfmt and clippy (warnings are errors);
- *  3. the Rust core's unit tests and its conformance suites (PostgreSQL, MariaDB, SQLite);
- *  4. the JS suites (node:test): the addon contract, the nodes in Node-RED, whole runtimes.
+ * `npm test`: every test, against the real databases, with coverage and lints.
+ * (README.md "Test" and docs/CONTRIBUTING.md describe it for people.)
+ *  1. developer tools a fresh machine lacks (scripts/dev-setup.js: llvm-tools-preview,
+ *     cargo-llvm-cov, else cargo-tarpaulin) — installed once, when missing;
+ *  2. the addon is rebuilt if any Rust source or migration changed since it was built;
+ *  3. lints: rustfmt, clippy (warnings are errors), ESLint (eslint.config.js);
+ *  4. the Rust core's unit tests and conformance suites (PostgreSQL, MariaDB, SQLite),
+ *     run once, under cargo llvm-cov: lines of crates/dbc-core/src must reach 85 %;
+ *  5. the JS unit suite under c8: lines of nodes/ must reach 90 %;
+ *  6. the JS integration suite under c8: lines of nodes/ must reach 85 %.
+ *
+ * The two JS suites (docs/CONTRIBUTING.md says why):
+ *  - unit: one module or node at a time, in this process — the addon contract, the
+ *    helpers, each node in node-red-node-test-helper, debug, metrics, health
+ *    (UNIT_SUITE below);
+ *  - integration: everything else in tests/ — whole Node-RED processes, the browser
+ *    editor, the docs' samples, the packed package. Spawned Node-RED processes inherit
+ *    NODE_V8_COVERAGE, so c8 counts the code they run.
+ * A new tests/*.test.js file is in the integration suite unless listed in UNIT_SUITE.
+ * Coverage reports: coverage/{unit,integration}/ (HTML-free: text + JSON summary), coverage/rust.json.
  * Database URLs: DBC_TEST_PG_URL, DBC_TEST_MARIADB_URL (defaults: this machine's servers).
  * An unreachable database fails the run; nothing is skipped.
  */
 'use strict';
 
+const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
+const { rustCoverageTool } = require('./dev-setup');
 
 const root = path.resolve(__dirname, '..');
-const steps = [
-  ['addon up to date', process.execPath, ['scripts/install.js']],
-  ['Rust format', 'cargo', ['fmt', '--all', '--check']],
-  ['Rust lints', 'cargo', ['clippy', '--all-targets', '--locked', '--', '-D', 'warnings']],
-  ['Rust core: unit tests + conformance suites', 'cargo', ['test', '-p', 'dbc-core', '--locked']],
-  ['JS: addon contract, nodes in Node-RED, runtimes', process.execPath, ['--test', '--test-reporter=spec', 'tests/']],
-];
+const coverageDir = path.join(root, 'coverage');
 
+const THRESHOLDS = { rust: 85, unit: 90, integration: 85 };
+const UNIT_SUITE = ['addon', 'helpers', 'nodes', 'debug', 'metrics', 'health'].map((n) => `tests/${n}.test.js`);
+const ALL_TESTS = fs.readdirSync(path.join(root, 'tests')).filter((f) => f.endsWith('.test.js')).map((f) => `tests/${f}`).sort();
+const INTEGRATION_SUITE = ALL_TESTS.filter((f) => !UNIT_SUITE.includes(f));
+
+const figures = {};
 const failed = [];
-for (const [name, cmd, args] of steps) {
+const timings = [];
+
+function step(name, cmd, args, opts = {}) {
   process.stdout.write(`\n=== ${name}: ${[path.basename(cmd), ...args].join(' ')}\n`);
   const started = Date.now();
-  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
-  const secs = ((Date.now() - started) / 1000).toFixed(1);
-  process.stdout.write(`=== ${name}: ${r.status === 0 ? 'passed' : `FAILED (exit ${r.status})`} in ${secs} s\n`);
-  if (r.status !== 0) failed.push(name);
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts });
+  const secs = (Date.now() - started) / 1000;
+  const passed = r.status === 0;
+  process.stdout.write(`=== ${name}: ${passed ? 'passed' : `FAILED (exit ${r.status})`} in ${secs.toFixed(1)} s\n`);
+  timings.push([name, secs, passed]);
+  if (!passed) failed.push(name);
+  return passed;
 }
-process.stdout.write(`\n${steps.length - failed.length} passed, ${failed.length} failed\n`);
+
+const cargo = (name, args) => step(name, 'cargo', args);
+
+/** The Rust core's tests under the coverage tool; records figures.rust. */
+function rustCoverage() {
+  const tool = rustCoverageTool();
+  const ignore = 'crates/dbc-core/tests/';
+  if (tool === 'llvm-cov') {
+    const ran = cargo('Rust core: unit tests + conformance suites (cargo llvm-cov)', ['llvm-cov', '--no-report', '-p', 'dbc-core', '--locked']);
+    const out = path.join(coverageDir, 'rust.json');
+    const report = spawnSync('cargo', ['llvm-cov', 'report', '-p', 'dbc-core', '--json', '--summary-only', '--ignore-filename-regex', ignore, '--output-path', out], { cwd: root, stdio: 'inherit' });
+    if (report.status === 0) {
+      spawnSync('cargo', ['llvm-cov', 'report', '-p', 'dbc-core', '--summary-only', '--ignore-filename-regex', ignore], { cwd: root, stdio: 'inherit' });
+      figures.rust = JSON.parse(fs.readFileSync(out, 'utf8')).data[0].totals.lines.percent;
+    }
+    return ran;
+  }
+  if (tool === 'tarpaulin') {
+    const ran = cargo('Rust core: unit tests + conformance suites (cargo tarpaulin)', [
+      'tarpaulin', '-p', 'dbc-core', '--locked', '--out', 'Json', '--output-dir', coverageDir, '--exclude-files', `${ignore}*`,
+    ]);
+    const file = path.join(coverageDir, 'tarpaulin-report.json');
+    if (fs.existsSync(file)) {
+      const { files } = JSON.parse(fs.readFileSync(file, 'utf8'));
+      const covered = files.reduce((s, f) => s + f.covered, 0);
+      const coverable = files.reduce((s, f) => s + f.coverable, 0);
+      figures.rust = coverable ? (100 * covered) / coverable : 0;
+    }
+    return ran;
+  }
+  failed.push('Rust coverage tool missing (scripts/dev-setup.js could not install one)');
+  return false;
+}
+
+/** One JS suite under c8 (nodes/ only, files never loaded count as 0 %); records figures[suite]. */
+function jsSuite(suite, files, title) {
+  const dir = path.join(coverageDir, suite);
+  fs.rmSync(dir, { recursive: true, force: true });
+  step(title, process.execPath, [
+    require.resolve('c8/bin/c8.js', { paths: [root] }),
+    '--all', '--include', 'nodes/**/*.js', '--reporter', 'text', '--reporter', 'json-summary',
+    '--report-dir', dir, '--temp-directory', path.join(dir, '.v8'),
+    process.execPath, '--test', '--test-reporter=spec', ...files,
+  ]);
+  const summary = path.join(dir, 'coverage-summary.json');
+  if (fs.existsSync(summary)) figures[suite] = JSON.parse(fs.readFileSync(summary, 'utf8')).total.lines.pct;
+}
+
+fs.mkdirSync(coverageDir, { recursive: true });
+step('dev tools', process.execPath, ['scripts/dev-setup.js']);
+step('addon up to date', process.execPath, ['scripts/install.js']);
+cargo('Rust format', ['fmt', '--all', '--check']);
+cargo('Rust lints', ['clippy', '--all-targets', '--locked', '--', '-D', 'warnings']);
+step('JS lints', process.execPath, [require.resolve('eslint/bin/eslint.js', { paths: [root] }), '--max-warnings', '0', '.']);
+rustCoverage();
+jsSuite('unit', UNIT_SUITE, `JS unit suite: ${UNIT_SUITE.map((f) => path.basename(f, '.test.js')).join(', ')}`);
+jsSuite('integration', INTEGRATION_SUITE, `JS integration suite: ${INTEGRATION_SUITE.map((f) => path.basename(f, '.test.js')).join(', ')}`);
+
+process.stdout.write('\n=== timings\n');
+for (const [name, secs, passed] of timings) process.stdout.write(`${passed ? '  ok  ' : ' FAIL '} ${secs.toFixed(1).padStart(7)} s  ${name}\n`);
+process.stdout.write('\n=== coverage (lines)\n');
+for (const [key, label] of [['rust', 'Rust core (crates/dbc-core/src)'], ['unit', 'JS unit suite (nodes/)'], ['integration', 'JS integration suite (nodes/)']]) {
+  const got = figures[key];
+  const ok = typeof got === 'number' && got >= THRESHOLDS[key];
+  process.stdout.write(`  ${label.padEnd(34)} ${typeof got === 'number' ? `${got.toFixed(2)} %` : 'not measured'}  (threshold ${THRESHOLDS[key]} %) ${ok ? 'ok' : 'BELOW THRESHOLD'}\n`);
+  if (!ok) failed.push(`coverage ${key}`);
+}
+const total = timings.reduce((s, t) => s + t[1], 0);
+process.stdout.write(`\n${timings.length} steps in ${(total / 60).toFixed(1)} min; ${failed.length ? `FAILED: ${failed.join('; ')}` : 'all passed'}\n`);
 process.exit(failed.length ? 1 : 0);

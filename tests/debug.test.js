@@ -9,9 +9,9 @@ const assert = require('node:assert/strict');
 const helper = require('node-red-node-test-helper');
 const dbNode = require('../nodes/database-connector/database-connector.js');
 const service = require('../nodes/database-connector/database-service');
-const { PG_URL, root, requireDatabases, uniquePrefix } = require('./support');
+const { PG_URL, requireDatabases, uniquePrefix, RED_DIR } = require('./support');
 
-helper.init(require.resolve('node-red', { paths: [root] }));
+helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
 
 const SECRET = 'pw-s3cr3t-Zq9';
 const DEBUG_KEYS = ['connectionState', 'dbMs', 'durationMs', 'failover', 'operation', 'pool', 'provider', 'retries', 'startedAt', 'statements'];

@@ -9,9 +9,9 @@ const assert = require('node:assert/strict');
 const helper = require('node-red-node-test-helper');
 const parsePrometheus = require('parse-prometheus-text-format');
 const dbNode = require('../nodes/database-connector/database-connector.js');
-const { nodeConfigFor, root } = require('./support');
+const { nodeConfigFor, RED_DIR } = require('./support');
 
-helper.init(require.resolve('node-red', { paths: [root] }));
+helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
 
 test.before(() => new Promise((resolve) => helper.startServer(resolve)));
 test.after(async () => {

@@ -11,11 +11,11 @@ const path = require('path');
 const helper = require('node-red-node-test-helper');
 const dbNode = require('../nodes/database-connector/database-connector.js');
 const service = require('../nodes/database-connector/database-service');
-const { nodeConfigFor, requireDatabases, root } = require('./support');
+const { nodeConfigFor, requireDatabases, root, RED_DIR } = require('./support');
 
-const catchNode = require(require.resolve('@node-red/nodes/core/common/25-catch.js', { paths: [root] }));
+const catchNode = require(require.resolve('@node-red/nodes/core/common/25-catch.js', { paths: [RED_DIR] }));
 
-helper.init(require.resolve('node-red', { paths: [root] }));
+helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
 
 test.before(async () => {
   await requireDatabases(service);

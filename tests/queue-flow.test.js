@@ -10,10 +10,10 @@ const assert = require('node:assert/strict');
 const helper = require('node-red-node-test-helper');
 const dbNode = require('../nodes/database-connector/database-connector.js');
 const service = require('../nodes/database-connector/database-service');
-const { PG_URL, root, configFor, nodeConfigFor, requireDatabases, spawnNodeRed, uniquePrefix } = require('./support');
+const { PG_URL, configFor, nodeConfigFor, requireDatabases, spawnNodeRed, uniquePrefix, RED_DIR } = require('./support');
 
-const functionNode = require(require.resolve('@node-red/nodes/core/function/10-function.js', { paths: [root] }));
-helper.init(require.resolve('node-red', { paths: [root] }));
+const functionNode = require(require.resolve('@node-red/nodes/core/function/10-function.js', { paths: [RED_DIR] }));
+helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
 
 test.before(async () => {
   await requireDatabases(service);
@@ -55,10 +55,14 @@ for (const provider of ['postgres', 'mariadb', 'sqlite']) {
       let maxInFlight = 0;
       let completed = 0;
       let failedAttempts = 0;
+      const badShape = [];
       const done = new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`only ${completed} of ${TASKS} completed in time`)), 240000);
         const ready = () => {
-          helper.getNode('emitted').on('input', () => {
+          helper.getNode('emitted').on('input', (msg) => {
+            // the consume message of docs/API.md#consume: the payload, and the running task
+            const t = msg.task;
+            if (!t || t.status !== 'running' || !/^node-red:src:\d+$/.test(t.workerId) || !t.leaseExpiresAt || msg.payload.i !== t.payload.i) badShape.push(msg);
             inFlight += 1;
             maxInFlight = Math.max(maxInFlight, inFlight);
           });
@@ -75,6 +79,7 @@ for (const provider of ['postgres', 'mariadb', 'sqlite']) {
         helper.load([dbNode, functionNode], flow, { cfg: cfg.credentials }, ready);
       });
       await done;
+      assert.deepEqual(badShape.slice(0, 1), [], 'each consume msg is shaped as docs/API.md says');
       assert.ok(maxInFlight <= CONCURRENCY, `max in flight ${maxInFlight}`);
       assert.ok(maxInFlight > 1, 'the consumer ran tasks concurrently');
       assert.ok(failedAttempts >= TASKS / 3, `${failedAttempts} failed attempts`);

@@ -1,7 +1,8 @@
 /**
  * Whole Node-RED processes: `npm start` with the example flow exercised over HTTP,
  * redeploys that must not leak PostgreSQL connections, and two runtimes starting
- * together against one empty database.
+ * together against one empty database. The first test is README.md's "Try it from this
+ * checkout" session (`npm start`, then its curl calls) done over HTTP.
  */
 'use strict';
 

@@ -14,6 +14,11 @@ const { spawn } = require('child_process');
 const root = path.resolve(__dirname, '..');
 const PG_URL = process.env.DBC_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const MARIADB_URL = process.env.DBC_TEST_MARIADB_URL || 'mysql://root@127.0.0.1:3306/test';
+/**
+ * Where `node-red` is resolved from: this checkout's devDependency (Node-RED 4.1), or the
+ * throwaway install of `npm run test:nr5` (Node-RED 5), which sets DBC_NODE_RED_DIR.
+ */
+const RED_DIR = process.env.DBC_NODE_RED_DIR || root;
 
 /** A table prefix no other test uses. */
 function uniquePrefix(tag = 't') {
@@ -106,7 +111,7 @@ async function spawnNodeRed(opts) {
     path.join(userDir, 'settings.js'),
     "module.exports = { uiHost: '127.0.0.1', flowFile: 'flows.json', credentialSecret: false, logging: { console: { level: 'info' } } };\n",
   );
-  const args = opts.command || [require.resolve('node-red/red.js', { paths: [root] }), '-u', userDir, '-s', path.join(userDir, 'settings.js'), '-p', String(port)];
+  const args = opts.command || [require.resolve('node-red/red.js', { paths: [RED_DIR] }), '-u', userDir, '-s', path.join(userDir, 'settings.js'), '-p', String(port)];
   const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, PORT: String(port), DBC_USER_DIR: userDir, ...(opts.env || {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stdout.on('data', (d) => { log += d; });
@@ -119,6 +124,12 @@ async function spawnNodeRed(opts) {
     child.stdout.on('data', check);
     child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`Node-RED exited (${code}):\n${log}`)); });
   });
+  // `npm run test:nr5` asks for Node-RED 5: make sure that is what runs
+  const expected = process.env.DBC_EXPECT_NODE_RED;
+  if (expected && !log.includes(`Node-RED version: v${expected}`)) {
+    child.kill('SIGKILL');
+    throw new Error(`expected Node-RED ${expected}:\n${log}`);
+  }
   return {
     port,
     userDir,
@@ -163,4 +174,4 @@ async function spawnNodeRed(opts) {
   };
 }
 
-module.exports = { root, PG_URL, MARIADB_URL, uniquePrefix, configFor, nodeConfigFor, requireDatabases, request, spawnNodeRed, freePort };
+module.exports = { root, RED_DIR, PG_URL, MARIADB_URL, uniquePrefix, configFor, nodeConfigFor, requireDatabases, request, spawnNodeRed, freePort };

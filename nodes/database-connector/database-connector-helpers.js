@@ -36,6 +36,7 @@ function configError(message) {
 
 /**
  * Reads a numeric config property (the editor saves numbers as strings; `${VAR}` allowed).
+ * @private
  * @param {object} n node config
  * @param {string} key property name
  * @param {number} fallback default when empty
@@ -136,10 +137,12 @@ class Registry extends EventEmitter {
 
   /**
    * Runs any operation by name and returns the addon's answer (with `debug` when asked).
-   * @param {string} operation
-   * @param {unknown} payload
-   * @param {{debug?: boolean, queue?: string}} [options]
-   * @returns {Promise<{provider: string, value: any, debug?: object}>}
+   * @param {string} operation any operation but `query` and `consume`
+   * @param {unknown} payload its input (`msg.payload` of the node)
+   * @param {object} [options]
+   * @param {boolean} [options.debug] also return the debug figures
+   * @param {string} [options.queue] default queue of the operation
+   * @returns {Promise<{provider: string, value: *, debug: (object|undefined)}>} `value` is the result
    */
   async run(operation, payload, options) {
     const r = await this.db.execute(operation, payload, options);
@@ -162,7 +165,11 @@ class Registry extends EventEmitter {
    * Moves a task to a new status (SPEC.md's task life).
    * @param {string} id task id
    * @param {string} status `pending|running|completed|failed|cancelled`
-   * @param {{result?: any, error?: any, workerId?: string}} [extra]
+   * @param {object} [extra]
+   * @param {*} [extra.result] stored with `completed`
+   * @param {(string|{code: string, message: string})} [extra.error] with `failed`
+   * @param {string} [extra.workerId] who reports; must hold the lease
+   * @param {number} [extra.leaseMs] lease for `pending → running`
    * @returns {Promise<object>} the updated task
    */
   async updateTaskStatus(id, status, extra = {}) {
@@ -202,7 +209,7 @@ class Registry extends EventEmitter {
    * @returns {Promise<any[]>} one result per step
    * @example await registry.executeTransaction([
    *   { operation: 'insertTask', payload: { queue: 'a' } },
-   *   { operation: 'query', payload: { sql: 'UPDATE stock SET n = n - 1 WHERE id = :id', params: { id: 7 } } },
+   *   { operation: 'query', payload: { sql: 'UPDATE stock SET qty = qty - 1 WHERE sku = :sku', params: { sku: 'A-1' } } },
    * ])
    */
   async executeTransaction(operations) {
@@ -213,8 +220,9 @@ class Registry extends EventEmitter {
    * Runs SQL with parameters.
    * @param {string} sql `$1`/`?` placeholders for an array, `:name` for an object
    * @param {Array|object} [params]
-   * @param {{debug?: boolean}} [options]
-   * @returns {Promise<{provider: string, rows: object[], rowCount: number, lastInsertId?: number|string, debug?: object}>}
+   * @param {object} [options]
+   * @param {boolean} [options.debug] also return the debug figures
+   * @returns {Promise<{provider: string, rows: Array<object>, rowCount: number, lastInsertId: (number|string|undefined), debug: (object|undefined)}>}
    */
   query(sql, params, options) {
     return this.db.query(sql, params, options);
@@ -225,19 +233,27 @@ class Registry extends EventEmitter {
    * the Catch node's `msg.error.code` is the `DBC_*` code and `msg.error.cause` holds
    * `{code, retryable, provider, operation, field?, index?, sqlState?, outcome?}`.
    * @param {unknown} error
-   * @param {{operation?: string, provider?: string}} [context]
+   * @param {object} [context]
+   * @param {string} [context.operation]
+   * @param {string} [context.provider]
    * @returns {DatabaseError}
    */
   handleDatabaseError(error, context = {}) {
     return handleDatabaseError(error, { provider: this.provider, ...context });
   }
 
-  /** Applied and pending migrations. @returns {Promise<{provider: string, applied: object[], pending: object[]}>} */
+  /**
+   * Applied and pending migrations.
+   * @returns {Promise<{provider: string, applied: object[], pending: object[]}>}
+   */
   schema() {
     return this.db.schema();
   }
 
-  /** Applies pending migrations. @returns {Promise<object[]>} the migrations applied */
+  /**
+   * Applies pending migrations.
+   * @returns {Promise<object[]>} the migrations applied
+   */
   migrate() {
     return this.db.migrate();
   }
@@ -261,27 +277,43 @@ class Registry extends EventEmitter {
     return this.db.waitForTasks(queue, timeoutMs);
   }
 
-  /** Metrics as JSON. @returns {Promise<object>} */
+  /**
+   * Metrics as JSON.
+   * @returns {Promise<object>}
+   */
   metrics() {
     return this.db.metrics();
   }
 
-  /** Metrics as Prometheus text. @param {string} connection @returns {Promise<string>} */
+  /**
+   * Metrics as Prometheus text.
+   * @param {string} connection
+   * @returns {Promise<string>}
+   */
   metricsPrometheus(connection) {
     return this.db.metricsPrometheus(connection);
   }
 
-  /** Tasks by queue and status. @returns {Promise<Array<{queue: string, status: string, count: number}>>} */
+  /**
+   * Tasks by queue and status.
+   * @returns {Promise<Array<{queue: string, status: string, count: number}>>}
+   */
   queueDepth() {
     return this.db.queueDepth();
   }
 
-  /** Pool gauges. @returns {{size: number, idle: number, inUse: number, max: number, waiting: number}} */
+  /**
+   * Pool gauges.
+   * @returns {{size: number, idle: number, inUse: number, max: number, waiting: number}}
+   */
   pool() {
     return this.db.pool();
   }
 
-  /** Closes the pools. @returns {Promise<void>} */
+  /**
+   * Closes the pools.
+   * @returns {Promise<void>}
+   */
   close() {
     return this.db.close();
   }
@@ -290,7 +322,9 @@ class Registry extends EventEmitter {
 /**
  * Normalises any failure into a {@link DatabaseError} (see Registry#handleDatabaseError).
  * @param {unknown} error
- * @param {{operation?: string, provider?: string}} [context]
+ * @param {object} [context]
+ * @param {string} [context.operation]
+ * @param {string} [context.provider]
  * @returns {DatabaseError}
  */
 function handleDatabaseError(error, context = {}) {
@@ -446,7 +480,9 @@ function closeWithin(registry, ms) {
 /**
  * Answers the editor's "Test connection": fills stored credentials for fields the
  * dialog left as the `__PWRD__` placeholder, connects once, never throws.
- * @param {{config: object, credentials?: object}} body
+ * @param {object} body
+ * @param {object} body.config the config dialog's fields
+ * @param {object} [body.credentials] its credentials
  * @param {object} [stored] the node's saved credentials
  * @param {string} [userDir]
  * @returns {Promise<object>} `{ok: true, provider, serverVersion, latencyMs}` or `{ok: false, code, message}`
@@ -476,8 +512,14 @@ async function testConnection(body, stored, userDir) {
 class Consumer {
   /**
    * @param {object} node the Node-RED node (send, status, error)
-   * @param {() => Promise<Registry>} getRegistry the config node's registry
-   * @param {{queue?: string, concurrency?: number|string, leaseMs?: number|string, debug?: boolean, workerId: string, statusText: (n: number) => string}} opts
+   * @param {function(): Promise<Registry>} getRegistry the config node's registry
+   * @param {object} opts
+   * @param {string} [opts.queue] default `default`
+   * @param {(number|string)} [opts.concurrency] most tasks in flight, 1–1000, default 4
+   * @param {(number|string)} [opts.leaseMs] lease of each claimed task, default 30000
+   * @param {boolean} [opts.debug] add `msg._debug`
+   * @param {string} opts.workerId the lease holder's id
+   * @param {function(number): string} opts.statusText the status text for n in flight
    */
   constructor(node, getRegistry, opts) {
     this.node = node;

@@ -1,0 +1,139 @@
+/**
+ * The package as users get it: what `npm pack` puts in it, the package.json checks of
+ * Node-RED's flows-library scorecard, and the install a user does (README.md "Install
+ * into Node-RED", docs/USER-GUIDE.md "1. Install", docs/RELEASING.md): the packed
+ * package plus the prebuilt linux-x64-gnu package installed into a fresh Node-RED user
+ * dir with no Rust toolchain on PATH — the install must use the prebuilt addon, and
+ * Node-RED 4.1 must load both node types and run a query with them.
+ */
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { spawnSync } = require('child_process');
+const { root, spawnNodeRed } = require('./support');
+const { triple } = require('../scripts/install');
+
+const pkg = require('../package.json');
+
+/** Paths in `npm pack --dry-run` of this checkout. */
+function packedFiles() {
+  const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const [info] = JSON.parse(r.stdout);
+  return { files: info.files.map((f) => f.path), size: info.size };
+}
+
+test('npm pack holds what an install needs and nothing else', () => {
+  const { files, size } = packedFiles();
+  const needed = [
+    'package.json', 'README.md', 'CHANGELOG.md', 'LICENSE',
+    'nodes/database-connector/database-connector.js', 'nodes/database-connector/database-connector.html',
+    'nodes/database-connector/database-connector-helpers.js', 'nodes/database-connector/database-service.js',
+    'nodes/database-connector/locales/en-US/database-connector.json',
+    'native/index.js', 'native/index.d.ts', 'scripts/install.js',
+    'Cargo.toml', 'Cargo.lock', 'crates/dbc-core/Cargo.toml', 'crates/dbc-core/src/lib.rs',
+    'crates/dbc-node/Cargo.toml', 'crates/dbc-node/build.rs', 'crates/dbc-node/src/lib.rs',
+    'docs/USER-GUIDE.md', 'docs/API.md',
+    ...fs.readdirSync(path.join(root, 'examples')).map((f) => `examples/${f}`),
+    ...['postgres', 'mariadb', 'sqlite'].flatMap((p) => fs.readdirSync(path.join(root, 'migrations', p)).map((f) => `migrations/${p}/${f}`)),
+  ];
+  for (const f of needed) assert.ok(files.includes(f), `${f} is missing from the package`);
+  const allowed = /^(package\.json|README\.md|CHANGELOG\.md|LICENSE|Cargo\.(toml|lock)|scripts\/install\.js|native\/index\.(js|d\.ts)|nodes\/database-connector\/.+|crates\/dbc-(core|node)\/(Cargo\.toml|build\.rs|src\/.+\.rs)|migrations\/(postgres|mariadb|sqlite)\/\d{4}_\w+\.sql|examples\/[\w-]+\.json|docs\/[\w-]+\.md|docs\/images\/[\w-]+\.png)$/;
+  const unexpected = files.filter((f) => !allowed.test(f));
+  assert.deepEqual(unexpected, [], 'files an install does not need (tests, target/, *.db, built binaries, dev scripts)');
+  for (const f of files) assert.doesNotMatch(f, /(^|\/)(target|tests|coverage|node_modules|npm)\/|\.(db|node|tgz)$/, f);
+  assert.ok(size < 2_000_000, `packed size ${size} bytes`);
+});
+
+test('package.json passes the Node-RED scorecard checks', () => {
+  assert.ok(pkg.license && fs.existsSync(path.join(root, 'LICENSE')), 'license, and a LICENSE file');
+  assert.match(pkg.repository && pkg.repository.url, /^git\+https:\/\//, 'repository url');
+  assert.ok(pkg.keywords.includes('node-red'), 'the node-red keyword');
+  assert.match(pkg.name, /^node-red-contrib-/, 'contrib naming');
+  assert.ok(pkg.description && pkg.description.length > 20, 'a description');
+  assert.match(pkg['node-red'].version, /^>=\d+\.\d+\.\d+$/, 'node-red.version: the supported Node-RED versions');
+  assert.match(pkg.engines.node, /^>=\d+/, 'engines.node');
+  assert.ok(Object.keys(pkg.dependencies || {}).length <= 6, 'at most 6 runtime dependencies');
+  // examples cover every node type but config nodes
+  const manager = fs.readFileSync(path.join(root, pkg['node-red'].nodes['database-connector']), 'utf8');
+  const types = [...manager.matchAll(/registerType\(\s*'([\w-]+)'/g)].map((m) => m[1]);
+  assert.ok(types.includes('database-connector') && types.includes('database-connector-config'), `registered: ${types}`);
+  const exampleTypes = new Set();
+  for (const f of fs.readdirSync(path.join(root, 'examples'))) {
+    for (const n of JSON.parse(fs.readFileSync(path.join(root, 'examples', f), 'utf8'))) exampleTypes.add(n.type);
+  }
+  for (const t of types.filter((x) => !x.endsWith('-config'))) assert.ok(exampleTypes.has(t), `no example uses ${t}`);
+});
+
+test('every napi target has its npm/ package, and each is an optionalDependency at this version', () => {
+  const dirs = fs.readdirSync(path.join(root, 'npm')).sort();
+  assert.equal(dirs.length, pkg.napi.targets.length, `npm/: ${dirs}`);
+  assert.equal(dirs.length, 7, 'linux x64/arm64 gnu+musl, darwin x64/arm64, win32 x64');
+  for (const d of dirs) {
+    const sub = JSON.parse(fs.readFileSync(path.join(root, 'npm', d, 'package.json'), 'utf8'));
+    assert.equal(sub.name, `${pkg.name}-${d}`);
+    assert.equal(sub.version, pkg.version, `${sub.name} version`);
+    assert.equal(sub.main, `dbc.${d}.node`);
+    assert.ok(sub.os && sub.cpu, `${sub.name} says its os and cpu`);
+    assert.equal(pkg.optionalDependencies[sub.name], pkg.version, `${sub.name} in optionalDependencies`);
+  }
+});
+
+/** PATH without any directory that holds cargo or rustc. */
+function pathWithoutRust() {
+  return process.env.PATH.split(path.delimiter)
+    .filter((d) => !['cargo', 'rustc', 'rustup'].some((b) => fs.existsSync(path.join(d, b))))
+    .join(path.delimiter);
+}
+
+test('packed package + prebuilt linux-x64-gnu package install with no Rust on PATH, and Node-RED 4.1 loads the nodes', { skip: triple() !== 'linux-x64-gnu' && 'the prebuilt package here is linux-x64-gnu' }, async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dbc-pkg-'));
+  const built = spawnSync(process.execPath, ['scripts/prebuilt.js', '--out', path.join(tmp, 'dist')], { cwd: root, encoding: 'utf8' });
+  assert.equal(built.status, 0, built.stderr);
+  const tarballs = JSON.parse(built.stdout.trim().split('\n').pop());
+  const userDir = path.join(tmp, 'user');
+  fs.mkdirSync(userDir);
+  fs.writeFileSync(path.join(userDir, 'package.json'), JSON.stringify({ name: 'node-red-project', private: true }));
+  const PATH = pathWithoutRust();
+  assert.notEqual(spawnSync('cargo', ['--version'], { env: { ...process.env, PATH } }).status, 0, 'cargo must not be reachable');
+  const install = spawnSync('npm', ['install', '--foreground-scripts', '--no-audit', '--no-fund', tarballs.main, tarballs.platform], {
+    cwd: userDir, encoding: 'utf8', env: { ...process.env, PATH, CARGO_HOME: path.join(tmp, 'no-cargo') },
+  });
+  const output = install.stdout + install.stderr;
+  assert.equal(install.status, 0, output);
+  assert.match(output, /using the prebuilt addon from node-red-contrib-database-connector-linux-x64-gnu/, output);
+  assert.doesNotMatch(output, /compiling the Rust addon/);
+  const installed = path.join(userDir, 'node_modules', pkg.name);
+  assert.ok(!fs.lstatSync(installed).isSymbolicLink(), 'a real install, not a link to the checkout');
+  assert.ok(!fs.existsSync(path.join(installed, 'native', `dbc.${triple()}.node`)), 'no binary in the main package');
+
+  const red = await spawnNodeRed({
+    userDir,
+    flows: [
+      { id: 'tab', type: 'tab', label: 'package' },
+      { id: 'cfg', type: 'database-connector-config', name: 'sqlite', provider: 'sqlite', sqliteFile: 'pkg.db', tablePrefix: 'dbc_', autoMigrate: true },
+      { id: 'in', type: 'http in', z: 'tab', url: '/pkg', method: 'get', wires: [['q']] },
+      { id: 'q', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'query', sql: "SELECT 'prebuilt' AS addon", wires: [['res']] },
+      { id: 'res', type: 'http response', z: 'tab', wires: [] },
+    ],
+  });
+  try {
+    const nodes = await red.request('GET', '/nodes', undefined, { accept: 'application/json' });
+    const set = nodes.body.find((s) => s.module === pkg.name);
+    assert.ok(set, `Node-RED did not load ${pkg.name}: ${JSON.stringify(nodes.body.map((s) => s.module))}`);
+    assert.equal(set.err, undefined, set.err);
+    assert.equal(set.enabled, true);
+    assert.deepEqual([...set.types].sort(), ['database-connector', 'database-connector-config']);
+    await red.waitFor(/sqlite: connected/);
+    const r = await red.request('GET', '/pkg');
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.body, [{ addon: 'prebuilt' }]);
+  } finally {
+    await red.stop();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
