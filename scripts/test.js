@@ -34,7 +34,7 @@ const root = path.resolve(__dirname, '..');
 const coverageDir = path.join(root, 'coverage');
 
 const THRESHOLDS = { rust: 85, unit: 90, integration: 85 };
-const UNIT_SUITE = ['addon', 'helpers', 'nodes', 'debug', 'metrics', 'health'].map((n) => `tests/${n}.test.js`);
+const UNIT_SUITE = ['addon', 'helpers', 'registry', 'nodes', 'consume', 'admin', 'debug', 'metrics', 'health'].map((n) => `tests/${n}.test.js`);
 const ALL_TESTS = fs.readdirSync(path.join(root, 'tests')).filter((f) => f.endsWith('.test.js')).map((f) => `tests/${f}`).sort();
 const INTEGRATION_SUITE = ALL_TESTS.filter((f) => !UNIT_SUITE.includes(f));
 
@@ -101,20 +101,30 @@ function jsSuite(suite, files, title) {
   if (fs.existsSync(summary)) figures[suite] = JSON.parse(fs.readFileSync(summary, 'utf8')).total.lines.pct;
 }
 
+// `npm test -- --only unit,integration` runs some parts (setup, lint, rust, unit, integration)
+const onlyArg = process.argv.indexOf('--only');
+const only = onlyArg > 0 ? process.argv[onlyArg + 1].split(',') : null;
+const wanted = (part) => !only || only.includes(part);
+
 fs.mkdirSync(coverageDir, { recursive: true });
-step('dev tools', process.execPath, ['scripts/dev-setup.js']);
-step('addon up to date', process.execPath, ['scripts/install.js']);
-cargo('Rust format', ['fmt', '--all', '--check']);
-cargo('Rust lints', ['clippy', '--all-targets', '--locked', '--', '-D', 'warnings']);
-step('JS lints', process.execPath, [require.resolve('eslint/bin/eslint.js', { paths: [root] }), '--max-warnings', '0', '.']);
-rustCoverage();
-jsSuite('unit', UNIT_SUITE, `JS unit suite: ${UNIT_SUITE.map((f) => path.basename(f, '.test.js')).join(', ')}`);
-jsSuite('integration', INTEGRATION_SUITE, `JS integration suite: ${INTEGRATION_SUITE.map((f) => path.basename(f, '.test.js')).join(', ')}`);
+if (wanted('setup')) {
+  step('dev tools', process.execPath, ['scripts/dev-setup.js']);
+  step('addon up to date', process.execPath, ['scripts/install.js']);
+}
+if (wanted('lint')) {
+  cargo('Rust format', ['fmt', '--all', '--check']);
+  cargo('Rust lints', ['clippy', '--all-targets', '--locked', '--', '-D', 'warnings']);
+  step('JS lints', process.execPath, [require.resolve('eslint/bin/eslint.js', { paths: [root] }), '--max-warnings', '0', '.']);
+}
+if (wanted('rust')) rustCoverage();
+if (wanted('unit')) jsSuite('unit', UNIT_SUITE, `JS unit suite: ${UNIT_SUITE.map((f) => path.basename(f, '.test.js')).join(', ')}`);
+if (wanted('integration')) jsSuite('integration', INTEGRATION_SUITE, `JS integration suite: ${INTEGRATION_SUITE.map((f) => path.basename(f, '.test.js')).join(', ')}`);
 
 process.stdout.write('\n=== timings\n');
 for (const [name, secs, passed] of timings) process.stdout.write(`${passed ? '  ok  ' : ' FAIL '} ${secs.toFixed(1).padStart(7)} s  ${name}\n`);
 process.stdout.write('\n=== coverage (lines)\n');
 for (const [key, label] of [['rust', 'Rust core (crates/dbc-core/src)'], ['unit', 'JS unit suite (nodes/)'], ['integration', 'JS integration suite (nodes/)']]) {
+  if (!wanted(key)) continue;
   const got = figures[key];
   const ok = typeof got === 'number' && got >= THRESHOLDS[key];
   process.stdout.write(`  ${label.padEnd(34)} ${typeof got === 'number' ? `${got.toFixed(2)} %` : 'not measured'}  (threshold ${THRESHOLDS[key]} %) ${ok ? 'ok' : 'BELOW THRESHOLD'}\n`);

@@ -1,0 +1,133 @@
+/**
+ * The `consume` node on its own in node-red-node-test-helper, on SQLite and PostgreSQL:
+ * the msg it sends per task, never more than `concurrency` in flight, a slot freed by
+ * updateTaskStatus through the same connection, its status, stop on close, and a claim
+ * that fails going to the node's error log. Plus an operation node with no connection.
+ */
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const helper = require('node-red-node-test-helper');
+const dbNode = require('../nodes/database-connector/database-connector.js');
+const service = require('../nodes/database-connector/database-service');
+const { configFor, nodeConfigFor, requireDatabases, RED_DIR } = require('./support');
+
+const catchNode = require(require.resolve('@node-red/nodes/core/common/25-catch.js', { paths: [RED_DIR] }));
+helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
+
+test.before(async () => {
+  await requireDatabases(service);
+  await new Promise((resolve) => helper.startServer(resolve));
+});
+test.after(async () => {
+  await helper.unload();
+  await new Promise((resolve) => helper.stopServer(resolve));
+});
+test.afterEach(() => helper.unload());
+
+/** Resolves with the first value of `fn()` that is truthy, polling `node`'s events. */
+function until(fn, ms = 10000) {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const tick = () => {
+      const v = fn();
+      if (v) return resolve(v);
+      if (Date.now() - t0 > ms) return reject(new Error(`not within ${ms} ms`));
+      setTimeout(tick, 10);
+    };
+    tick();
+  });
+}
+
+for (const provider of ['sqlite', 'postgres']) {
+  test(`${provider}: consume sends each task once, at most concurrency in flight; a settle frees a slot`, async () => {
+    const cfg = nodeConfigFor(provider);
+    const direct = await service.open({ ...configFor(provider), primary: provider === 'sqlite' ? { provider, sqliteFile: cfg.props.sqliteFile } : configFor(provider).primary, tablePrefix: cfg.prefix });
+    try {
+      await direct.execute('insertTask', Array.from({ length: 5 }, (_, i) => ({ queue: 'jobs', payload: { i }, priority: 5 - i })));
+      const flow = [
+        { id: 'tab', type: 'tab' },
+        cfg.props,
+        { id: 'src', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'consume', queue: 'jobs', concurrency: '2', leaseMs: '60000', debug: true, wires: [['out']] },
+        { id: 'out', type: 'helper', z: 'tab' },
+      ];
+      await helper.load(dbNode, flow, { cfg: cfg.credentials });
+      const src = helper.getNode('src');
+      const statuses = [];
+      src.on('call:status', (call) => statuses.push(call.args[0]));
+      const got = [];
+      helper.getNode('out').on('input', (msg) => got.push(msg));
+
+      await until(() => got.length === 2);
+      assert.deepEqual(got.map((m) => m.payload.i), [0, 1], 'highest priority first');
+      for (const m of got) {
+        assert.equal(m.task.status, 'running');
+        assert.equal(m.task.workerId, `node-red:src:${process.pid}`);
+        assert.ok(Date.parse(m.task.leaseExpiresAt) > Date.now() + 50000, 'lease of leaseMs');
+        assert.deepEqual(m.task.payload, m.payload);
+        assert.equal(m._debug.operation, 'consume');
+        assert.equal(m._debug.provider, provider);
+      }
+      // status: the connection's state first, then the in-flight count (a blue dot while busy)
+      const busy = await until(() => statuses.find((st) => st.fill === 'blue'));
+      assert.deepEqual(busy, { fill: 'blue', shape: 'dot', text: 'database-connector.status.inflight' });
+      assert.deepEqual(statuses.find((st) => st.fill === 'green'), { fill: 'green', shape: 'dot', text: provider });
+      // still two: nothing settled (the consumer polls again only when a slot frees)
+      const { value: running } = await direct.execute('listTasks', { queue: 'jobs', status: 'running' });
+      assert.equal(running.tasks.length, 2);
+      assert.equal(got.length, 2);
+
+      // settle one through the config node's registry: the third task comes
+      const registry = await helper.getNode('cfg').getRegistry();
+      await registry.updateTaskStatus(got[0].task.id, 'completed', { workerId: got[0].task.workerId, result: { ok: true } });
+      await until(() => got.length === 3);
+      assert.equal(got[2].payload.i, 2);
+      const { value: after } = await direct.execute('listTasks', { queue: 'jobs', status: 'running' });
+      assert.equal(after.tasks.length, 2, 'never more than concurrency running');
+
+      await helper.unload();
+      const { value: left } = await direct.execute('listTasks', { queue: 'jobs', status: 'running' });
+      assert.equal(left.tasks.length, 2, 'on stop, tasks in flight stay leased');
+      assert.equal(got.length, 3, 'nothing sent after stop');
+    } finally {
+      await direct.close();
+    }
+  });
+}
+
+test('a consume node whose database is down logs DBC_CONNECTION and keeps trying', async () => {
+  const flow = [
+    { id: 'tab', type: 'tab' },
+    { id: 'cfg', type: 'database-connector-config', provider: 'postgres', tablePrefix: 'dbc_', acquireTimeoutMs: '500' },
+    { id: 'src', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'consume', queue: 'jobs', wires: [[]] },
+  ];
+  await helper.load(dbNode, flow, { cfg: { url: 'postgres://postgres@127.0.0.1:1/none' } });
+  const src = helper.getNode('src');
+  const errors = [];
+  src.on('call:error', (call) => errors.push(call.args[0]));
+  await until(() => errors.length >= 2, 15000);
+  assert.equal(errors[0].code, 'DBC_CONNECTION');
+  assert.equal(errors[0].cause.operation, 'connect', 'the pool could not open');
+  assert.equal(errors[0].cause.retryable, true);
+});
+
+test('an operation node without a connection reports DBC_CONFIG to a Catch node', async () => {
+  const flow = [
+    { id: 'tab', type: 'tab' },
+    { id: 'op', type: 'database-connector', z: 'tab', connection: 'missing', operation: 'insertTask', wires: [['out']] },
+    { id: 'out', type: 'helper', z: 'tab' },
+    { id: 'c1', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
+    { id: 'caught', type: 'helper', z: 'tab' },
+  ];
+  await helper.load([dbNode, catchNode], flow);
+  const caught = new Promise((resolve) => helper.getNode('caught').on('input', resolve));
+  let sent = 0;
+  helper.getNode('out').on('input', () => { sent += 1; });
+  helper.getNode('op').receive({ payload: { name: 'x' } });
+  const msg = await caught;
+  assert.equal(msg.error.code, 'DBC_CONFIG');
+  assert.equal(msg._error.code, 'DBC_CONFIG');
+  assert.equal(msg.error.cause.retryable, false);
+  assert.equal(sent, 0);
+});
