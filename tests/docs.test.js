@@ -6,7 +6,11 @@
  *
  *   json flow            a flow (array of nodes): deployed into a real Node-RED; every
  *                        node type must be known and the flow must start. A `connection`
- *                        id the sample does not define gets a SQLite config node.
+ *                        id the sample does not define gets a SQLite config node. The
+ *                        runtime has PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD set to
+ *                        the test's PostgreSQL database. With `inject=ID expect=STATUS`,
+ *                        the test clicks inject node ID and waits for more tasks in STATUS
+ *                        in that connection's database.
  *   json input=OP        an operation's `msg.payload`: run by operation OP through the
  *                        method registry on SQLite and PostgreSQL; it must succeed. Ids in
  *                        it (`id`, `workflowId`, `after`: a UUID or "…") are replaced by
@@ -501,7 +505,9 @@ test('the schema diagram names real tables and columns', async () => {
 test('flow samples deploy into a real Node-RED and start', async () => {
   const samples = SAMPLES.filter((s) => kind(s) === 'json flow');
   assert.ok(samples.length >= 1);
-  const red = await spawnNodeRed({ flows: [] });
+  const pg = new URL(pgDocsUrl);
+  const env = { PGHOST: pg.hostname, PGPORT: pg.port || '5432', PGDATABASE: pgDatabase, PGUSER: decodeURIComponent(pg.username), PGPASSWORD: decodeURIComponent(pg.password) };
+  const red = await spawnNodeRed({ flows: [], env });
   try {
     for (const s of samples) {
       const flow = JSON.parse(s.code);
@@ -525,6 +531,17 @@ test('flow samples deploy into a real Node-RED and start', async () => {
       assert.match(log, /Started flows/, `${where(s)}: the flow did not start:\n${log}`);
       assert.match(log, /: connected/, `${where(s)}: the connection did not open:\n${log}`);
       assert.doesNotMatch(log, /Waiting for missing types|\[error\]/, `${where(s)}:\n${log}`);
+      if (s.attrs.inject) {
+        // click the inject button, then wait for the outcome the sample promises in the database
+        const provider = flow.find((n) => n.type === 'database-connector-config').provider;
+        const count = async () => Number((await dbs[provider].query(`SELECT count(*) AS n FROM dbc_tasks WHERE status = '${s.attrs.expect}'`)).rows[0].n);
+        const already = await count();
+        const clicked = await red.request('POST', `/inject/${s.attrs.inject}`);
+        assert.equal(clicked.status, 200, `${where(s)}: inject ${s.attrs.inject}: ${clicked.text}`);
+        const until = Date.now() + 15000;
+        while ((await count()) <= already && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.ok((await count()) > already, `${where(s)}: no task became ${s.attrs.expect}:\n${red.log().slice(before)}`);
+      }
     }
   } finally {
     await red.stop();
