@@ -61,6 +61,8 @@ function rustCoverage() {
   const tool = rustCoverageTool();
   const ignore = 'crates/dbc-core/tests/';
   if (tool === 'llvm-cov') {
+    // profiles of an earlier run would add up with this one's
+    spawnSync('cargo', ['llvm-cov', 'clean', '--profraw-only', '-p', 'dbc-core'], { cwd: root, stdio: 'inherit' });
     const ran = cargo('Rust core: unit tests + conformance suites (cargo llvm-cov)', ['llvm-cov', '--no-report', '-p', 'dbc-core', '--locked']);
     const out = path.join(coverageDir, 'rust.json');
     const report = spawnSync('cargo', ['llvm-cov', 'report', '-p', 'dbc-core', '--json', '--summary-only', '--ignore-filename-regex', ignore, '--output-path', out], { cwd: root, stdio: 'inherit' });
