@@ -116,7 +116,7 @@ if (wanted('setup')) {
 if (wanted('lint')) {
   cargo('Rust format', ['fmt', '--all', '--check']);
   cargo('Rust lints', ['clippy', '--all-targets', '--locked', '--', '-D', 'warnings']);
-  step('JS lints', process.execPath, [require.resolve('eslint/bin/eslint.js', { paths: [root] }), '--max-warnings', '0', '.']);
+  step('JS lints', process.execPath, [path.join(path.dirname(require.resolve('eslint/package.json', { paths: [root] })), 'bin', 'eslint.js'), '--max-warnings', '0', '.']);
 }
 if (wanted('rust')) rustCoverage();
 if (wanted('unit')) jsSuite('unit', UNIT_SUITE, `JS unit suite: ${UNIT_SUITE.map((f) => path.basename(f, '.test.js')).join(', ')}`);
