@@ -543,6 +543,9 @@ test('flow samples deploy into a real Node-RED and start', async () => {
         assert.ok((await count()) > already, `${where(s)}: no task became ${s.attrs.expect}:\n${red.log().slice(before)}`);
       }
     }
+  } catch (err) {
+    err.message = `${err.message}\nNode-RED log:\n${red.log()}`;
+    throw err;
   } finally {
     await red.stop();
   }
