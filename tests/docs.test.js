@@ -544,8 +544,7 @@ test('flow samples deploy into a real Node-RED and start', async () => {
       }
     }
   } catch (err) {
-    err.message = `${err.message}\nNode-RED log:\n${red.log()}`;
-    throw err;
+    throw new Error(`${err.message}\nNode-RED log:\n${red.log()}`, { cause: err });
   } finally {
     await red.stop();
   }
