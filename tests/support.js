@@ -93,7 +93,7 @@ function freePort() {
 
 /**
  * Starts a real Node-RED (this package linked into a temp user dir) with `flows`, and
- * resolves once the flows have started.
+ * resolves once the flows have started and its HTTP server listens.
  * @param {{flows: object[], credentials?: object, userDir?: string, command?: string[]}} opts
  */
 async function spawnNodeRed(opts) {
@@ -119,7 +119,8 @@ async function spawnNodeRed(opts) {
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`Node-RED did not start in 60 s:\n${log}`)), 60000);
     const check = () => {
-      if (/Started flows/.test(log)) { clearTimeout(timer); resolve(); }
+      // red.js starts the flows, then listens: the HTTP API is up only after "Server now running"
+      if (/Started flows/.test(log) && /Server now running at/.test(log)) { clearTimeout(timer); resolve(); }
     };
     child.stdout.on('data', check);
     child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`Node-RED exited (${code}):\n${log}`)); });
