@@ -24,7 +24,7 @@ const root = path.resolve(__dirname, '..');
 const dir = process.env.DBC_NR5_DIR || path.join(os.tmpdir(), 'dbc-nr5');
 const WANT = { node: '22', 'node-red': '5' };
 /** The tests that load Node-RED (helper or whole processes), plus the addon contract on Node 22. */
-const TESTS = ['addon', 'registry', 'nodes', 'consume', 'admin', 'debug', 'metrics', 'queue-flow', 'runtime', 'docs'].map((n) => `tests/${n}.test.js`);
+const TESTS = ['addon', 'registry', 'nodes', 'consume', 'admin', 'debug', 'metrics', 'queue-flow', 'runtime', 'failover', 'docs'].map((n) => `tests/${n}.test.js`);
 
 const say = (m) => process.stdout.write(`[test:nr5] ${m}\n`);
 const installedMajor = (name) => {

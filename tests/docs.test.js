@@ -40,6 +40,9 @@
  *   js output=OP         a JS object literal (comments allowed) checked like json output.
  *   js config            connectToDatabase's config: every default shown equals
  *                        buildConnectorConfig's, and every key exists there.
+ *   mermaid states       a stateDiagram of the connection: every state is one the addon
+ *                        reports and the node shows (helpers.statusFor), and every state
+ *                        the node shows is in it.
  *   mermaid schema       an erDiagram: every entity (as `<prefix>name`) and every column
  *                        exists in a freshly migrated PostgreSQL database.
  *   LANG mirrors=PATH    checked by another file: PATH exists and names this doc (e.g. a
@@ -110,7 +113,7 @@ const kind = (s) => {
   if (s.attrs.output) return 'output';
   return `${s.lang} ${s.role}`;
 };
-const KINDS = ['mirrors', 'text', 'input', 'output', 'json flow', 'js function', 'js worker', 'js catch', 'js run', 'js config', 'mermaid schema'];
+const KINDS = ['mirrors', 'text', 'input', 'output', 'json flow', 'js function', 'js worker', 'js catch', 'js run', 'js config', 'mermaid schema', 'mermaid states'];
 
 /** Parses JSON, or several JSON values one per line. */
 function parseJsonValues(code) {
@@ -499,6 +502,22 @@ test('the schema diagram names real tables and columns', async () => {
       }
     }
     assert.ok(entities >= 5, `${where(s)}: only ${entities} entities`);
+  }
+});
+
+test('connection state diagrams name the states the node shows', () => {
+  const samples = SAMPLES.filter((s) => kind(s) === 'mermaid states');
+  assert.ok(samples.length >= 1);
+  const shown = ['connected', 'failover', 'reconnecting', 'disconnected'];
+  for (const s of samples) {
+    const states = new Set();
+    for (const m of s.code.matchAll(/^\s*(\S+)\s*-->\s*([^:\s]+)/gm)) for (const st of [m[1], m[2]]) if (st !== '[*]') states.add(st);
+    for (const st of states) {
+      assert.ok(shown.includes(st), `${where(s)}: ${st} is not a connection state`);
+      const status = helpers.statusFor(st, 'postgres');
+      assert.notEqual(status.text, st === 'disconnected' ? '' : 'database-connector.status.disconnected', `${where(s)}: the node has no status for ${st}`);
+    }
+    assert.deepEqual([...states].sort(), [...shown].sort(), `${where(s)}: every state the node shows`);
   }
 });
 
