@@ -108,8 +108,9 @@ test('a consume node whose database is down logs DBC_CONNECTION and keeps trying
   src.on('call:error', (call) => errors.push(call.args[0]));
   await until(() => errors.length >= 2, 15000);
   assert.equal(errors[0].code, 'DBC_CONNECTION');
-  assert.equal(errors[0].cause.operation, 'connect', 'the pool could not open');
+  assert.equal(errors[0].cause.operation, 'claimTasks');
   assert.equal(errors[0].cause.retryable, true);
+  assert.equal(errors[0].cause.outcome, 'not-applied', 'nothing was claimed');
 });
 
 test('an operation node without a connection reports DBC_CONFIG to a Catch node', async () => {

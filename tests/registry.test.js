@@ -105,10 +105,16 @@ for (const provider of ['postgres', 'mariadb', 'sqlite']) {
   });
 }
 
-test('connectToDatabase: provider overrides the config; a bad config is DBC_CONFIG and opens nothing', async () => {
+test('connectToDatabase: provider overrides the config; a bad config is DBC_CONFIG; a server that is down is waited for', async () => {
   const db = await helpers.connectToDatabase('sqlite', { ...configFor('sqlite'), primary: { ...configFor('sqlite').primary, provider: 'postgres' } });
   assert.equal(db.provider, 'sqlite');
   await db.close();
   await rejectsWith(helpers.connectToDatabase('sqlite', { ...configFor('sqlite'), tablePrefix: 'Bad-Prefix' }), 'DBC_CONFIG');
-  await rejectsWith(helpers.connectToDatabase('postgres', { primary: { url: 'postgres://nobody@127.0.0.1:1/x' }, pool: { acquireTimeoutMs: 500 } }), 'DBC_CONNECTION');
+  const down = await helpers.connectToDatabase('postgres', { primary: { url: 'postgres://nobody@127.0.0.1:1/x' }, pool: { acquireTimeoutMs: 500 } });
+  try {
+    assert.equal(down.state, 'reconnecting');
+    await assert.rejects(down.insertTask({ queue: 'q' }), (err) => err.retryable === true && ['DBC_CONNECTION', 'DBC_POOL_TIMEOUT'].includes(err.code));
+  } finally {
+    await down.close();
+  }
 });
