@@ -45,6 +45,9 @@
  *                        the node shows is in it.
  *   mermaid schema       an erDiagram: every entity (as `<prefix>name`) and every column
  *                        exists in a freshly migrated PostgreSQL database.
+ *   sh run               a shell session: run by bash (-e) with HOME and the working dir
+ *                        in a fresh temp dir; it must succeed (and a CA made by it must
+ *                        verify the certificates made with it).
  *   LANG mirrors=PATH    checked by another file: PATH exists and names this doc (e.g. a
  *                        shell session that tests/package.test.js performs).
  *   text, LANG text      not code (a log line, a field's content, a directory tree); not run.
@@ -113,7 +116,7 @@ const kind = (s) => {
   if (s.attrs.output) return 'output';
   return `${s.lang} ${s.role}`;
 };
-const KINDS = ['mirrors', 'text', 'input', 'output', 'json flow', 'js function', 'js worker', 'js catch', 'js run', 'js config', 'mermaid schema', 'mermaid states'];
+const KINDS = ['mirrors', 'text', 'input', 'output', 'json flow', 'js function', 'js worker', 'js catch', 'js run', 'js config', 'mermaid schema', 'mermaid states', 'sh run'];
 
 /** Parses JSON, or several JSON values one per line. */
 function parseJsonValues(code) {
@@ -518,6 +521,28 @@ test('connection state diagrams name the states the node shows', () => {
       assert.notEqual(status.text, st === 'disconnected' ? '' : 'database-connector.status.disconnected', `${where(s)}: the node has no status for ${st}`);
     }
     assert.deepEqual([...states].sort(), [...shown].sort(), `${where(s)}: every state the node shows`);
+  }
+});
+
+test('shell samples run', () => {
+  const samples = SAMPLES.filter((s) => kind(s) === 'sh run');
+  assert.ok(samples.length >= 1);
+  for (const s of samples) {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'dbc-sh-'));
+    try {
+      const r = require('child_process').spawnSync('bash', ['-e', '-c', s.code], { cwd: home, env: { ...process.env, HOME: home }, encoding: 'utf8' });
+      assert.equal(r.status, 0, `${where(s)}:\n${r.stdout}\n${r.stderr}`);
+      // certificates made from a CA in the session must verify against it
+      for (const dir of [home, ...fs.readdirSync(home).map((d) => path.join(home, d))]) {
+        if (!fs.existsSync(path.join(dir, 'ca.crt'))) continue;
+        for (const crt of fs.readdirSync(dir).filter((f) => f.endsWith('.crt') && f !== 'ca.crt')) {
+          const v = require('child_process').spawnSync('openssl', ['verify', '-CAfile', 'ca.crt', crt], { cwd: dir, encoding: 'utf8' });
+          assert.equal(v.status, 0, `${where(s)}: ${crt} does not verify: ${v.stdout}${v.stderr}`);
+        }
+      }
+    } finally {
+      fs.rmSync(home, { recursive: true, force: true });
+    }
   }
 });
 
