@@ -273,7 +273,10 @@ impl Connector {
         let c = b.pool().acquire().await;
         self.metrics.acquire.record(started.elapsed());
         self.waiting.fetch_sub(1, Ordering::Relaxed);
-        let mut c = c?;
+        let mut c = match c {
+            Ok(c) => c,
+            Err(e) => return Err(self.router.explain(b, e).await),
+        };
         c.set_limit(std::time::Duration::from_millis(
             self.cfg.pool.statement_timeout_ms + 2_000,
         ));
@@ -657,13 +660,21 @@ impl Connector {
     /// Applied and pending migrations.
     pub async fn schema_status(&self) -> Result<SchemaStatus> {
         let _t = self.router.ticket().await;
-        migrate::status(&self.router.active().pool(), &self.cfg.table_prefix).await
+        let b = self.router.active();
+        match migrate::status(&b.pool(), &self.cfg.table_prefix).await {
+            Err(e) => Err(self.router.explain(b, e).await),
+            ok => ok,
+        }
     }
 
     /// Applies pending migrations now (on the database in use).
     pub async fn migrate(&self) -> Result<Vec<Pending>> {
         let _t = self.router.ticket().await;
-        migrate::migrate(&self.router.active().pool(), &self.cfg.table_prefix).await
+        let b = self.router.active();
+        match migrate::migrate(&b.pool(), &self.cfg.table_prefix).await {
+            Err(e) => Err(self.router.explain(b, e).await),
+            ok => ok,
+        }
     }
 
     /// Waits until new work may be in `queue` (a poke here, or a NOTIFY on PostgreSQL)

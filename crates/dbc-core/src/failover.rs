@@ -285,6 +285,18 @@ impl Router {
         self.gate.read().await
     }
 
+    /// A pool timeout says only "no connection became free"; when the server is down the
+    /// real cause is what connecting says, so a probe replaces it then.
+    pub async fn explain(&self, b: &Backend, e: DbcError) -> DbcError {
+        if !matches!(e, DbcError::PoolTimeout(_)) {
+            return e;
+        }
+        match Pool::probe(&b.cfg, &self.cfg.pool).await {
+            Ok(()) => e,
+            Err(cause) => cause,
+        }
+    }
+
     /// The backend a new operation goes to (see the module header); fails fast while
     /// the primary is down and there is no fallback to use.
     pub fn pick(&self) -> Result<&Backend> {
@@ -383,7 +395,10 @@ impl Router {
             if !b.migrated.load(Ordering::Acquire) {
                 self.prepare(b).await?;
             }
-            let mut conn = b.pool().acquire().await?;
+            let mut conn = match b.pool().acquire().await {
+                Ok(c) => c,
+                Err(e) => return Err(self.explain(b, e).await),
+            };
             conn.exec("health", "SELECT 1", &[], None).await
         })
         .await;
