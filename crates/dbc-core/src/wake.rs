@@ -19,9 +19,20 @@ use tokio::task::JoinHandle;
 /// How long pokes are gathered before one NOTIFY per queue goes out.
 const COALESCE: Duration = Duration::from_millis(5);
 
+/// Most queues remembered (a poke for a queue beyond it still wakes its waiters).
+const MAX_QUEUES: usize = 10_000;
+
+/// One queue's wake-up: the waiters, and a flag for a poke nobody was waiting for yet
+/// (a consumer between an empty claim and its wait would miss it otherwise).
+#[derive(Default)]
+struct Slot {
+    notify: Notify,
+    poked: std::sync::atomic::AtomicBool,
+}
+
 /// Per-connector wake-up hub.
 pub struct Waker {
-    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    waiters: Mutex<HashMap<String, Arc<Slot>>>,
     pending: Mutex<HashSet<String>>,
     flush: Notify,
     pg: Option<(PgPool, String)>,
@@ -61,20 +72,24 @@ impl Waker {
         }
     }
 
-    fn entry(&self, queue: &str) -> Option<Arc<Notify>> {
+    fn entry(&self, queue: &str) -> Option<Arc<Slot>> {
         let mut map = self.waiters.lock().ok()?;
-        Some(
-            map.entry(queue.to_string())
-                .or_insert_with(|| Arc::new(Notify::new()))
-                .clone(),
-        )
+        if let Some(s) = map.get(queue) {
+            return Some(s.clone());
+        }
+        if map.len() >= MAX_QUEUES {
+            return None;
+        }
+        let s = Arc::new(Slot::default());
+        map.insert(queue.to_string(), s.clone());
+        Some(s)
     }
 
-    /// Wakes this runtime's consumers of `queue`.
+    /// Wakes this runtime's consumers of `queue`, and the next one to wait.
     fn wake_local(&self, queue: &str) {
-        let n = self.waiters.lock().ok().and_then(|m| m.get(queue).cloned());
-        if let Some(n) = n {
-            n.notify_waiters();
+        if let Some(s) = self.entry(queue) {
+            s.poked.store(true, std::sync::atomic::Ordering::Release);
+            s.notify.notify_waiters();
         }
     }
 
@@ -92,11 +107,23 @@ impl Waker {
     /// Waits until `queue` is poked or `timeout` passes; true when woken.
     pub async fn wait(self: &Arc<Self>, queue: &str, timeout: Duration) -> bool {
         self.ensure_listener();
-        let Some(n) = self.entry(queue) else {
+        let Some(slot) = self.entry(queue) else {
             tokio::time::sleep(timeout).await;
             return false;
         };
-        tokio::time::timeout(timeout, n.notified()).await.is_ok()
+        let notified = slot.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // a poke since the last wait (while the caller was claiming) counts at once
+        if slot.poked.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            return true;
+        }
+        let woken = tokio::time::timeout(timeout, notified).await.is_ok();
+        if woken {
+            slot.poked
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+        woken
     }
 
     fn ensure_listener(self: &Arc<Self>) {
