@@ -1,7 +1,7 @@
 /**
  * This package measured two ways: the addon called directly (database-service.js, as a
  * JS library would), and the database-connector node in a real Node-RED runtime
- * (node-red-node-test-helper: msg in → msg out, helper nodes count what comes out).
+ * (embedded with node-red's own init/start: msg in → msg out, bench nodes count what comes out).
  */
 'use strict';
 
@@ -157,20 +157,34 @@ class Addon {
   }
 }
 
-let helperStarted = null;
-function nodeRedHelper() {
-  const helper = require('node-red-node-test-helper');
-  if (!helperStarted) {
-    helper.init(require.resolve('node-red', { paths: [root] }));
-    helperStarted = new Promise((resolve) => helper.startServer(resolve));
-  }
-  return helperStarted.then(() => helper);
+let runtime = null;
+
+/**
+ * One embedded Node-RED runtime per process (node-red's own `init`/`start`, no editor
+ * server listening): this package and the bench helper nodes are installed into a
+ * temporary user dir as symlinks, the way a user would install them.
+ */
+async function nodeRed() {
+  if (runtime) return runtime;
+  const RED = require(require.resolve('node-red', { paths: [root] }));
+  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbc-bench-red-'));
+  fs.mkdirSync(path.join(userDir, 'node_modules'));
+  fs.symlinkSync(root, path.join(userDir, 'node_modules', 'node-red-contrib-database-connector'), 'dir');
+  fs.symlinkSync(path.join(__dirname, '..', 'nodered'), path.join(userDir, 'node_modules', 'database-connector-bench-nodes'), 'dir');
+  fs.writeFileSync(path.join(userDir, 'package.json'), '{"name":"bench","private":true}');
+  RED.init(require('http').createServer(), {
+    userDir, flowFile: 'flows.json', credentialSecret: false, uiHost: '127.0.0.1',
+    logging: { console: { level: process.env.DBC_BENCH_RED_LOG || 'error' } },
+  });
+  await RED.start();
+  runtime = RED;
+  return RED;
 }
 
 /**
- * The database-connector node in Node-RED. Each measurement loads its own flow: the
- * operation node(s), helper nodes that count and relay messages, and a Catch node whose
- * every message fails the run.
+ * The database-connector node in a real Node-RED runtime. Each measurement deploys its
+ * own flow: the operation node(s), bench helper nodes that count and relay messages,
+ * and a Catch node whose every message fails the run.
  */
 class NodeRed {
   constructor(provider, opts = {}) {
@@ -182,9 +196,7 @@ class NodeRed {
   }
 
   async open() {
-    this.helper = await nodeRedHelper();
-    this.dbNode = require(path.join(root, 'nodes/database-connector/database-connector.js'));
-    this.catchNode = require(require.resolve('@node-red/nodes/core/common/25-catch.js', { paths: [root] }));
+    this.RED = await nodeRed();
     // a direct handle on the same tables: clearing, filling and counting (never timed)
     this.direct = new Addon(this.provider, { prefix: this.prefix });
     await this.direct.open();
@@ -192,11 +204,63 @@ class NodeRed {
   }
 
   async close() {
-    await this.helper.unload();
+    await this.deploy([]);
     await this.direct.close();
   }
 
   clear() { return this.tables.clear(); }
+
+  async deploy(flow) {
+    const before = this.RED.nodes.getNode('cfg');
+    await this.RED.runtime.flows.setFlows({ flows: { flows: flow }, deploymentType: 'full' });
+    // the old flow is stopped (its pools closed) before the next one starts
+    if (before) await until(() => this.RED.nodes.getNode('cfg') !== before, 30000, 'the old flow to stop');
+  }
+
+  async load(nodes) {
+    const cfg = this.configNode();
+    const flow = [
+      { id: 'tab', type: 'tab', label: 'bench' },
+      { ...cfg.props, credentials: cfg.credentials },
+      ...nodes.map((n) => ({ z: 'tab', wires: [], ...n })),
+      { id: 'c1', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
+      { id: 'caught', type: 'bench-sink', z: 'tab', wires: [] },
+    ];
+    await this.deploy(flow);
+    // the runtime starts the new flows after setFlows resolves
+    await until(() => flow.every((n) => n.type === 'tab' || this.RED.nodes.getNode(n.id)), 30000, 'the flow to start');
+    this.failure = null;
+    const get = (id) => {
+      const n = this.RED.nodes.getNode(id);
+      if (!n) throw new Error(`node ${id} is not deployed`);
+      return n;
+    };
+    get('caught').hook = (msg) => {
+      this.failure = new Error(`the flow reported ${msg.error && msg.error.message}`);
+    };
+    return get;
+  }
+
+  /** Sends msgs into node `into` keeping `width` in flight; sink `out` resolves each. */
+  async pump(get, into, out, total, width, payloadOf) {
+    const waiting = new Map();
+    get(out).hook = (msg) => {
+      const w = waiting.get(msg.benchId);
+      if (w) {
+        waiting.delete(msg.benchId);
+        w();
+      }
+    };
+    const target = get(into);
+    const ms = await inFlight(total, width, (i) => new Promise((resolve, reject) => {
+      if (this.failure) return reject(this.failure);
+      waiting.set(i, resolve);
+      target.receive({ benchId: i, payload: payloadOf(i) });
+      return undefined;
+    }));
+    if (this.failure) throw this.failure;
+    return ms;
+  }
 
   configNode() {
     const c = connectorConfig(this.provider, this.prefix, this.poolMax);
@@ -205,48 +269,10 @@ class NodeRed {
     return { props, credentials: this.provider === 'sqlite' ? {} : { url: c.primary.url } };
   }
 
-  async load(nodes) {
-    await this.helper.unload();
-    const cfg = this.configNode();
-    const flow = [
-      { id: 'tab', type: 'tab' },
-      cfg.props,
-      ...nodes.map((n) => ({ z: 'tab', wires: [], ...n })),
-      { id: 'catch', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
-      { id: 'caught', type: 'helper', z: 'tab' },
-    ];
-    await this.helper.load([this.dbNode, this.catchNode], flow, { cfg: cfg.credentials });
-    this.failure = null;
-    this.helper.getNode('caught').on('input', (msg) => {
-      this.failure = new Error(`the flow reported ${msg.error && msg.error.message}`);
-    });
-    return (id) => this.helper.getNode(id);
-  }
-
-  /** Sends msgs into node `into` keeping `width` in flight; `out` resolves each. */
-  async pump(get, into, out, total, width, payloadOf) {
-    const waiting = new Map();
-    get(out).on('input', (msg) => {
-      const w = waiting.get(msg.benchId);
-      if (w) {
-        waiting.delete(msg.benchId);
-        w();
-      }
-    });
-    const ms = await inFlight(total, width, (i) => new Promise((resolve, reject) => {
-      if (this.failure) return reject(this.failure);
-      waiting.set(i, resolve);
-      get(into).receive({ benchId: i, payload: payloadOf(i) });
-      return undefined;
-    }));
-    if (this.failure) throw this.failure;
-    return ms;
-  }
-
   async single(total, width) {
     const get = await this.load([
       { id: 'ins', type: 'database-connector', connection: 'cfg', operation: 'insertTask', queue: 'single', wires: [['out']] },
-      { id: 'out', type: 'helper' },
+      { id: 'out', type: 'bench-sink' },
     ]);
     await this.warm(get);
     const ms = await this.pump(get, 'ins', 'out', total, width, (i) => ({ payload: { n: i } }));
@@ -263,7 +289,7 @@ class NodeRed {
   async bulk(total, per) {
     const get = await this.load([
       { id: 'ins', type: 'database-connector', connection: 'cfg', operation: 'insertTask', queue: 'bulk', wires: [['out']] },
-      { id: 'out', type: 'helper' },
+      { id: 'out', type: 'bench-sink' },
     ]);
     await this.warm(get);
     const ms = await this.pump(get, 'ins', 'out', Math.ceil(total / per), 1, (b) =>
@@ -273,7 +299,7 @@ class NodeRed {
   }
 
   /**
-   * The `consume` flow: consume → work (a helper that marks the msg completed) →
+   * The `consume` flow: consume → work (a bench-relay that marks the msg completed) →
    * updateTaskStatus → done. Timed from the first task started to the last completion.
    */
   async drain(total) {
@@ -283,23 +309,20 @@ class NodeRed {
     let last = 0;
     const get = await this.load([
       { id: 'cons', type: 'database-connector', connection: 'cfg', operation: 'consume', queue: 'drain', concurrency: this.concurrency, leaseMs: 60000, wires: [['work']] },
-      { id: 'work', type: 'helper', wires: [['upd']] },
+      { id: 'work', type: 'bench-relay', wires: [['upd']] },
       { id: 'upd', type: 'database-connector', connection: 'cfg', operation: 'updateTaskStatus', wires: [['done']] },
-      { id: 'done', type: 'helper' },
+      { id: 'done', type: 'bench-sink' },
     ]);
-    const work = get('work');
-    work.on('input', (msg) => {
+    get('work').hook = () => {
       if (!first) first = now();
-      msg.payload = { status: 'completed' };
-      work.send(msg);
-    });
-    get('done').on('input', () => {
+    };
+    get('done').hook = () => {
       done += 1;
       last = now();
-    });
+    };
     await until(() => done >= total || this.failure, 600000, 'consume to complete every task', 20);
     if (this.failure) throw this.failure;
-    await this.helper.unload();
+    await this.deploy([]);
     const c = await this.tables.byStatus('drain');
     return { ms: last - first, verified: c.completed === total && done === total, detail: c };
   }
@@ -310,20 +333,17 @@ class NodeRed {
     const samples = [];
     const get = await this.load([
       { id: 'ins', type: 'database-connector', connection: 'cfg', operation: 'insertTask', queue: 'lat', wires: [['out']] },
-      { id: 'out', type: 'helper' },
+      { id: 'out', type: 'bench-sink' },
       { id: 'cons', type: 'database-connector', connection: 'cfg', operation: 'consume', queue: 'lat', concurrency: 16, leaseMs: 60000, wires: [['work']] },
-      { id: 'work', type: 'helper', wires: [['upd']] },
+      { id: 'work', type: 'bench-relay', wires: [['upd']] },
       { id: 'upd', type: 'database-connector', connection: 'cfg', operation: 'updateTaskStatus', wires: [['done']] },
-      { id: 'done', type: 'helper' },
+      { id: 'done', type: 'bench-sink' },
     ]);
-    const work = get('work');
     let warm = 0;
-    work.on('input', (msg) => {
+    get('work').hook = (msg) => {
       if (msg.payload && msg.payload.warm) warm += 1;
       else samples.push(now() - sent.get(msg.payload.i));
-      msg.payload = { status: 'completed' };
-      work.send(msg);
-    });
+    };
     for (let i = 0; i < 5; i++) get('ins').receive({ payload: { payload: { warm: true } } });
     await until(() => warm === 5, 30000, 'warm-up tasks');
     await paced(total, rate, (i) => {
@@ -333,7 +353,7 @@ class NodeRed {
     await until(() => samples.length >= total || this.failure, 30000, 'latency tasks to start');
     if (this.failure) throw this.failure;
     await until(async () => ((await this.tables.byStatus('lat')).completed || 0) === total + 5, 30000, 'latency tasks to complete');
-    await this.helper.unload();
+    await this.deploy([]);
     return { samples, verified: samples.length === total };
   }
 }
