@@ -24,7 +24,7 @@ const log = (...a) => console.error(...a);
 
 async function callers() {
   const { Addon } = require('./lib/ours');
-  const total = quick ? 2000 : 20000;
+  const total = quick ? 2000 : 10000;
   const out = [];
   for (const pool of [10, 50]) {
     const a = new Addon('postgres', { prefix: 'bsc_', poolMax: pool });
@@ -63,23 +63,18 @@ async function tasks1m() {
   // more than the queue depth a busy system would have)
   const get = await nr.load([
     { id: 'cons', type: 'database-connector', connection: 'cfg', operation: 'consume', queue: 'drain', concurrency: 1000, leaseMs: 60000, wires: [['work']] },
-    { id: 'work', type: 'helper', wires: [['upd']] },
+    { id: 'work', type: 'bench-relay', wires: [['upd']] },
     { id: 'upd', type: 'database-connector', connection: 'cfg', operation: 'updateTaskStatus', wires: [['done']] },
-    { id: 'done', type: 'helper' },
+    { id: 'done', type: 'bench-sink' },
   ]);
-  const work = get('work');
-  work.on('input', (msg) => {
-    msg.payload = { status: 'completed' };
-    work.send(msg);
-  });
-  get('done').on('input', () => {
+  get('done').hook = () => {
     done += 1;
     if (done % Math.max(1, total / 10) === 0) {
       const mb = process.memoryUsage.rss() / 1048576;
       marks.push({ done, mb, s: (now() - t0) / 1000 });
       log(`tasks1m ${done}\t${mb.toFixed(0)} MB RSS\t${((now() - t0) / 1000).toFixed(0)} s`);
     }
-  });
+  };
   const wave = Math.min(100000, total);
   for (let queued = 0; queued < total; queued += wave) {
     await until(() => done >= queued - wave / 2 || nr.failure, 600000, 'the consumer to catch up', 50);
@@ -104,14 +99,14 @@ async function query1m() {
   await nr.open();
   const get = await nr.load([
     { id: 'q', type: 'database-connector', connection: 'cfg', operation: 'query', rowsPerMsg: 1000, sql: `SELECT g AS id, md5(g::text) AS v FROM generate_series(1, ${rows}) AS g`, wires: [['out']] },
-    { id: 'out', type: 'helper' },
+    { id: 'out', type: 'bench-sink' },
   ]);
   let parts = 0;
   let got = 0;
-  get('out').on('input', (msg) => {
+  get('out').hook = (msg) => {
     parts += 1;
     got += msg.payload.length;
-  });
+  };
   const before = process.memoryUsage.rss() / 1048576;
   const sampler = rssSampler(50);
   const t0 = now();
