@@ -123,11 +123,18 @@ async function throughputSuite(opts, results) {
           await checkpoint();
           let r;
           let tasks;
-          if (w === 'single') r = await s.single((tasks = providerOf(s) === 'postgres' ? n.single : n.single / 2), 16);
-          else if (w === 'bulk') r = await s.bulk((tasks = n.bulk), 1000);
-          else if (w === 'drain') r = await s.drain((tasks = providerOf(s) === 'postgres' ? n.drain.postgres : n.drain.other));
-          else r = await s.latency((tasks = n.latency), n.rate);
-          if (!r.verified) throw new Error(`${s.name} ${w}: the work was not all done (${JSON.stringify(r.detail || {})})`);
+          try {
+            if (w === 'single') r = await s.single((tasks = providerOf(s) === 'postgres' ? n.single : n.single / 2), 16);
+            else if (w === 'bulk') r = await s.bulk((tasks = n.bulk), 1000);
+            else if (w === 'drain') r = await s.drain((tasks = providerOf(s) === 'postgres' ? n.drain.postgres : n.drain.other));
+            else r = await s.latency((tasks = n.latency), n.rate);
+            if (!r.verified) throw new Error(`the work was not all done (${JSON.stringify(r.detail || {})})`);
+          } catch (err) {
+            // a run that fails or does not do all the work does not count; the others go on
+            (results.failures = results.failures || []).push({ rep, workload: w, system: s.name, error: err.message });
+            console.log(`${w}\t${s.name}\tFAILED: ${err.message}`);
+            continue;
+          }
           (raw[w][s.name] = raw[w][s.name] || []).push(w === 'latency' ? latencyStats(r.samples) : { tasks, perSec: tasks / (r.ms / 1000) });
           const shown = w === 'latency' ? `p50 ${latencyStats(r.samples).p50.toFixed(2)} ms, p99 ${latencyStats(r.samples).p99.toFixed(2)} ms` : `${Math.round(tasks / (r.ms / 1000))} tasks/s`;
           console.log(`${w}\t${s.name}\t${shown}`);

@@ -103,7 +103,8 @@ class PgBoss {
       sent.set(i, now());
       return this.boss.send('lat', { i });
     });
-    await until(() => samples.length >= total, 30000, 'pg-boss latency jobs');
+    await until(() => samples.length >= total || this.failure, 60000, 'pg-boss latency jobs');
+    if (this.failure) throw this.failure;
     await this.boss.offWork(id);
     await until(async () => (await this.count('lat', 'completed')) === total, 30000, 'pg-boss latency jobs to complete');
     return { samples, verified: samples.length === total };

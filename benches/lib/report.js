@@ -26,6 +26,10 @@ function markdown(results) {
   for (const [system, r] of Object.entries(results.latency || {})) {
     out.push(`| ${system} | ${fmt(r.p50.median)} | ${fmt(r.p99.median)} | ${fmt(r.max.median)} | ${fmt(r.p99.min)} – ${fmt(r.p99.max)} |`);
   }
+  if (results.failures && results.failures.length) {
+    out.push('', '| failed run (not counted) | rep | error |', '|---|---:|---|');
+    for (const f of results.failures) out.push(`| ${f.workload} · ${f.system} | ${f.rep + 1} | ${f.error.replace(/\|/g, '/')} |`);
+  }
   if (results.targets && results.targets.length) {
     out.push('', '| target | measured | met |', '|---|---|---|');
     for (const t of results.targets) out.push(`| ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`);
