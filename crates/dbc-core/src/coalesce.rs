@@ -311,7 +311,13 @@ fn complete_lane(acquire: Acquire, d: Dialect, backoff: Backoff) -> Arc<Complete
                 // the same task twice in one batch: the later ones go one by one, after
                 let mut seen = std::collections::HashSet::new();
                 let firsts: Vec<usize> = (0..n).filter(|i| seen.insert(&items[*i].id)).collect();
-                match complete_many(&mut conn, &d, &items, &firsts).await {
+                // in a transaction like the one-by-one path: a connection that breaks
+                // before COMMIT was sent leaves nothing applied (the router may rerun it)
+                let batch = tasks::in_tx(&mut conn, async |conn: &mut Conn| {
+                    complete_many(conn, &d, &items, &firsts).await
+                })
+                .await;
+                match batch {
                     Ok(done) => {
                         let at: std::collections::HashMap<&str, usize> =
                             firsts.iter().map(|i| (items[*i].id.as_str(), *i)).collect();

@@ -433,17 +433,10 @@ pub async fn insert_tasks(
         ));
     }
     let ts = now();
-    // one statement and nothing after it that could fail half-way: no BEGIN/COMMIT round
-    // trips (the lookup of duplicates only reads)
-    if tasks.len() <= chunk_size(d) && tasks.iter().all(|t| t.depends_on.is_empty()) {
-        let inserted = insert_chunk(conn, d, &tasks, ts, trace.as_deref_mut()).await?;
-        let mut out: Vec<Task> = tasks.iter().map(|t| task_from_new(t, ts)).collect();
-        let keyed = tasks.iter().any(|t| t.idempotency_key.is_some());
-        if inserted < tasks.len() as u64 || (keyed && d.provider == Provider::Mariadb) {
-            resolve_duplicates(conn, d, &tasks, &mut out, trace).await?;
-        }
-        return Ok(out);
-    }
+    // always in a transaction, also for one statement: a connection that breaks before
+    // COMMIT was sent leaves nothing applied, so the router may run the insert again (on
+    // a fresh connection or the fallback); a lone INSERT that breaks would be "outcome
+    // unknown" instead
     in_tx(conn, async |conn: &mut Conn| {
         let mut inserted = 0u64;
         for chunk in tasks.chunks(chunk_size(d)) {
