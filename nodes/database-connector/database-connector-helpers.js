@@ -544,10 +544,18 @@ class Consumer {
 
   schedule(ms) {
     if (this.stopped || this.timer) return;
-    this.timer = setTimeout(() => {
+    const run = () => {
       this.timer = null;
       this.poll();
-    }, ms);
+    };
+    // setTimeout(0) waits at least 1 ms; a wake-up or a freed slot polls on the next turn
+    if (ms > 0) {
+      const t = setTimeout(run, ms);
+      this.timer = { cancel: () => clearTimeout(t) };
+    } else {
+      const t = setImmediate(run);
+      this.timer = { cancel: () => clearImmediate(t) };
+    }
   }
 
   settle(id) {
@@ -560,7 +568,20 @@ class Consumer {
   }
 
   showStatus() {
+    // a busy consumer settles thousands of tasks a second: the status (and its translated
+    // text) follows at most every 250 ms, and always ends on the current count
+    if (this.statusTimer) {
+      this.statusDirty = true;
+      return;
+    }
     this.node.status({ fill: 'blue', shape: this.inFlight.size ? 'dot' : 'ring', text: this.statusText(this.inFlight.size) });
+    this.statusTimer = setTimeout(() => {
+      this.statusTimer = null;
+      if (this.statusDirty && !this.stopped) {
+        this.statusDirty = false;
+        this.showStatus();
+      }
+    }, 250);
   }
 
   async poll() {
@@ -604,7 +625,8 @@ class Consumer {
   /** Stops polling; tasks in flight stay leased until settled or expired. */
   stop() {
     this.stopped = true;
-    clearTimeout(this.timer);
+    if (this.timer) this.timer.cancel();
+    clearTimeout(this.statusTimer);
     for (const lease of this.inFlight.values()) clearTimeout(lease);
     this.inFlight.clear();
     if (this.registry) this.registry.off('settled', this.onSettled);

@@ -102,6 +102,8 @@ pub struct Connector {
     background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     waker: std::sync::Arc<crate::wake::Waker>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// group commit of concurrent single inserts and completions, per database
+    lanes: crate::coalesce::Lanes,
 }
 
 /// The operations `execute` knows (plus `query` inside `executeTransaction`; a plain
@@ -158,6 +160,12 @@ impl Connector {
             _ => None,
         });
         let worker_id = format!("dbc-{}", &tasks::new_id()[24..]);
+        let lanes = crate::coalesce::Lanes::new(
+            &router,
+            backoff_of(&cfg),
+            std::time::Duration::from_millis(cfg.pool.statement_timeout_ms + 2_000),
+            metrics.clone(),
+        );
         Ok(Connector {
             cfg,
             router,
@@ -167,6 +175,7 @@ impl Connector {
             background: std::sync::Mutex::new(background),
             waker,
             metrics,
+            lanes,
         })
     }
 
@@ -365,7 +374,10 @@ impl Connector {
         let mut trace = opts.debug.then(Trace::default);
         let mut attempt = 0;
         let (r, provider) = loop {
-            let (r, provider) = self.routed(operation, &payload, opts, trace.as_mut()).await;
+            // boxed: the operations' futures are large, and every caller above would
+            // otherwise copy them on each move (measured as memmove in every call)
+            let (r, provider) =
+                Box::pin(self.routed(operation, &payload, opts, trace.as_mut())).await;
             match &r {
                 Err(e) if attempt < MAX_RETRIES && is_safe_retry(e) => {
                     attempt += 1;
@@ -451,6 +463,17 @@ impl Connector {
                     OPERATIONS.join(", ")
                 ),
             ));
+        }
+        if trace.is_none() {
+            let queue = opts
+                .queue
+                .as_deref()
+                .filter(|q| !q.is_empty())
+                .unwrap_or("default");
+            let lanes = self.lanes.of(&self.router, b);
+            if let Some(r) = lanes.run(operation, payload, queue, self.limits()).await {
+                return r;
+            }
         }
         let mut conn = self.acquire(b).await?;
         if operation == "executeTransaction" {
@@ -651,10 +674,7 @@ impl Connector {
     }
 
     fn backoff(&self) -> Backoff {
-        Backoff {
-            base_ms: self.cfg.retry_backoff_ms,
-            max_ms: self.cfg.retry_backoff_max_ms,
-        }
+        backoff_of(&self.cfg)
     }
 
     /// Applied and pending migrations.
@@ -859,6 +879,13 @@ impl Connector {
         }
         self.waker.stop().await;
         self.router.close().await;
+    }
+}
+
+fn backoff_of(cfg: &ConnectorConfig) -> Backoff {
+    Backoff {
+        base_ms: cfg.retry_backoff_ms,
+        max_ms: cfg.retry_backoff_max_ms,
     }
 }
 

@@ -49,7 +49,9 @@ impl fmt::Display for Provider {
 }
 
 /// Every way an operation can fail. The variant decides `code()`; see docs/ERRORS.md.
-#[derive(Debug, thiserror::Error)]
+/// `Clone` so that one failure of a coalesced batch (e.g. no connection) can reach
+/// every caller in it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbcError {
     /// The configuration is unusable (unknown provider, bad prefix, bad port...).
     #[error("{0}")]

@@ -11,6 +11,7 @@
 //! on tokio; nothing blocks the caller's thread. The napi binding crate wraps it.
 #![deny(clippy::all)]
 
+pub mod coalesce;
 pub mod config;
 pub mod connector;
 pub mod db;

@@ -18,7 +18,16 @@ pub const STATUSES: [&str; 5] = ["pending", "running", "completed", "failed", "c
 pub const MAX_PRIORITY: i64 = 1_000_000;
 /// Most tasks accepted by one `insertTask` call.
 pub const MAX_BATCH: usize = 10_000;
+/// Rows per multi-row INSERT on MariaDB and SQLite (13 parameters each); PostgreSQL
+/// sends any number of rows as one JSON parameter, so one statement takes them all.
 const CHUNK: usize = 500;
+
+fn chunk_size(d: &Dialect) -> usize {
+    match d.provider {
+        Provider::Postgres => MAX_BATCH,
+        _ => CHUNK,
+    }
+}
 
 /// Dialect details of one provider plus the table prefix.
 #[derive(Debug, Clone)]
@@ -312,6 +321,11 @@ impl NewTask {
         &self.id
     }
 
+    /// True when the task waits for other tasks (`dependsOn`).
+    pub fn has_dependencies(&self) -> bool {
+        !self.depends_on.is_empty()
+    }
+
     /// Sets the id (createWorkflow assigns ids first so tasks can depend on siblings).
     pub fn set_id(&mut self, id: String) {
         self.id = id;
@@ -419,9 +433,13 @@ pub async fn insert_tasks(
         ));
     }
     let ts = now();
+    // always in a transaction, also for one statement: a connection that breaks before
+    // COMMIT was sent leaves nothing applied, so the router may run the insert again (on
+    // a fresh connection or the fallback); a lone INSERT that breaks would be "outcome
+    // unknown" instead
     in_tx(conn, async |conn: &mut Conn| {
         let mut inserted = 0u64;
-        for chunk in tasks.chunks(CHUNK) {
+        for chunk in tasks.chunks(chunk_size(d)) {
             inserted += insert_chunk(conn, d, chunk, ts, trace.as_deref_mut()).await?;
         }
         let with_deps: Vec<&NewTask> = tasks.iter().filter(|t| !t.depends_on.is_empty()).collect();
@@ -504,6 +522,9 @@ async fn insert_chunk(
     ts: DateTime<Utc>,
     trace: Option<&mut Trace>,
 ) -> Result<u64> {
+    if d.provider == Provider::Postgres {
+        return insert_chunk_pg(conn, d, chunk, ts, trace).await;
+    }
     const COLS: usize = 13;
     let mut sql = format!(
         "INSERT INTO {} (id, queue, name, payload, status, priority, run_at, max_attempts, attempt_budget, workflow_id, \
@@ -540,11 +561,62 @@ async fn insert_chunk(
             d.time(ts),
         ]);
     }
-    sql.push_str(match d.provider {
-        Provider::Mariadb => " ON DUPLICATE KEY UPDATE id = id",
-        _ => " ON CONFLICT (idempotency_key) DO NOTHING",
-    });
+    // without keys nothing can conflict, and the conflict clause would cost a speculative
+    // insertion per row
+    if chunk.iter().any(|t| t.idempotency_key.is_some()) {
+        sql.push_str(match d.provider {
+            Provider::Mariadb => " ON DUPLICATE KEY UPDATE id = id",
+            _ => " ON CONFLICT (idempotency_key) DO NOTHING",
+        });
+    }
     let out = conn.exec("insert tasks", &sql, &params, trace).await?;
+    Ok(out.rows_affected)
+}
+
+/// PostgreSQL: the rows travel as one JSON array bound to one parameter and are
+/// unpacked by `jsonb_to_recordset`. The statement text is the same for any number of
+/// rows (one prepared statement per connection), and binding one value instead of 13 per
+/// row is what made 500-row inserts several times faster here.
+async fn insert_chunk_pg(
+    conn: &mut Conn,
+    d: &Dialect,
+    chunk: &[NewTask],
+    ts: DateTime<Utc>,
+    trace: Option<&mut Trace>,
+) -> Result<u64> {
+    let rows: Vec<Json> = chunk
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "id": t.id, "queue": t.queue, "name": t.name, "payload": t.payload,
+                "priority": t.priority, "run_at": iso_utc(t.run_at), "max_attempts": t.max_attempts,
+                "workflow_id": t.workflow_id, "idempotency_key": t.idempotency_key,
+            })
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO {} (id, queue, name, payload, status, priority, run_at, max_attempts, attempt_budget, \
+         workflow_id, idempotency_key, created_at, updated_at) \
+         SELECT x.id, x.queue, x.name, x.payload, 'pending', x.priority, x.run_at, x.max_attempts, x.max_attempts, \
+         x.workflow_id, x.idempotency_key, $2::timestamptz, $2::timestamptz \
+         FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, queue text, name text, payload jsonb, priority integer, \
+         run_at timestamptz, max_attempts integer, workflow_id uuid, idempotency_key text){}",
+        d.t("tasks"),
+        // without keys nothing can conflict, and the clause costs a speculative insertion per row
+        if chunk.iter().any(|t| t.idempotency_key.is_some()) {
+            " ON CONFLICT (idempotency_key) DO NOTHING"
+        } else {
+            ""
+        }
+    );
+    let out = conn
+        .exec(
+            "insert tasks",
+            &sql,
+            &[Param::Json(Json::Array(rows)), d.time(ts)],
+            trace,
+        )
+        .await?;
     Ok(out.rows_affected)
 }
 

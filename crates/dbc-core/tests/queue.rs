@@ -1173,7 +1173,118 @@ async fn dead_dependency_cancels_dependents(p: Provider) {
     .await
 }
 
+// ---------------------------------------------------------------------------------------
+// Coalescing: concurrent single calls share a statement, each caller keeps its own answer
+// ---------------------------------------------------------------------------------------
+
+/// Runs `n` calls at once (behind a barrier, so they meet in the same batches).
+async fn at_once(db: &Db, calls: Vec<(&'static str, Json)>) -> Vec<Result<Json, (String, String)>> {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(calls.len()));
+    let handles: Vec<_> = calls
+        .into_iter()
+        .map(|(op, payload)| {
+            let conn = db.conn.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                conn.execute(op, payload, &OpOptions::default()).await
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(match h.await.expect("a call panicked") {
+            Ok(o) => Ok(json_of(o)),
+            Err(f) => Err((f.error.code().to_string(), f.error.to_string())),
+        });
+    }
+    out
+}
+
+async fn coalesced_calls_keep_their_own_results(p: Provider) {
+    with_db(p, |db| async move {
+        // 64 inserts at once; one names a workflow that does not exist, two share a key
+        let mut calls: Vec<(&'static str, Json)> = (0..64)
+            .map(|n| ("insertTask", json!({"queue": "co", "payload": {"n": n}})))
+            .collect();
+        calls[10] = ("insertTask", json!({"queue": "co", "workflowId": "0190d6e0-5b2c-7a3e-8f00-00000000abcd"}));
+        calls[20] = ("insertTask", json!({"queue": "co", "idempotencyKey": "same", "payload": {"n": 20}}));
+        calls[30] = ("insertTask", json!({"queue": "co", "idempotencyKey": "same", "payload": {"n": 30}}));
+        let res = at_once(&db, calls).await;
+        let failed: Vec<usize> = (0..64).filter(|i| res[*i].is_err()).collect();
+        assert_eq!(failed, vec![10], "only the bad task fails: {res:?}");
+        assert_eq!(res[10].as_ref().unwrap_err().0, "DBC_CONFLICT", "{:?}", res[10]);
+        let ok: Vec<&Json> = res.iter().filter_map(|r| r.as_ref().ok()).collect();
+        for (i, r) in res.iter().enumerate() {
+            if let (Ok(t), false) = (r, [10, 20, 30].contains(&i)) {
+                assert_eq!(t["payload"], json!({"n": i}), "each caller gets its own task");
+                assert_uuid_v7(s(t, "id"));
+            }
+        }
+        let unique: HashSet<&str> = ok.iter().map(|t| s(t, "id")).collect();
+        assert_eq!(unique.len(), 62, "62 distinct tasks (two callers share one key)");
+        let dedup = [20, 30].iter().filter(|i| res[**i].as_ref().unwrap().get("deduplicated") == Some(&json!(true))).count();
+        assert_eq!(dedup, 1, "one of the two keyed inserts is the duplicate: {:?} {:?}", res[20], res[30]);
+        assert_eq!(s(res[20].as_ref().unwrap(), "id"), s(res[30].as_ref().unwrap(), "id"));
+        assert_eq!(db.count(&db.t("tasks"), "", vec![]).await, 62);
+
+        // complete them all at once; one reports as another worker, one twice
+        let got = claim(&db, "co", 100, "w1", 60_000).await;
+        assert_eq!(got.len(), 62);
+        let mut calls: Vec<(&'static str, Json)> = got
+            .iter()
+            .map(|t| ("updateTaskStatus", json!({"id": s(t, "id"), "status": "completed", "workerId": "w1", "result": {"ok": s(t, "id")}})))
+            .collect();
+        calls[5] = ("updateTaskStatus", json!({"id": s(&got[5], "id"), "status": "completed", "workerId": "w2"}));
+        calls.push(("updateTaskStatus", json!({"id": s(&got[7], "id"), "status": "completed", "workerId": "w1"})));
+        let res = at_once(&db, calls).await;
+        assert_eq!(res[5].as_ref().unwrap_err().0, "DBC_LEASE_LOST", "{:?}", res[5]);
+        let twice = [&res[7], &res[62]];
+        assert_eq!(twice.iter().filter(|r| r.is_ok()).count(), 1, "the same task completes once: {twice:?}");
+        assert_eq!(twice.iter().filter_map(|r| r.as_ref().err()).next().unwrap().0, "DBC_INVALID_TRANSITION");
+        for (i, r) in res.iter().enumerate().take(62) {
+            if i == 5 || i == 7 {
+                continue;
+            }
+            let t = r.as_ref().unwrap_or_else(|e| panic!("[{}] completion {i} failed: {e:?}", db.p));
+            assert_eq!(s(t, "id"), s(&got[i], "id"));
+            assert_eq!(s(t, "status"), "completed");
+            assert_eq!(t["result"], json!({"ok": s(&got[i], "id")}));
+            assert!(t["workerId"].is_null() && t["leaseExpiresAt"].is_null(), "{t}");
+            assert!(!t["finishedAt"].is_null(), "{t}");
+        }
+        let stored = db.get_task(s(&got[0], "id")).await;
+        assert_eq!(s(&stored, "status"), "completed");
+        assert_eq!(history(&stored), vec![h(1, "completed", "w1")]);
+        assert!(stored["history"][0]["durationMs"].as_i64().is_some(), "{stored}");
+        assert_eq!(s(&db.get_task(s(&got[5], "id")).await, "status"), "running", "the lease-lost report changed nothing");
+
+        // dependents are released by completions that share a batch
+        let wf = db
+            .op(
+                "createWorkflow",
+                json!({"name": "fan-in", "tasks": [
+                    {"key": "a", "queue": "fan"}, {"key": "b", "queue": "fan"}, {"key": "c", "queue": "fan"},
+                    {"key": "d", "queue": "fan"}, {"key": "e", "queue": "fan"}, {"key": "f", "queue": "fan"},
+                    {"key": "z", "queue": "fan", "dependsOn": ["a", "b", "c", "d", "e", "f"]},
+                ]}),
+            )
+            .await;
+        let firsts = claim(&db, "fan", 10, "w", 60_000).await;
+        assert_eq!(firsts.len(), 6, "z waits");
+        let calls = firsts
+            .iter()
+            .map(|t| ("updateTaskStatus", json!({"id": s(t, "id"), "status": "completed", "workerId": "w"})))
+            .collect();
+        assert!(at_once(&db, calls).await.iter().all(|r| r.is_ok()));
+        let last = claim(&db, "fan", 10, "w", 60_000).await;
+        assert_eq!(ids(&last), vec![s(&wf["tasks"][6], "id").to_string()], "z runs once all six are done");
+    })
+    .await
+}
+
 conformance!(
+    coalesced_calls_keep_their_own_results,
     dead_dependency_cancels_dependents,
     claim_order,
     idempotency_16_concurrent,

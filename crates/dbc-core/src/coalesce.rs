@@ -1,0 +1,401 @@
+//! Group commit: concurrent single-task operations share one statement.
+//!
+//! Sixteen flows each inserting one task used to cost sixteen transactions (BEGIN,
+//! INSERT, COMMIT, and a WAL flush each). A [`Lane`] gathers the calls that arrive while
+//! earlier ones are on their way to the database and runs them as one batch: the first
+//! call starts a flusher at once (an idle system adds no delay), and every call that
+//! comes in while up to `flushers` batches are in flight waits for the next batch. This
+//! is the group commit of databases, done one level up.
+//!
+//! Semantics stay per caller: each gets its own result or its own error. A batch that
+//! fails as a whole is run again one call at a time, so one bad task (an unknown
+//! workflow, a payload the server refuses) fails only its own caller. Ids are made
+//! before a call enters a lane, so they are the same as without it, and idempotency keys
+//! resolve as they would one by one (the batch runs `ON CONFLICT DO NOTHING` and then
+//! looks the duplicates up).
+//!
+//! Two lanes exist: single `insertTask` calls (every provider), and `updateTaskStatus`
+//! to `completed` on PostgreSQL, where one set-based statement completes the batch; a
+//! task the statement does not take (not running, lease lost, another worker) goes the
+//! one-by-one way, which yields the same error as before.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value as Json;
+use tokio::sync::oneshot;
+
+use crate::db::Conn;
+use crate::failover::{Backend, Router};
+use crate::metrics::Metrics;
+use crate::tasks::{self, Backoff, Dialect, NewTask, StatusChange, Task};
+use crate::value::Param;
+use crate::{DbcError, Result};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// A connection from one database's current pool (the router renews pools after an
+/// outage), under the connector's statement limit.
+type Acquire = Arc<dyn Fn() -> BoxFuture<Result<Conn>> + Send + Sync>;
+type Runner<I, O> = Arc<dyn Fn(Vec<I>) -> BoxFuture<Vec<Result<O>>> + Send + Sync>;
+
+struct Waiting<I, O> {
+    item: I,
+    reply: oneshot::Sender<Result<O>>,
+}
+
+struct State<I, O> {
+    queue: Vec<Waiting<I, O>>,
+    flushers: usize,
+}
+
+/// Gathers concurrent calls into batches for a runner (see the module header).
+pub struct Lane<I, O> {
+    state: Mutex<State<I, O>>,
+    max_batch: usize,
+    max_flushers: usize,
+    run: Runner<I, O>,
+}
+
+impl<I: Send + 'static, O: Send + 'static> Lane<I, O> {
+    /// A lane whose batches hold at most `max_batch` calls, with at most `max_flushers`
+    /// batches in flight; `run` must return one result per item, in order.
+    pub fn new<F, Fut>(max_batch: usize, max_flushers: usize, run: F) -> Arc<Self>
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Result<O>>> + Send + 'static,
+    {
+        Arc::new(Lane {
+            state: Mutex::new(State {
+                queue: Vec::new(),
+                flushers: 0,
+            }),
+            max_batch: max_batch.max(1),
+            max_flushers: max_flushers.max(1),
+            run: Arc::new(move |items| Box::pin(run(items))),
+        })
+    }
+
+    /// Runs `item` in the next batch and returns its own result.
+    pub async fn submit(self: &Arc<Self>, item: I) -> Result<O> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut s = self
+                .state
+                .lock()
+                .map_err(|_| DbcError::Internal("coalescing lane poisoned".into()))?;
+            s.queue.push(Waiting { item, reply: tx });
+            let start = s.flushers < self.max_flushers;
+            if start {
+                s.flushers += 1;
+            }
+            start
+        };
+        if start {
+            tokio::spawn(self.clone().flush());
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(DbcError::Internal(
+                "a coalesced batch ended without an answer".into(),
+            ))
+        })
+    }
+
+    async fn flush(self: Arc<Self>) {
+        loop {
+            let batch: Vec<Waiting<I, O>> = {
+                let Ok(mut s) = self.state.lock() else { return };
+                if s.queue.is_empty() {
+                    s.flushers -= 1;
+                    return;
+                }
+                let n = s.queue.len().min(self.max_batch);
+                s.queue.drain(..n).collect()
+            };
+            let (items, replies): (Vec<I>, Vec<_>) =
+                batch.into_iter().map(|w| (w.item, w.reply)).unzip();
+            let n = items.len();
+            // the runner runs in its own task so a panic there reaches every caller as an
+            // error instead of leaving them waiting
+            let results = match tokio::spawn((self.run)(items)).await {
+                Ok(r) if r.len() == n => r,
+                Ok(_) | Err(_) => (0..n)
+                    .map(|_| {
+                        Err(DbcError::Internal(
+                            "a coalesced batch failed inside the addon; please report this".into(),
+                        ))
+                    })
+                    .collect(),
+            };
+            for (reply, r) in replies.into_iter().zip(results) {
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
+
+/// The lanes of one backend, and which calls may take them.
+pub struct Coalescer {
+    inserts: Arc<InsertLane>,
+    completions: Option<Arc<CompleteLane>>,
+}
+
+impl Coalescer {
+    /// Lanes of one database; completions are coalesced on PostgreSQL only.
+    fn new(acquire: Acquire, d: &Dialect, backoff: Backoff) -> Coalescer {
+        Coalescer {
+            inserts: insert_lane(acquire.clone(), d.clone()),
+            completions: (d.provider == crate::Provider::Postgres)
+                .then(|| complete_lane(acquire, d.clone(), backoff)),
+        }
+    }
+
+    /// Runs the call through a lane when it can take one — a single `insertTask` without
+    /// `dependsOn`, or an `updateTaskStatus` to `completed` — and returns `None` for every
+    /// other call, which then runs as before. Input errors are the caller's own, as
+    /// before: the payload is validated here, before it joins a batch.
+    pub async fn run(
+        &self,
+        operation: &str,
+        payload: &Json,
+        queue: &str,
+        limits: tasks::Limits,
+    ) -> Option<Result<Json>> {
+        let to_json = |t: Result<Task>| {
+            t.and_then(|t| serde_json::to_value(t).map_err(|e| DbcError::Internal(e.to_string())))
+        };
+        match operation {
+            "insertTask" if payload.is_object() => {
+                let task = match NewTask::parse(payload, "", queue, limits) {
+                    Ok(t) => t,
+                    Err(e) => return Some(Err(e)),
+                };
+                if task.has_dependencies() {
+                    return None;
+                }
+                Some(to_json(self.inserts.submit(task).await))
+            }
+            "updateTaskStatus" => {
+                let lane = self.completions.as_ref()?;
+                let change = match StatusChange::parse(payload) {
+                    Ok(c) => c,
+                    Err(e) => return Some(Err(e)),
+                };
+                if change.status != "completed" {
+                    return None;
+                }
+                Some(to_json(lane.submit(change).await))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The lanes of a connector: one set per database, so a call coalesces with the calls
+/// that run where it runs (the router picks the database, and reroutes a call whose
+/// batch failed for want of a connection, as it would any other call).
+pub struct Lanes {
+    primary: Coalescer,
+    fallback: Option<Coalescer>,
+}
+
+impl Lanes {
+    /// Lanes for the router's primary and fallback; `limit` is the client-side statement
+    /// limit every connection of the connector gets.
+    pub fn new(
+        router: &Arc<Router>,
+        backoff: Backoff,
+        limit: std::time::Duration,
+        metrics: Arc<Metrics>,
+    ) -> Lanes {
+        let acquire = |fallback: bool| -> Acquire {
+            let (router, metrics) = (router.clone(), metrics.clone());
+            Arc::new(move || {
+                let (router, metrics) = (router.clone(), metrics.clone());
+                Box::pin(async move {
+                    let b = if fallback {
+                        router.fallback.as_ref()
+                    } else {
+                        Some(&router.primary)
+                    };
+                    let b = b.ok_or_else(|| DbcError::Internal("no fallback database".into()))?;
+                    let started = std::time::Instant::now();
+                    let c = b.pool().acquire().await;
+                    metrics.acquire.record(started.elapsed());
+                    let mut c = c?;
+                    c.set_limit(limit);
+                    Ok(c)
+                })
+            })
+        };
+        Lanes {
+            primary: Coalescer::new(acquire(false), &router.primary.dialect, backoff),
+            fallback: router
+                .fallback
+                .as_ref()
+                .map(|f| Coalescer::new(acquire(true), &f.dialect, backoff)),
+        }
+    }
+
+    /// The lanes of the database `b` (one of the router's).
+    pub fn of(&self, router: &Router, b: &Backend) -> &Coalescer {
+        match &self.fallback {
+            Some(f) if !std::ptr::eq(b, &router.primary) => f,
+            _ => &self.primary,
+        }
+    }
+}
+
+/// Most calls in one batch.
+const MAX_BATCH: usize = 500;
+
+/// Batches in flight per lane. Two lets one batch form while the other commits; more
+/// only split the same calls into smaller batches.
+fn flushers() -> usize {
+    std::env::var("DBC_COALESCE_FLUSHERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n: &usize| (1..=64).contains(n))
+        .unwrap_or(2)
+}
+
+/// The lane of single `insertTask` calls.
+pub type InsertLane = Lane<NewTask, Task>;
+/// The lane of `updateTaskStatus` calls to `completed` (PostgreSQL).
+pub type CompleteLane = Lane<StatusChange, Task>;
+
+/// Single inserts: one `insert_tasks` call for the batch; if it fails, each task alone.
+fn insert_lane(acquire: Acquire, d: Dialect) -> Arc<InsertLane> {
+    Lane::new(MAX_BATCH, flushers(), move |items: Vec<NewTask>| {
+        let (acquire, d) = (acquire.clone(), d.clone());
+        async move {
+            let n = items.len();
+            let mut conn = match acquire().await {
+                Ok(c) => c,
+                Err(e) => return (0..n).map(|_| Err(e.clone())).collect(),
+            };
+            if n > 1 {
+                match tasks::insert_tasks(&mut conn, &d, items.clone(), None).await {
+                    Ok(out) => return out.into_iter().map(Ok).collect(),
+                    Err(e) if reaches_all(&e) => return (0..n).map(|_| Err(e.clone())).collect(),
+                    Err(_) => {}
+                }
+            }
+            let mut out = Vec::with_capacity(n);
+            for t in items {
+                out.push(
+                    tasks::insert_tasks(&mut conn, &d, vec![t], None)
+                        .await
+                        .map(|mut v| v.remove(0)),
+                );
+            }
+            out
+        }
+    })
+}
+
+/// Completions on PostgreSQL: one statement completes every task of the batch that is
+/// running under a live lease held by the reporting worker (or any worker when none is
+/// named); the rest run one by one through `update_task_status`.
+fn complete_lane(acquire: Acquire, d: Dialect, backoff: Backoff) -> Arc<CompleteLane> {
+    Lane::new(MAX_BATCH, flushers(), move |items: Vec<StatusChange>| {
+        let (acquire, d) = (acquire.clone(), d.clone());
+        async move {
+            let n = items.len();
+            let mut conn = match acquire().await {
+                Ok(c) => c,
+                Err(e) => return (0..n).map(|_| Err(e.clone())).collect(),
+            };
+            let mut out: Vec<Option<Result<Task>>> = (0..n).map(|_| None).collect();
+            {
+                // the same task twice in one batch: the later ones go one by one, after
+                let mut seen = std::collections::HashSet::new();
+                let firsts: Vec<usize> = (0..n).filter(|i| seen.insert(&items[*i].id)).collect();
+                // in a transaction like the one-by-one path: a connection that breaks
+                // before COMMIT was sent leaves nothing applied (the router may rerun it)
+                let batch = tasks::in_tx(&mut conn, async |conn: &mut Conn| {
+                    complete_many(conn, &d, &items, &firsts).await
+                })
+                .await;
+                match batch {
+                    Ok(done) => {
+                        let at: std::collections::HashMap<&str, usize> =
+                            firsts.iter().map(|i| (items[*i].id.as_str(), *i)).collect();
+                        for t in done {
+                            if let Some(i) = at.get(t.id.as_str()) {
+                                out[*i] = Some(Ok(t));
+                            }
+                        }
+                    }
+                    Err(e) if reaches_all(&e) => return (0..n).map(|_| Err(e.clone())).collect(),
+                    Err(_) => {}
+                }
+            }
+            for (i, slot) in out.iter_mut().enumerate() {
+                if slot.is_none() {
+                    *slot = Some(
+                        tasks::update_task_status(&mut conn, &d, &items[i], backoff, None).await,
+                    );
+                }
+            }
+            out.into_iter().flatten().collect()
+        }
+    })
+}
+
+/// A failure of the connection or of time is every caller's: running the calls one by
+/// one would only fail again (or, after a dropped connection, run twice what may have
+/// been applied). Anything else was the statement's refusal and nothing was applied.
+fn reaches_all(e: &DbcError) -> bool {
+    matches!(
+        e,
+        DbcError::Connection { .. } | DbcError::PoolTimeout(_) | DbcError::QueryTimeout(_)
+    )
+}
+
+/// `running → completed` for many tasks in one statement (PostgreSQL): closes each
+/// attempt, completes the task, releases its dependents, and returns the tasks it took.
+async fn complete_many(
+    conn: &mut Conn,
+    d: &Dialect,
+    items: &[StatusChange],
+    which: &[usize],
+) -> Result<Vec<Task>> {
+    let rows: Vec<Json> = which
+        .iter()
+        .map(|i| {
+            let c = &items[*i];
+            serde_json::json!({ "id": c.id, "worker": c.worker_id, "result": c.result })
+        })
+        .collect();
+    let (t, te, td) = (
+        d.t("tasks"),
+        d.t("task_executions"),
+        d.t("task_dependencies"),
+    );
+    let cols = tasks::TASK_COLS;
+    let sql = format!(
+        "WITH i AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(id uuid, worker text, result jsonb)), \
+         u AS (UPDATE {t} t SET status = 'completed', result = i.result, worker_id = NULL, lease_expires_at = NULL, \
+               started_at = COALESCE(t.started_at, $2::timestamptz), finished_at = $2::timestamptz, updated_at = $2::timestamptz FROM i \
+               WHERE t.id = i.id AND t.status = 'running' AND t.attempts > 0 \
+               AND (t.lease_expires_at IS NULL OR t.lease_expires_at >= $2::timestamptz) \
+               AND (i.worker IS NULL OR t.worker_id = i.worker) RETURNING t.*), \
+         e AS (UPDATE {te} x SET status = 'completed', finished_at = $2::timestamptz, \
+               duration_ms = CAST(EXTRACT(EPOCH FROM ($2::timestamptz - x.started_at)) * 1000 AS bigint) \
+               FROM u WHERE x.task_id = u.id AND x.attempt = u.attempts AND x.status = 'running'), \
+         r AS (UPDATE {t} k SET deps_pending = GREATEST(k.deps_pending - c.n, 0) \
+               FROM (SELECT dep.task_id, count(*) AS n FROM {td} dep JOIN u ON dep.depends_on = u.id \
+                     GROUP BY dep.task_id) c WHERE k.id = c.task_id AND k.deps_pending > 0) \
+         SELECT {cols} FROM u"
+    );
+    let out = conn
+        .exec(
+            "complete tasks",
+            &sql,
+            &[Param::Json(Json::Array(rows)), d.time(tasks::now())],
+            None,
+        )
+        .await?;
+    Ok(out.rows.iter().map(|r| tasks::task_from_row(r)).collect())
+}
