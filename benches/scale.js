@@ -14,9 +14,8 @@
  */
 'use strict';
 
-const path = require('path');
 const { execFileSync } = require('child_process');
-const { now, summary, rssSampler, until, inFlight, machine } = require('./lib/common');
+const { now, summary, rssSampler, until, machine } = require('./lib/common');
 
 const quick = process.argv.includes('--quick');
 const partArg = process.argv.indexOf('--part');

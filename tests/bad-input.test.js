@@ -153,6 +153,8 @@ function badInputs(seed, provider) {
     ['updateTaskStatus: unknown status', { operation: 'updateTaskStatus', payload: { id: seed.pending, status: 'done' } }, 'DBC_VALIDATION', 'status'],
     ['updateTaskStatus: missing status', { operation: 'updateTaskStatus', payload: { id: seed.pending } }, 'DBC_VALIDATION', 'status'],
     ['updateTaskStatus: payload is an array', { operation: 'updateTaskStatus', payload: [seed.pending] }, 'DBC_VALIDATION', 'payload'],
+    ['updateTaskStatus: result over maxPayloadBytes', { operation: 'updateTaskStatus', payload: { id: seed.running, status: 'completed', workerId: 'w1', result: { s: 'r'.repeat(MAX_PAYLOAD) } } }, 'DBC_VALIDATION', 'result'],
+    ['updateTaskStatus: error over maxPayloadBytes', { operation: 'updateTaskStatus', payload: { id: seed.running, status: 'failed', workerId: 'w1', error: 'e'.repeat(MAX_PAYLOAD + 1) } }, 'DBC_VALIDATION', 'error'],
     ['updateTaskStatus: NUL character in the error', { operation: 'updateTaskStatus', payload: { id: seed.running, status: 'failed', workerId: 'w1', error: 'boom\u0000' } }, 'DBC_VALIDATION', 'error'],
     ['updateTaskStatus: unknown task', { operation: 'updateTaskStatus', payload: { id: NIL_V7, status: 'completed' } }, 'DBC_NOT_FOUND'],
     ['updateTaskStatus: completed → running', { operation: 'updateTaskStatus', payload: { id: seed.completed, status: 'running' } }, 'DBC_INVALID_TRANSITION'],

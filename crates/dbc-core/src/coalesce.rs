@@ -177,7 +177,9 @@ impl Coalescer {
             }
             "updateTaskStatus" => {
                 let lane = self.completions.as_ref()?;
-                let change = match StatusChange::parse(payload) {
+                let change = match StatusChange::parse(payload)
+                    .and_then(|c| c.check_size(limits).map(|()| c))
+                {
                     Ok(c) => c,
                     Err(e) => return Some(Err(e)),
                 };

@@ -646,6 +646,7 @@ impl Connector {
             }
             "updateTaskStatus" => {
                 let change = StatusChange::parse(payload)?;
+                change.check_size(self.limits())?;
                 json(serde_json::to_value(
                     tasks::update_task_status(conn, d, &change, self.backoff(), trace).await?,
                 ))

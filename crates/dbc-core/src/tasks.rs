@@ -898,6 +898,24 @@ pub struct StatusChange {
 }
 
 impl StatusChange {
+    /// `result` and `error` obey the payload size limit, like a task's payload.
+    pub fn check_size(&self, limits: Limits) -> Result<()> {
+        for (field, v) in [("result", &self.result), ("error", &self.error)] {
+            let Some(v) = v else { continue };
+            let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+            if size > limits.max_payload_bytes {
+                return Err(DbcError::validation(
+                    field,
+                    format!(
+                        "{field} is {size} bytes of JSON, over the limit of {}",
+                        limits.max_payload_bytes
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Validates the input of `updateTaskStatus`.
     pub fn parse(v: &Json) -> Result<StatusChange> {
         let obj = v.as_object().ok_or_else(|| {
