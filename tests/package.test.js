@@ -42,7 +42,7 @@ test('npm pack holds what an install needs and nothing else', () => {
     ...['postgres', 'mariadb', 'sqlite'].flatMap((p) => fs.readdirSync(path.join(root, 'migrations', p)).map((f) => `migrations/${p}/${f}`)),
   ];
   for (const f of needed) assert.ok(files.includes(f), `${f} is missing from the package`);
-  const allowed = /^(package\.json|README\.md|CHANGELOG\.md|LICENSE|Cargo\.(toml|lock)|scripts\/install\.js|native\/index\.(js|d\.ts)|nodes\/database-connector\/.+|crates\/dbc-(core|node)\/(Cargo\.toml|build\.rs|src\/.+\.rs)|migrations\/(postgres|mariadb|sqlite)\/\d{4}_\w+\.sql|examples\/[\w-]+\.json|docs\/[\w-]+\.md|docs\/images\/[\w-]+\.png)$/;
+  const allowed = /^(package\.json|README\.md|CHANGELOG\.md|LICENSE|Cargo\.(toml|lock)|scripts\/install\.js|native\/index\.(js|d\.ts)|nodes\/database-connector\/.+|crates\/dbc-(core|node)\/(Cargo\.toml|build\.rs|src\/.+\.rs)|migrations\/(postgres|mariadb|sqlite)\/\d{4}_\w+\.sql|examples\/[\w-]+\.json|docs\/[\w-]+\.md|docs\/images\/[\w-]+\.(png|svg))$/;
   const unexpected = files.filter((f) => !allowed.test(f));
   assert.deepEqual(unexpected, [], 'files an install does not need (tests, target/, *.db, built binaries, dev scripts)');
   for (const f of files) assert.doesNotMatch(f, /(^|\/)(target|tests|coverage|node_modules|npm)\/|\.(db|node|tgz)$/, f);

@@ -175,6 +175,8 @@ async function startPrivatePostgres(opts = {}) {
       orphans = children;
       const until = Date.now() + 10000;
       while (!(await portClosed(port)) && Date.now() < until) await sleep(20);
+      // the port closes while the process is still being torn down: wait until it is dead
+      while (isAlive(pid) && Date.now() < until) await sleep(10);
     },
     /** Fast shutdown and removal of the temp dir. Safe to call twice. */
     async stop() {
