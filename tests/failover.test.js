@@ -211,7 +211,6 @@ test('kill drill: SIGKILL the primary PostgreSQL mid-stream; acknowledged tasks 
       heal: () => pg.start(),
       switchWithinMs: 3 * HEALTH_MS,
     });
-    test.diagnostic?.(JSON.stringify(r));
     console.log(`kill drill: ${JSON.stringify(r)}`);
   } finally {
     await pg.stop();

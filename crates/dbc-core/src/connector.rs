@@ -216,16 +216,8 @@ impl Connector {
     pub fn pool_state(&self) -> PoolDebug {
         let b = self.router.active();
         PoolDebug {
-            state: b.pool().state(self.effective_max(b)),
+            state: b.pool().state(),
             waiting: self.waiting.load(Ordering::Relaxed),
-        }
-    }
-
-    fn effective_max(&self, b: &Backend) -> u32 {
-        match b.pool() {
-            Pool::Lite(_) if b.describe() == "sqlite::memory:" => 1,
-            Pool::Lite(_) => self.cfg.pool.pool_max.min(8),
-            _ => self.cfg.pool.pool_max,
         }
     }
 
@@ -318,8 +310,10 @@ impl Connector {
                 DbcError::validation("sql", "no SQL: set it in the node or in msg.topic"),
             ));
         }
-        // placeholders are checked up front, so bad input never waits for a connection
-        bind_named(self.provider(), sql, params.clone()).map_err(|e| self.fail("query", e))?;
+        // placeholders are checked up front, so bad input never waits for a connection;
+        // the bound form is reused unless the operation moves to another provider
+        let first = self.provider();
+        let bound = bind_named(first, sql, params.clone()).map_err(|e| self.fail("query", e))?;
         let started = Instant::now();
         let mut trace = opts.debug.then(Trace::default);
         let _ticket = self.router.ticket().await;
@@ -329,12 +323,18 @@ impl Connector {
                 let mut attempt = 0;
                 loop {
                     let r = async {
-                        let (sql, params) = bind_named(b.provider(), sql, params.clone())?;
+                        let rebound;
+                        let (sql, params) = if b.provider() == first {
+                            (&bound.0, &bound.1)
+                        } else {
+                            rebound = bind_named(b.provider(), sql, params.clone())?;
+                            (&rebound.0, &rebound.1)
+                        };
                         if let Some(t) = trace.as_mut() {
                             t.statements.clear();
                         }
                         let mut conn = self.acquire(b).await?;
-                        conn.exec("query", &sql, &params, trace.as_mut()).await
+                        conn.exec("query", sql, params, trace.as_mut()).await
                     }
                     .await;
                     match &r {

@@ -300,12 +300,24 @@ impl Pool {
         })
     }
 
-    /// Current pool gauges.
-    pub fn state(&self, max: u32) -> PoolState {
-        let (size, idle) = match self {
-            Pool::Pg(p) => (p.size(), p.num_idle() as u32),
-            Pool::My(p) => (p.size(), p.num_idle() as u32),
-            Pool::Lite(p) => (p.size(), p.num_idle() as u32),
+    /// Current pool gauges (`max` as the pool was built: SQLite caps it, see `lazy`).
+    pub fn state(&self) -> PoolState {
+        let (size, idle, max) = match self {
+            Pool::Pg(p) => (
+                p.size(),
+                p.num_idle() as u32,
+                p.options().get_max_connections(),
+            ),
+            Pool::My(p) => (
+                p.size(),
+                p.num_idle() as u32,
+                p.options().get_max_connections(),
+            ),
+            Pool::Lite(p) => (
+                p.size(),
+                p.num_idle() as u32,
+                p.options().get_max_connections(),
+            ),
         };
         PoolState {
             size,

@@ -216,10 +216,10 @@ impl Router {
     /// Probes a backend on a fresh connection and applies pending migrations if it has
     /// not been prepared yet.
     async fn prepare(&self, b: &Backend) -> Result<()> {
-        if b.migrated.load(Ordering::Acquire) {
-            return Pool::probe(&b.cfg, &self.cfg.pool).await;
-        }
         Pool::probe(&b.cfg, &self.cfg.pool).await?;
+        if b.migrated.load(Ordering::Acquire) {
+            return Ok(());
+        }
         if self.cfg.auto_migrate {
             migrate::migrate(&b.pool(), &self.cfg.prefix).await?;
         }

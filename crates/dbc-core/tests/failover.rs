@@ -132,6 +132,16 @@ async fn insert(s: &Setup, name: &str) -> (Json, Provider) {
     (json_of(o), provider)
 }
 
+/// The task is found, and found in the primary.
+async fn assert_in_primary(s: &Setup, id: &Json) {
+    let o = s
+        .conn
+        .execute("getTask", json!({ "id": id }), &Default::default())
+        .await
+        .unwrap_or_else(|f| panic!("task {id}: {} {}", f.error.code(), f.error));
+    assert_eq!(o.provider, Provider::Postgres);
+}
+
 async fn wait_state(c: &Connector, want: &str, within: Duration) {
     let until = Instant::now() + within;
     while c.connection_state() != want {
@@ -197,12 +207,7 @@ async fn auto_failback_to(fallback: Provider) {
     let moved = s.conn.last_failback().expect("a failback report");
     assert_eq!(moved.tasks, 1);
     for t in [&before, &during] {
-        let o = s
-            .conn
-            .execute("getTask", json!({"id": t["id"]}), &Default::default())
-            .await
-            .expect("in the primary");
-        assert_eq!(o.provider, Provider::Postgres);
+        assert_in_primary(&s, &t["id"]).await;
     }
     let metrics = s.conn.metrics_json().await;
     let states: Vec<&str> = metrics["stateLog"]
@@ -241,12 +246,7 @@ async fn manual_failback_waits_for_the_call() {
     let moved = s.conn.failback().await.expect("failback");
     assert_eq!(moved.tasks, 1);
     assert_eq!(s.conn.connection_state(), "connected");
-    let o = s
-        .conn
-        .execute("getTask", json!({"id": t["id"]}), &Default::default())
-        .await
-        .expect("moved");
-    assert_eq!(o.provider, Provider::Postgres);
+    assert_in_primary(&s, &t["id"]).await;
     assert_eq!(s.conn.failback().await.expect("nothing to do").tasks, 0);
     cleanup(s, Some(Provider::Mariadb)).await;
 }
@@ -280,12 +280,7 @@ async fn start_up_down_with_fallback_starts_there() {
     assert_eq!(p, Provider::Mariadb);
     s.proxy.restore().await;
     wait_state(&s.conn, "connected", Duration::from_secs(10)).await;
-    let o = s
-        .conn
-        .execute("getTask", json!({"id": t["id"]}), &Default::default())
-        .await
-        .expect("moved");
-    assert_eq!(o.provider, Provider::Postgres);
+    assert_in_primary(&s, &t["id"]).await;
     cleanup(s, Some(Provider::Mariadb)).await;
 }
 
