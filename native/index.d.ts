@@ -19,9 +19,10 @@ export declare class Connector {
   pool(): any
   /**
    * Runs a queue operation by name; `payload_json` is the JSON text of `msg.payload`.
-   * Resolves `{provider, value, debug?}`.
+   * Resolves `{provider, valueJson, debug?}`: the result as JSON text, which
+   * database-service.js parses (faster than building objects through napi).
    */
-  execute(operation: string, payloadJson: string, options?: CallOptions | undefined | null): Promise<{provider: string, value: any, debug?: any}>
+  execute(operation: string, payloadJson: string, options?: CallOptions | undefined | null): Promise<{provider: string, valueJson?: string, value?: any, debug?: any}>
   /**
    * Runs SQL. `params`: an array (positional `$1` / `?`) or an object (`:name`).
    * Resolves `{provider, rows, rowCount, lastInsertId?, debug?}`.

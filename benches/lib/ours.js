@@ -19,9 +19,21 @@ function sqliteFile(tag) {
   return path.join(sqliteDir, `${tag}.db`);
 }
 
+/**
+ * The peers (node-postgres underneath pg-boss and graphile-worker) talk plain TCP unless
+ * told otherwise; the connector's default is `sslmode=prefer`, which takes TLS when the
+ * server offers it (Debian's PostgreSQL does). Every system runs on the same transport
+ * here; docs/PERFORMANCE.md shows what TLS costs on loopback.
+ * @param {string} url
+ * @returns {string}
+ */
+function plaintext(url) {
+  return /[?&]sslmode=/.test(url) ? url : `${url}${url.includes('?') ? '&' : '?'}sslmode=disable`;
+}
+
 /** Connector config for a provider and table prefix. */
 function connectorConfig(provider, prefix, poolMax = 10) {
-  const primary = provider === 'postgres' ? { provider, url: PG_URL }
+  const primary = provider === 'postgres' ? { provider, url: plaintext(PG_URL) }
     : provider === 'mariadb' ? { provider, url: MY_URL }
       : { provider: 'sqlite', sqliteFile: sqliteFile(prefix) };
   return { primary, tablePrefix: prefix, pool: { poolMax }, retentionDays: 0 };

@@ -187,8 +187,11 @@ impl Connector {
     }
 
     /// Runs a queue operation by name; `payload_json` is the JSON text of `msg.payload`.
-    /// Resolves `{provider, value, debug?}`.
-    #[napi(ts_return_type = "Promise<{provider: string, value: any, debug?: any}>")]
+    /// Resolves `{provider, valueJson, debug?}`: the result as JSON text, which
+    /// database-service.js parses (faster than building objects through napi).
+    #[napi(
+        ts_return_type = "Promise<{provider: string, valueJson?: string, value?: any, debug?: any}>"
+    )]
     pub fn execute<'e>(
         &self,
         env: &'e Env,
