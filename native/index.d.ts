@@ -29,6 +29,11 @@ export declare class Connector {
    */
   query(sql: string, params?: any[] | Record<string, any> | null, options?: CallOptions): Promise<{provider: string, rows: any[], rowCount: number, lastInsertId?: number | string, debug?: any}>
   /**
+   * Runs SQL like `query`, its rows handed over `chunk_rows` at a time by the returned
+   * stream's `next()`. Nothing runs until the first `next()`; input errors reject there.
+   */
+  queryStream(sql: string, params: any[] | Record<string, any> | null | undefined, chunkRows: number, options?: CallOptions): QueryStream
+  /**
    * Resolves `true` as soon as new work may be in `queue` (inserted here, or announced
    * by PostgreSQL NOTIFY from another runtime), `false` after `timeout_ms`.
    */
@@ -68,6 +73,22 @@ export declare class Connector {
    * `DBC_INTERNAL` rejection and never reaches Node.
    */
   panicForTest(): Promise<void>
+}
+
+/** A query's rows in chunks, made by `Connector.queryStream`. */
+export declare class QueryStream {
+  /**
+   * The next chunk: `{rows, done, rowCount, lastInsertId?, debug?}`. `rowCount` counts
+   * the rows handed over so far (on the last chunk of a statement without rows: the
+   * rows it changed); `lastInsertId` and `debug` come with the last chunk (`done`).
+   * After the last chunk, an error or `close()`, resolves `{rows: [], done: true}`.
+   */
+  next(): Promise<{rows: any[], done: boolean, rowCount?: number, lastInsertId?: number | string, debug?: any}>
+  /**
+   * Stops the stream: a pending `next()` resolves `{rows: [], done: true}`, and the
+   * query's connection goes back to the pool.
+   */
+  close(): void
 }
 
 /** Per-call options. */

@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.Connector = nativeBinding.Connector
+module.exports.QueryStream = nativeBinding.QueryStream
 module.exports.open = nativeBinding.open
 module.exports.testConnection = nativeBinding.testConnection
 module.exports.version = nativeBinding.version

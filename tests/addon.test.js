@@ -145,3 +145,54 @@ test('a panic inside the addon becomes a DBC_INTERNAL rejection and the process 
   assert.equal(r.rows[0].one, 1);
   await db.close();
 });
+
+test('queryStream: chunks of the asked size, coded errors, close while a next waits, no crash on bad input', async () => {
+  const db = await service.open(configFor('sqlite'));
+  try {
+    const series = (n) => `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${n}) SELECT x FROM c`;
+    const s = db.queryStream(series(25), null, 10, { debug: true });
+    const got = [];
+    for (;;) {
+      const c = await s.next();
+      got.push(c);
+      if (c.done) break;
+    }
+    assert.deepEqual(got.map((c) => [c.rows.length, c.rowCount, c.done]), [[10, 10, false], [10, 20, false], [5, 25, true]]);
+    assert.deepEqual(got[2].rows.at(-1), { x: 25 });
+    assert.equal(got[0].debug, undefined);
+    assert.equal(got[2].debug.statements[0].rows, 25);
+    assert.deepEqual(await s.next(), { rows: [], done: true }, 'after the end');
+
+    // an insert: rowCount is what it changed, with the insert id
+    await db.query('CREATE TABLE IF NOT EXISTS qs_t (id INTEGER PRIMARY KEY, v INTEGER)');
+    const ins = await db.queryStream('INSERT INTO qs_t (v) VALUES (:a), (:b)', { a: 1, b: 2 }, 10).next();
+    assert.deepEqual({ rows: ins.rows, done: ins.done, rowCount: ins.rowCount, id: typeof ins.lastInsertId }, { rows: [], done: true, rowCount: 2, id: 'number' });
+
+    // errors are DatabaseErrors with their codes, with a JS stack
+    await rejectsWith(db.queryStream('SELEC 1', null, 10).next(), 'DBC_QUERY', (err) => {
+      assert.equal(err.operation, 'query');
+      assert.equal(err.provider, 'sqlite');
+      assert.match(err.stack, /addon\.test\.js|database-service/);
+    });
+    await rejectsWith(db.queryStream('SELECT ?', [() => 1], 10).next(), 'DBC_VALIDATION', (err) => assert.equal(err.field, 'params[0]'));
+    await rejectsWith(db.queryStream('SELECT 1', null, 'ten').next(), 'DBC_INTERNAL');
+    const bad = db.queryStream('SELECT 1', null, 'ten');
+    bad.close();
+
+    // close() while a next() waits: it resolves done, the connection is free again
+    const big = db.queryStream(series(1000000), null, 100);
+    assert.equal((await big.next()).rows.length, 100);
+    const pending = big.next();
+    big.close();
+    const last = await pending;
+    assert.equal(last.done || last.rows.length === 100, true);
+    assert.deepEqual(await big.next(), { rows: [], done: true });
+    const one = await db.query('SELECT 1 AS one');
+    assert.equal(one.rows[0].one, 1);
+    // the stopped producer gives its connection back from its own task: soon, not at once
+    for (let i = 0; i < 100 && db.pool().inUse !== 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(db.pool().inUse, 0);
+  } finally {
+    await db.close();
+  }
+});

@@ -86,3 +86,24 @@ test('TLS material: a path in the properties wins; PEM text comes from the crede
   assert.equal(cfg.fallback.sslCert, undefined);
   assert.match(cfg.fallback.sslKey, /\nC\n$/);
 });
+
+test('runOperation without emit collects a streamed query into an array of parts; an incoming sequence nests', async () => {
+  const { configFor } = require('./support');
+  const registry = await helpers.connectToDatabase('sqlite', configFor('sqlite'));
+  try {
+    const sql = 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5) SELECT x FROM c';
+    const outer = { id: 'outer', index: 3, count: 9 };
+    const out = await helpers.runOperation(registry, { operation: 'query', rowsPerMsg: 2, sql }, { payload: null, parts: outer });
+    assert.ok(Array.isArray(out));
+    assert.deepEqual(out.map((m) => m.payload.map((r) => r.x)), [[1, 2], [3, 4], [5]]);
+    assert.deepEqual(out.map((m) => m.parts.count), [undefined, undefined, 3]);
+    assert.ok(out.every((m) => m.parts.parts === outer), 'the join node restores the outer sequence');
+    // a signal already aborted: nothing is sent
+    const sent = [];
+    const r = await helpers.runOperation(registry, { operation: 'query', rowsPerMsg: 2, sql }, { payload: null }, { emit: (m) => sent.push(m), signal: AbortSignal.abort() });
+    assert.equal(r, null);
+    assert.deepEqual(sent, []);
+  } finally {
+    await registry.close();
+  }
+});

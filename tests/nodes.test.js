@@ -171,18 +171,119 @@ test('connection refused and a wrong password reach the Catch node as DBC_CONNEC
   }
 });
 
-test('query with rowsPerMsg sends a msg.parts sequence', async () => {
-  const n = await load('sqlite', { operation: 'query', rowsPerMsg: '2', sql: 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5) SELECT x FROM c' });
-  n.op.receive({ payload: null });
+const splitJoin = require(require.resolve('@node-red/nodes/core/sequence/17-split.js', { paths: [RED_DIR] }));
+
+/** `SELECT x` for x = 1..n on every provider. */
+const series = (n) => `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${n}) SELECT x FROM c`;
+
+/** Takes what reaches `out`/`caught` until a part with `count` (or an error) arrives. */
+async function parts(n) {
   const got = [];
-  for (let i = 0; i < 3; i++) {
+  for (;;) {
     const r = await n.next();
-    assert.ok(r.ok, JSON.stringify(r.caught && r.caught.error));
+    if (r.caught) return { got, caught: r.caught };
     got.push(r.ok);
+    if (r.ok.parts && r.ok.parts.count !== undefined) return { got };
   }
-  assert.deepEqual(got.map((m) => m.payload.map((r) => r.x)), [[1, 2], [3, 4], [5]]);
-  assert.deepEqual(got.map((m) => m.parts.index), [0, 1, 2]);
-  assert.ok(got.every((m) => m.parts.count === 3 && m.parts.id === got[0].parts.id));
+}
+
+for (const provider of ['postgres', 'mariadb', 'sqlite']) {
+  test(`${provider}: query with rowsPerMsg streams a msg.parts sequence, count on the last part`, async () => {
+    const n = await load(provider, { operation: 'query', rowsPerMsg: '2', debug: true, sql: series(5) });
+    n.op.receive({ payload: null, keep: 'me' });
+    const { got, caught } = await parts(n);
+    assert.equal(caught, undefined, JSON.stringify(caught && caught.error));
+    assert.deepEqual(got.map((m) => m.payload.map((r) => Number(r.x))), [[1, 2], [3, 4], [5]]);
+    assert.deepEqual(got.map((m) => m.parts.index), [0, 1, 2]);
+    assert.deepEqual(got.map((m) => m.parts.count), [undefined, undefined, 3]);
+    assert.ok(got.every((m) => m.parts.id === got[0].parts.id && m.parts.type === 'array' && m.parts.len === 2));
+    // rowCount counts the rows sent so far: the last part's is the total
+    assert.deepEqual(got.map((m) => m.result.rowCount), [2, 4, 5]);
+    assert.ok(got.every((m) => m.keep === 'me'));
+    // _debug once, on the last part
+    assert.deepEqual(got.map((m) => m._debug !== undefined), [false, false, true]);
+    assert.equal(got[2]._debug.operation, 'query');
+    assert.equal(got[2]._debug.statements[0].rows, 5);
+
+    // no rows: one empty part with count 1
+    n.op.receive({ payload: null, topic: 'ignored' });
+    await helper.unload();
+    const e = await load(provider, { operation: 'query', rowsPerMsg: '10', sql: `SELECT x FROM (${series(3)}) s WHERE x < 0` });
+    e.op.receive({ payload: null });
+    const empty = await parts(e);
+    assert.equal(empty.caught, undefined, JSON.stringify(empty.caught && empty.caught.error));
+    assert.equal(empty.got.length, 1);
+    assert.deepEqual(empty.got[0].payload, []);
+    assert.deepEqual({ index: empty.got[0].parts.index, count: empty.got[0].parts.count }, { index: 0, count: 1 });
+    // (SQLite reports the connection's last change count for a SELECT without rows, as query does)
+    if (provider !== 'sqlite') assert.equal(empty.got[0].result.rowCount, 0);
+    await helper.unload();
+  });
+}
+
+test('a join node in automatic mode reassembles a streamed query exactly', async () => {
+  const cfg = nodeConfigFor('postgres');
+  const flow = [
+    { id: 'tab', type: 'tab' },
+    { ...cfg.props, z: undefined },
+    { id: 'op', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'query', rowsPerMsg: '1000', sql: 'SELECT g AS x FROM generate_series(1, 4500) AS g ORDER BY g', wires: [['j1', 'out']] },
+    { id: 'j1', type: 'join', z: 'tab', mode: 'auto', build: 'object', property: 'payload', propertyType: 'msg', key: 'topic', joiner: '\\n', joinerType: 'str', accumulate: false, timeout: '', count: '', wires: [['joined']] },
+    { id: 'out', type: 'helper', z: 'tab' },
+    { id: 'joined', type: 'helper', z: 'tab' },
+  ];
+  await helper.load([dbNode, splitJoin], flow, { cfg: cfg.credentials });
+  const joined = new Promise((resolve) => helper.getNode('joined').on('input', resolve));
+  let seen = 0;
+  helper.getNode('out').on('input', () => { seen += 1; });
+  helper.getNode('op').receive({ payload: null, topic: 'big' });
+  const msg = await joined;
+  assert.equal(seen, 5, 'five parts went out');
+  assert.equal(msg.payload.length, 4500);
+  assert.deepEqual(msg.payload.map((r) => r.x), Array.from({ length: 4500 }, (_, i) => i + 1));
+  assert.equal(msg.parts, undefined, 'the sequence is complete');
+  assert.equal(msg.topic, 'big');
+});
+
+test('an error at the start or mid-stream reaches the Catch node as DBC_QUERY; no more parts; the runtime stays up', async () => {
+  // at the start (PostgreSQL): no part at all
+  let n = await load('postgres', { operation: 'query', rowsPerMsg: '10', sql: 'SELEC 1' });
+  n.op.receive({ payload: null });
+  let r = await parts(n);
+  assert.equal(r.got.length, 0);
+  assert.equal(r.caught.error.code, 'DBC_QUERY');
+  assert.equal(r.caught.error.cause.operation, 'query');
+  await helper.unload();
+
+  // mid-stream (SQLite: json() fails on row 250, after parts of 10 went out)
+  n = await load('sqlite', { operation: 'query', rowsPerMsg: '10', sql: `SELECT CASE WHEN x < 250 THEN x ELSE json('{' || x) END AS x FROM (${series(300)})` });
+  n.op.receive({ payload: null });
+  r = await parts(n);
+  assert.ok(r.got.length > 0, 'parts went out before the error');
+  assert.ok(r.got.every((m) => m.parts.count === undefined && m.payload.length === 10));
+  assert.equal(r.caught.error.code, 'DBC_QUERY');
+  // the runtime is up and the node still works: nothing else of the failed query
+  // arrives, the next message starts a new sequence (and meets the same error)
+  const firstId = r.got[0].parts.id;
+  n.op.receive({ payload: null, topic: 'again' });
+  r = await parts(n);
+  assert.equal(r.got[0].topic, 'again');
+  assert.equal(r.got[0].parts.index, 0);
+  assert.notEqual(r.got[0].parts.id, firstId);
+  assert.equal(r.caught.error.code, 'DBC_QUERY');
+});
+
+test('closing the flow mid-stream stops the query and frees its connection', async () => {
+  const n = await load('postgres', { operation: 'query', rowsPerMsg: '100', sql: 'SELECT g AS x FROM generate_series(1, 50000000) AS g' });
+  n.op.receive({ payload: null });
+  const first = await n.next();
+  assert.ok(first.ok && first.ok.payload.length === 100);
+  const registry = await helper.getNode('cfg').getRegistry();
+  // the config node's close waits for the pool (10 s at most): it comes back at once
+  // only when the stream was stopped and its connection returned
+  const t0 = Date.now();
+  await helper.unload();
+  assert.ok(Date.now() - t0 < 5000, `unload took ${Date.now() - t0} ms`);
+  assert.equal(registry.db.pool().inUse, 0);
 });
 
 test('the manager file stays under 200 lines', () => {

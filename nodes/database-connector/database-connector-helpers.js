@@ -229,6 +229,27 @@ class Registry extends EventEmitter {
   }
 
   /**
+   * Runs SQL with parameters, its rows handed over in chunks as they arrive.
+   * @param {string} sql `$1`/`?` placeholders for an array, `:name` for an object
+   * @param {Array|object} [params]
+   * @param {number} chunkRows rows per chunk
+   * @param {object} [options]
+   * @param {boolean} [options.debug] the last chunk carries the debug figures
+   * @returns {{next: function(): Promise<{rows: Array<object>, done: boolean, rowCount: (number|undefined), lastInsertId: (number|string|undefined), debug: (object|undefined)}>, close: function(): void}}
+   * @example const stream = registry.queryStream('SELECT g AS n FROM generate_series(1, 2500) AS g', [], 1000);
+   * let rows = 0;
+   * for (;;) {
+   *   const chunk = await stream.next(); // 1000, 1000, then 500 rows with done: true
+   *   rows += chunk.rows.length;
+   *   if (chunk.done) break;
+   * }
+   * if (rows !== 2500) throw new Error(`${rows} rows`);
+   */
+  queryStream(sql, params, chunkRows, options) {
+    return this.db.queryStream(sql, params, chunkRows, options);
+  }
+
+  /**
    * Normalises any failure into a DatabaseError with its context, ready for `done(err)`:
    * the Catch node's `msg.error.code` is the `DBC_*` code and `msg.error.cause` holds
    * `{code, retryable, provider, operation, field?, index?, sqlState?, outcome?}`.
@@ -392,16 +413,52 @@ function buildDebug(operation, startedAt, t0, debug) {
   };
 }
 
-function splitRows(msg, rows, size) {
+/**
+ * Runs a query whose rows leave in parts of `size` rows as they arrive, so a large result
+ * is never in memory whole. Each part is a shallow copy of `msg` with `payload` = its rows,
+ * `result.rowCount` = the rows sent so far (the total on the last part, which also has
+ * `lastInsertId` and `_debug`), and `parts = {id, index, type: 'array', len: size}` plus
+ * `count` on the last part only — the total is known only at the end, as with the split
+ * node's streaming mode; the join node's automatic mode completes on that part. At least
+ * one part is sent (`[]` with count 1 when there are no rows). Once `signal` aborts (the
+ * node closes), the query stops and nothing more is sent.
+ * @param {Registry} registry
+ * @param {string} sql
+ * @param {object} msg the incoming message
+ * @param {number} size rows per part
+ * @param {object} ctx
+ * @param {function(object): void} ctx.emit sends one part
+ * @param {AbortSignal} [ctx.signal] aborts when the node closes
+ * @param {object} ctx.options the addon call's options (`debug`)
+ * @param {function(object): object} ctx.debug builds `msg._debug` from the addon's debug data
+ * @returns {Promise<void>} resolves after the last part; rejects with the query's error
+ */
+async function streamRows(registry, sql, msg, size, ctx) {
+  const stream = registry.queryStream(sql, msg.params, size, ctx.options);
+  const { signal } = ctx;
+  const stop = () => stream.close();
+  if (signal) signal.addEventListener('abort', stop, { once: true });
   const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
-  const count = Math.max(1, Math.ceil(rows.length / size));
-  const out = [];
-  for (let i = 0; i < count; i++) {
-    const part = { ...msg, payload: rows.slice(i * size, (i + 1) * size) };
-    part.parts = { id, index: i, count, type: 'array', len: size };
-    out.push(part);
+  try {
+    for (let index = 0; ; index++) {
+      if (signal && signal.aborted) return;
+      const c = await stream.next();
+      if (signal && signal.aborted) return;
+      const part = { ...msg, payload: c.rows, result: { rowCount: c.rowCount } };
+      part.parts = { id, index, type: 'array', len: size };
+      if (msg.parts) part.parts.parts = msg.parts; // the join node restores the outer sequence
+      if (c.done) {
+        part.parts.count = index + 1;
+        if (c.lastInsertId !== undefined) part.result.lastInsertId = c.lastInsertId;
+        if (c.debug) part._debug = ctx.debug(c.debug);
+      }
+      ctx.emit(part);
+      if (c.done) return;
+    }
+  } finally {
+    stream.close();
+    if (signal) signal.removeEventListener('abort', stop);
   }
-  return out;
 }
 
 /**
@@ -409,17 +466,20 @@ function splitRows(msg, rows, size) {
  * @param {Registry} registry
  * @param {object} node the operation node's config (`operation`, `queue`, `debug`, `sql`, `rowsPerMsg`)
  * @param {object} msg the incoming message (kept, with `payload` replaced)
- * @returns {Promise<object|object[]>} one msg, or an array of msgs for `rowsPerMsg`
+ * @param {object} [stream] how a query with `rowsPerMsg` sends its parts as they arrive
+ * @param {function(object): void} [stream.emit] sends one part (without it, the parts are collected and returned)
+ * @param {AbortSignal} [stream.signal] aborts when the node closes: the query stops, no more parts go out
+ * @returns {Promise<object|object[]|null>} one msg; an array of msgs for `rowsPerMsg` without `emit`; null when `emit` sent them
  */
-async function runOperation(registry, node, msg) {
+async function runOperation(registry, node, msg, stream) {
   try {
-    return await mapOperation(registry, node, msg);
+    return await mapOperation(registry, node, msg, stream || {});
   } catch (err) {
     throw registry.handleDatabaseError(err, { operation: err && err.operation });
   }
 }
 
-async function mapOperation(registry, node, msg) {
+async function mapOperation(registry, node, msg, stream) {
   const operation = operationOf(node, msg);
   const debug = node.debug === true || node.debug === 'true';
   const options = { debug, queue: node.queue || undefined };
@@ -428,12 +488,19 @@ async function mapOperation(registry, node, msg) {
   if (operation === 'query') {
     const sql = node.sql || msg.topic;
     if (typeof sql !== 'string' || !sql.trim()) throw validation('sql', 'no SQL: set it in the node or in msg.topic', operation);
+    const size = Math.floor(Number(node.rowsPerMsg));
+    if (size > 0) {
+      const collected = [];
+      const emit = stream.emit || ((part) => collected.push(part));
+      const toDebug = (d) => buildDebug(operation, startedAt, t0, d);
+      await streamRows(registry, sql, msg, size, { emit, signal: stream.signal, options, debug: toDebug });
+      return stream.emit ? null : collected;
+    }
     const r = await registry.query(sql, msg.params, options);
     msg.payload = r.rows;
     msg.result = r.lastInsertId === undefined ? { rowCount: r.rowCount } : { rowCount: r.rowCount, lastInsertId: r.lastInsertId };
     if (debug) msg._debug = buildDebug(operation, startedAt, t0, r.debug);
-    const size = Number(node.rowsPerMsg);
-    return size > 0 ? splitRows(msg, r.rows, size) : msg;
+    return msg;
   }
   let payload = msg.payload;
   if (operation === 'updateTaskStatus' && msg.task && payload && typeof payload === 'object' && !Array.isArray(payload)) {

@@ -135,13 +135,14 @@ module.exports = function (RED) {
       return;
     }
 
+    const closed = new AbortController(); // stops queries that stream parts (rowsPerMsg)
     node.on('input', (msg, send, done) => {
       conn
         .getRegistry()
-        .then((registry) => helpers.runOperation(registry, config, msg))
+        .then((registry) => helpers.runOperation(registry, config, msg, { emit: send, signal: closed.signal }))
         .then(
           (out) => {
-            send(Array.isArray(out) ? [out] : out); // a msg.parts sequence, all on output 1
+            if (out) send(out); // parts were sent by emit as they arrived
             done();
           },
           (error) => {
@@ -153,6 +154,7 @@ module.exports = function (RED) {
     });
 
     node.on('close', (done) => {
+      closed.abort();
       conn.deregister(node);
       done();
     });

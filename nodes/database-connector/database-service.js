@@ -158,6 +158,40 @@ class DatabaseService {
   }
 
   /**
+   * Runs SQL with parameters and hands its rows over in chunks: the addon holds a few
+   * chunks at a time, never the whole result. Nothing runs until the first `next()`.
+   * @param {string} sql
+   * @param {Array|object|null} [params] array: positional; object: `:name`
+   * @param {number} chunkRows rows per chunk (at least 1)
+   * @param {{debug?: boolean}} [options]
+   * @returns {{next: function(): Promise<{rows: object[], done: boolean, rowCount?: number, lastInsertId?: number|string, debug?: object}>, close: function(): void}}
+   *   `next()` rejects with a DatabaseError; after the last chunk (`done`), an error or
+   *   `close()` it resolves `{rows: [], done: true}`
+   */
+  queryStream(sql, params, chunkRows, options) {
+    let stream;
+    try {
+      stream = this.handle.queryStream(sql, params === undefined ? null : params, chunkRows, options);
+    } catch (err) {
+      const error = toDatabaseError(err, 'query', this.provider);
+      return { next: () => Promise.reject(error), close() {} };
+    }
+    const provider = this.provider;
+    return {
+      async next() {
+        try {
+          return await stream.next();
+        } catch (err) {
+          throw toDatabaseError(err, 'query', provider);
+        }
+      },
+      close() {
+        stream.close();
+      },
+    };
+  }
+
+  /**
    * Waits until new work may be in `queue`, or `timeoutMs` passes.
    * @param {string} queue
    * @param {number} timeoutMs

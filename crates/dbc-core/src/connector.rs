@@ -3,6 +3,7 @@
 //! Operations arrive by name with a JSON payload ([`Connector::execute`]) or as SQL
 //! with parameters ([`Connector::query`]); each runs on one pooled connection and, with
 //! debug on, returns a [`DebugInfo`] measured here (statement timings, pool state).
+//! [`Connector::query_stream`] runs a query whose rows arrive in chunks ([`RowStream`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -11,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::config::{ConnectionConfig, ConnectorConfig};
-use crate::db::Conn;
+use crate::db::{Chunk, ChunkSink, Conn};
 use crate::db::{Pool, PoolState, QueryOutput, StatementTiming, Trace};
 use crate::failover::{Backend, MoveReport, Router, RouterConfig};
 use crate::migrate::{self, Pending, SchemaStatus};
@@ -81,6 +82,163 @@ pub struct Failure {
     pub provider: Provider,
     /// the operation name
     pub operation: String,
+}
+
+/// One chunk of a streamed query ([`RowStream::next`]).
+#[derive(Debug)]
+pub struct StreamChunk {
+    /// the rows and counts
+    pub chunk: Chunk,
+    /// on the last chunk, when debug was on
+    pub debug: Option<DebugInfo>,
+}
+
+impl From<Chunk> for std::result::Result<StreamChunk, Failure> {
+    fn from(chunk: Chunk) -> Self {
+        Ok(StreamChunk { chunk, debug: None })
+    }
+}
+
+type ChunkReply = std::result::Result<StreamChunk, Failure>;
+
+/// What a stream needs to start on its first `next`.
+struct StreamStart {
+    connector: std::sync::Arc<Connector>,
+    sql: String,
+    params: Params,
+    chunk_rows: usize,
+    opts: OpOptions,
+}
+
+/// Stops a [`RowStream`] from anywhere, also while a `next` is waiting.
+#[derive(Clone)]
+pub struct StreamStop(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl StreamStop {
+    /// Ends the stream: a waiting `next` returns `None`, the producing task stops and its
+    /// connection goes back to the pool.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// A query whose rows arrive in chunks, made by [`Connector::query_stream`].
+///
+/// A task produces chunks into a channel of capacity 1, so the database read waits for
+/// the consumer: memory holds a few chunks, never the whole result. The task ends when
+/// the last chunk or an error is taken, when [`StreamStop::stop`] is called, or when
+/// the stream is dropped.
+pub struct RowStream {
+    start: Option<StreamStart>,
+    rx: Option<tokio::sync::mpsc::Receiver<ChunkReply>>,
+    provider: Provider,
+    stop: tokio::sync::watch::Receiver<bool>,
+    stopper: StreamStop,
+    finished: bool,
+}
+
+impl RowStream {
+    /// A handle that stops this stream.
+    pub fn stopper(&self) -> StreamStop {
+        self.stopper.clone()
+    }
+
+    /// Stops the stream (see [`StreamStop::stop`]).
+    pub fn close(&mut self) {
+        self.stopper.stop();
+        self.start = None;
+        self.rx = None;
+        self.finished = true;
+    }
+
+    /// The next chunk; `None` after the last one (marked `done`), after an error, or
+    /// once stopped. Must be called inside a tokio runtime (the first call starts the
+    /// producing task). Bad input fails here, before any connection is taken.
+    pub async fn next(&mut self) -> std::result::Result<Option<StreamChunk>, Failure> {
+        if self.finished || *self.stop.borrow() {
+            self.close();
+            return Ok(None);
+        }
+        if let Some(start) = self.start.take() {
+            match start.begin(self.stop.clone()) {
+                Ok(rx) => self.rx = Some(rx),
+                Err(f) => {
+                    self.close();
+                    return Err(f);
+                }
+            }
+        }
+        let Some(rx) = self.rx.as_mut() else {
+            self.close();
+            return Ok(None);
+        };
+        let mut stop = self.stop.clone();
+        let got = tokio::select! {
+            got = rx.recv() => got,
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let stopped = *self.stop.borrow();
+        match got {
+            Some(Ok(c)) if !c.chunk.done => Ok(Some(c)),
+            Some(r) => {
+                self.close();
+                r.map(Some)
+            }
+            None if stopped => {
+                self.close();
+                Ok(None)
+            }
+            // the producing task ended without its last chunk: it panicked
+            None => {
+                self.close();
+                Err(Failure {
+                    error: DbcError::Internal(
+                        "the query stream ended without its last chunk; please report this".into(),
+                    ),
+                    provider: self.provider,
+                    operation: "query".into(),
+                })
+            }
+        }
+    }
+}
+
+impl StreamStart {
+    /// Checks the input as `query` does and starts the producing task.
+    fn begin(
+        self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> std::result::Result<tokio::sync::mpsc::Receiver<ChunkReply>, Failure> {
+        let StreamStart {
+            connector,
+            sql,
+            params,
+            chunk_rows,
+            opts,
+        } = self;
+        connector.check_open("query")?;
+        if sql.trim().is_empty() {
+            return Err(connector.fail(
+                "query",
+                DbcError::validation("sql", "no SQL: set it in the node or in msg.topic"),
+            ));
+        }
+        let bound = bind_named(connector.provider(), &sql, params.clone())
+            .map_err(|e| connector.fail("query", e))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let gone = tx.clone();
+        tokio::spawn(async move {
+            // stopping or dropping the consumer drops the producer where it stands: its
+            // connection goes back to the pool, which first drains what the server still
+            // sends of the abandoned statement
+            tokio::select! {
+                _ = connector.produce(sql, bound, params, chunk_rows, opts, tx) => {}
+                _ = stop.wait_for(|s| *s) => {}
+                _ = gone.closed() => {}
+            }
+        });
+        Ok(rx)
+    }
 }
 
 /// The answer of a connection test.
@@ -359,6 +517,104 @@ impl Connector {
             }),
             Err(e) => Err(self.fail_on(provider, "query", e)),
         }
+    }
+
+    /// Runs SQL like [`Connector::query`], its rows handed over `chunk_rows` at a time
+    /// ([`RowStream`]); nothing runs until the first [`RowStream::next`].
+    pub fn query_stream(
+        self: &std::sync::Arc<Self>,
+        sql: String,
+        params: Params,
+        chunk_rows: usize,
+        opts: OpOptions,
+    ) -> RowStream {
+        let (stopper, stop) = tokio::sync::watch::channel(false);
+        RowStream {
+            start: Some(StreamStart {
+                connector: self.clone(),
+                sql,
+                params,
+                chunk_rows,
+                opts,
+            }),
+            rx: None,
+            provider: self.provider(),
+            stop,
+            stopper: StreamStop(std::sync::Arc::new(stopper)),
+            finished: false,
+        }
+    }
+
+    /// The producing side of a [`RowStream`]: runs where `query` would (ticket, pick,
+    /// acquire, reroute while nothing was handed over yet) and puts chunks into `tx`,
+    /// the last one with the debug data; an error ends the stream.
+    async fn produce(
+        &self,
+        sql: String,
+        bound: (String, Vec<Param>),
+        params: Params,
+        chunk_rows: usize,
+        opts: OpOptions,
+        tx: tokio::sync::mpsc::Sender<ChunkReply>,
+    ) {
+        let first = self.provider();
+        let started = Instant::now();
+        let mut trace = opts.debug.then(Trace::default);
+        let ticket = self.router.ticket().await;
+        let (r, provider) = match self.router.pick() {
+            Err(e) => (Err(e), self.provider()),
+            Ok(mut b) => {
+                let mut attempt = 0;
+                loop {
+                    let mut sink = ChunkSink::new(&tx, chunk_rows);
+                    let r = async {
+                        let rebound;
+                        let (sql, params) = if b.provider() == first {
+                            (&bound.0, &bound.1)
+                        } else {
+                            rebound = bind_named(b.provider(), &sql, params.clone())?;
+                            (&rebound.0, &rebound.1)
+                        };
+                        let mut conn = self.acquire(b).await?;
+                        conn.exec_chunked(sql, params, &mut sink).await
+                    }
+                    .await;
+                    if let (Some(t), Ok(Some(last))) = (trace.as_mut(), &r) {
+                        t.statements = vec![StatementTiming {
+                            name: "query".into(),
+                            ms: sink.db_time.as_secs_f64() * 1000.0,
+                            rows: last.row_count,
+                        }];
+                    }
+                    match &r {
+                        // once rows went out, running the statement again would repeat them
+                        Err(e) if sink.sent == 0 => {
+                            match self.router.reroute(b, e, attempt).await {
+                                Some(next) => {
+                                    b = next;
+                                    attempt += 1;
+                                }
+                                None => break (r, b.provider()),
+                            }
+                        }
+                        _ => break (r, b.provider()),
+                    }
+                }
+            }
+        };
+        // the connection is back in the pool; a slow consumer of the last chunk must not
+        // hold off a failback either
+        drop(ticket);
+        self.metrics.record("query", started.elapsed(), r.is_ok());
+        let reply = match r {
+            Ok(Some(chunk)) => Ok(StreamChunk {
+                chunk,
+                debug: self.debug_info(provider, trace),
+            }),
+            Ok(None) => return,
+            Err(e) => Err(self.fail_on(provider, "query", e)),
+        };
+        let _ = tx.send(reply).await;
     }
 
     /// Runs a queue operation by name with its JSON payload. A deadlock or serialization

@@ -644,6 +644,179 @@ impl Conn {
         }
         Ok(out)
     }
+
+    /// Runs one statement like [`Conn::exec`] but hands its rows over `chunk_rows` at a
+    /// time through `sink` instead of collecting them all (see [`ChunkSink`]). Returns the
+    /// last chunk (possibly empty) with `rows_affected` / `last_insert_id`, for the caller
+    /// to finish and hand over; `Ok(None)` when the consumer went away first.
+    ///
+    /// The connection's limit applies to filling one chunk, not to the whole statement:
+    /// the time a chunk waits for a slow consumer does not count.
+    pub async fn exec_chunked<T: From<Chunk>>(
+        &mut self,
+        sql: &str,
+        params: &[Param],
+        sink: &mut ChunkSink<'_, T>,
+    ) -> Result<Option<Chunk>> {
+        sink.limit = self.limit;
+        sink.restart_clock();
+        // If the consumer leaves mid-statement (this future is dropped, or a send fails),
+        // a PostgreSQL/MariaDB connection is closed rather than returned: going back to
+        // the pool would first drain every row the server still sends, which for a large
+        // result takes long and holds the connection; a closed socket makes the server
+        // stop the statement. SQLite stops stepping by itself, so its connection returns.
+        let was_broken = self.broken;
+        self.broken = true;
+        let r = match &mut self.inner {
+            ConnInner::Pg(c) => stream_pg(c, sql, params, sink).await,
+            ConnInner::My(c) => stream_my(c, sql, params, sink).await,
+            ConnInner::Lite(c) => {
+                self.broken = was_broken;
+                stream_lite(c, sql, params, sink).await
+            }
+        };
+        if !matches!(r, Ok(false)) {
+            self.broken = was_broken;
+        }
+        match r {
+            Ok(true) => Ok(Some(sink.last())),
+            Ok(false) => Ok(None),
+            Err(e) => Err(self.settle(e, false)),
+        }
+    }
+}
+
+/// One piece of a streamed result ([`Conn::exec_chunked`]).
+#[derive(Debug, Default, Clone)]
+pub struct Chunk {
+    /// column names, in order (repeated in every chunk: a few strings per chunk)
+    pub columns: Vec<String>,
+    /// up to `chunk_rows` rows
+    pub rows: Vec<Vec<Value>>,
+    /// rows handed over so far, this chunk's included; on the last chunk of a statement
+    /// that returned no rows, the rows it changed (the meaning `rowCount` has in `query`)
+    pub row_count: u64,
+    /// true on the last chunk
+    pub done: bool,
+    /// auto-increment id of an INSERT (MariaDB, SQLite), on the last chunk
+    pub last_insert_id: Option<Value>,
+}
+
+/// Where [`Conn::exec_chunked`] puts rows: it fills one chunk at a time and hands full
+/// ones to a bounded channel, so the database read waits while the consumer is behind.
+/// One full chunk is held back until the next row shows there is more, so the last
+/// chunk handed over is always the one marked `done`.
+pub struct ChunkSink<'a, T> {
+    tx: &'a tokio::sync::mpsc::Sender<T>,
+    size: usize,
+    limit: Option<Duration>,
+    deadline: Option<tokio::time::Instant>,
+    columns: Vec<String>,
+    current: Vec<Vec<Value>>,
+    held: Option<Vec<Vec<Value>>>,
+    rows_affected: u64,
+    last_insert_id: Option<Value>,
+    /// rows handed over or waiting to be
+    rows: u64,
+    /// chunks handed over
+    pub sent: u64,
+    /// time spent in the database, not waiting for the consumer
+    pub db_time: Duration,
+    since: Instant,
+}
+
+impl<'a, T: From<Chunk>> ChunkSink<'a, T> {
+    /// A sink of chunks of `size` rows (at least 1) into `tx`.
+    pub fn new(tx: &'a tokio::sync::mpsc::Sender<T>, size: usize) -> ChunkSink<'a, T> {
+        ChunkSink {
+            tx,
+            size: size.max(1),
+            limit: None,
+            deadline: None,
+            columns: Vec::new(),
+            current: Vec::new(),
+            held: None,
+            rows_affected: 0,
+            last_insert_id: None,
+            rows: 0,
+            sent: 0,
+            db_time: Duration::ZERO,
+            since: Instant::now(),
+        }
+    }
+
+    fn restart_clock(&mut self) {
+        self.since = Instant::now();
+        self.deadline = self.limit.map(|l| tokio::time::Instant::now() + l);
+    }
+
+    /// Waits for `f` within the current chunk's deadline.
+    async fn wait<R>(
+        &self,
+        f: impl std::future::Future<Output = std::result::Result<R, sqlx::Error>>,
+    ) -> Result<R> {
+        let r = match self.deadline {
+            None => Ok(f.await),
+            Some(d) => tokio::time::timeout_at(d, f).await,
+        };
+        match r {
+            Ok(r) => r.map_err(|e| DbcError::from_sqlx(e, true)),
+            Err(_) => Err(DbcError::Connection {
+                message: format!(
+                    "no answer from the database within {} ms",
+                    self.limit.unwrap_or_default().as_millis()
+                ),
+                outcome_unknown: true,
+            }),
+        }
+    }
+
+    /// Adds one row; false when the consumer went away.
+    async fn row(&mut self, values: Vec<Value>) -> bool {
+        if let Some(rows) = self.held.take() {
+            self.db_time += self.since.elapsed();
+            let chunk = Chunk {
+                columns: self.columns.clone(),
+                row_count: self.rows,
+                rows,
+                done: false,
+                last_insert_id: None,
+            };
+            if self.tx.send(T::from(chunk)).await.is_err() {
+                return false;
+            }
+            self.sent += 1;
+            self.restart_clock();
+        }
+        self.current.push(values);
+        self.rows += 1;
+        if self.current.len() >= self.size {
+            self.held = Some(std::mem::replace(
+                &mut self.current,
+                Vec::with_capacity(self.size),
+            ));
+        }
+        true
+    }
+
+    fn last(&mut self) -> Chunk {
+        self.db_time += self.since.elapsed();
+        let rows = self
+            .held
+            .take()
+            .unwrap_or_else(|| std::mem::take(&mut self.current));
+        Chunk {
+            columns: std::mem::take(&mut self.columns),
+            row_count: if self.rows == 0 {
+                self.rows_affected
+            } else {
+                self.rows
+            },
+            rows,
+            done: true,
+            last_insert_id: self.last_insert_id.take(),
+        }
+    }
 }
 
 fn count_mismatch(expected: usize, got: usize) -> DbcError {
@@ -695,6 +868,38 @@ macro_rules! collect_rows {
     }};
 }
 
+/// Feeds a `fetch_many` stream into a [`ChunkSink`]; evaluates to false when the
+/// consumer went away.
+macro_rules! stream_rows {
+    ($stream:expr, $decode:path, $sink:expr) => {{
+        let sink = &mut *$sink;
+        let mut stream = $stream;
+        loop {
+            match sink.wait(stream.try_next()).await? {
+                None => break true,
+                Some(Either::Left(done)) => {
+                    sink.rows_affected += done.rows_affected();
+                    if let Some(id) = done.last_id() {
+                        sink.last_insert_id = Some(id);
+                    }
+                }
+                Some(Either::Right(row)) => {
+                    if sink.columns.is_empty() {
+                        sink.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+                    }
+                    let mut values = Vec::with_capacity(sink.columns.len());
+                    for i in 0..row.columns().len() {
+                        values.push($decode(&row, i)?);
+                    }
+                    if !sink.row(values).await {
+                        break false;
+                    }
+                }
+            }
+        }
+    }};
+}
+
 trait LastId {
     fn last_id(&self) -> Option<Value>;
 }
@@ -731,6 +936,16 @@ async fn exec_pg(
         .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
         .await
         .map_err(|e| DbcError::from_sqlx(e, true))?;
+    let q = bind_pg_all(&stmt, params)?;
+    Ok(collect_rows!(q.fetch_many(&mut **c), decode_pg))
+}
+
+/// Checks the placeholder count and binds every parameter to the type PostgreSQL
+/// expects for it.
+fn bind_pg_all<'q>(
+    stmt: &'q sqlx::postgres::PgStatement,
+    params: &'q [Param],
+) -> Result<PgQuery<'q>> {
     check_count(stmt.parameters(), params.len())?;
     let types: Vec<String> = match stmt.parameters() {
         Some(Either::Left(t)) => t.iter().map(|t| t.name().to_string()).collect(),
@@ -740,7 +955,74 @@ async fn exec_pg(
     for (i, (p, ty)) in params.iter().zip(types.iter()).enumerate() {
         q = bind_pg(q, p, ty, i + 1)?;
     }
-    Ok(collect_rows!(q.fetch_many(&mut **c), decode_pg))
+    Ok(q)
+}
+
+type LiteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+fn bind_lite<'q>(mut q: LiteQuery<'q>, params: &[Param]) -> LiteQuery<'q> {
+    for p in params {
+        q = match p {
+            Param::Null => q.bind(None::<String>),
+            Param::Bool(b) => q.bind(*b),
+            Param::Int(i) => q.bind(*i),
+            Param::Float(f) => q.bind(*f),
+            Param::Text(s) => q.bind(s.clone()),
+            Param::Json(j) => q.bind(j.to_string()),
+            Param::Bytes(b) => q.bind(b.clone()),
+            Param::Time(t) => q.bind(iso_utc(*t)),
+        };
+    }
+    q
+}
+
+// The streaming runners: the same prepare, binding and decoding as exec_*, rows handed to
+// a ChunkSink. Each returns false when the consumer went away.
+
+#[allow(deprecated)]
+async fn stream_pg<T: From<Chunk>>(
+    c: &mut PoolConnection<Postgres>,
+    sql: &str,
+    params: &[Param],
+    sink: &mut ChunkSink<'_, T>,
+) -> Result<bool> {
+    let prepare = (&mut **c).prepare(AssertSqlSafe(sql.to_string()).into_sql_str());
+    let stmt = sink.wait(prepare).await?;
+    let q = bind_pg_all(&stmt, params)?;
+    Ok(stream_rows!(q.fetch_many(&mut **c), decode_pg, sink))
+}
+
+#[allow(deprecated)]
+async fn stream_my<T: From<Chunk>>(
+    c: &mut PoolConnection<MySql>,
+    sql: &str,
+    params: &[Param],
+    sink: &mut ChunkSink<'_, T>,
+) -> Result<bool> {
+    let prepare = (&mut **c).prepare(AssertSqlSafe(sql.to_string()).into_sql_str());
+    let stmt = sink.wait(prepare).await?;
+    check_count(stmt.parameters(), params.len())?;
+    let q = bind_my(stmt.query(), params);
+    Ok(stream_rows!(q.fetch_many(&mut **c), decode_my, sink))
+}
+
+#[allow(deprecated)]
+async fn stream_lite<T: From<Chunk>>(
+    c: &mut PoolConnection<Sqlite>,
+    sql: &str,
+    params: &[Param],
+    sink: &mut ChunkSink<'_, T>,
+) -> Result<bool> {
+    let prepare = (&mut **c).prepare(AssertSqlSafe(sql.to_string()).into_sql_str());
+    let stmt = sink.wait(prepare).await?;
+    check_count(stmt.parameters(), params.len())?;
+    let q = bind_lite(stmt.query(), params);
+    let more = stream_rows!(q.fetch_many(&mut **c), decode_lite, sink);
+    // as in exec_lite: only an INSERT/REPLACE reports the connection's last rowid
+    if !is_insert(sql) {
+        sink.last_insert_id = None;
+    }
+    Ok(more)
 }
 
 #[allow(deprecated)]
@@ -754,7 +1036,13 @@ async fn exec_my(
         .await
         .map_err(|e| DbcError::from_sqlx(e, true))?;
     check_count(stmt.parameters(), params.len())?;
-    let mut q = stmt.query();
+    let q = bind_my(stmt.query(), params);
+    Ok(collect_rows!(q.fetch_many(&mut **c), decode_my))
+}
+
+type MyQuery<'q> = sqlx::query::Query<'q, MySql, sqlx::mysql::MySqlArguments>;
+
+fn bind_my<'q>(mut q: MyQuery<'q>, params: &[Param]) -> MyQuery<'q> {
     for p in params {
         q = match p {
             Param::Null => q.bind(None::<String>),
@@ -768,7 +1056,7 @@ async fn exec_my(
             Param::Time(t) => q.bind(t.naive_utc()),
         };
     }
-    Ok(collect_rows!(q.fetch_many(&mut **c), decode_my))
+    q
 }
 
 #[allow(deprecated)]
@@ -782,19 +1070,7 @@ async fn exec_lite(
         .await
         .map_err(|e| DbcError::from_sqlx(e, true))?;
     check_count(stmt.parameters(), params.len())?;
-    let mut q = stmt.query();
-    for p in params {
-        q = match p {
-            Param::Null => q.bind(None::<String>),
-            Param::Bool(b) => q.bind(*b),
-            Param::Int(i) => q.bind(*i),
-            Param::Float(f) => q.bind(*f),
-            Param::Text(s) => q.bind(s.clone()),
-            Param::Json(j) => q.bind(j.to_string()),
-            Param::Bytes(b) => q.bind(b.clone()),
-            Param::Time(t) => q.bind(iso_utc(*t)),
-        };
-    }
+    let q = bind_lite(stmt.query(), params);
     let mut out = collect_rows!(q.fetch_many(&mut **c), decode_lite);
     // sqlite3_last_insert_rowid() belongs to the connection and outlives its INSERT: only
     // an INSERT/REPLACE reports it, not a later UPDATE/DELETE on the same pooled connection.

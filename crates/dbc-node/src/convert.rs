@@ -2,7 +2,7 @@
 
 use std::ptr;
 
-use dbc_core::connector::{DebugInfo, Failure, OpValue, Outcome};
+use dbc_core::connector::{DebugInfo, Failure, OpValue, Outcome, StreamChunk};
 use dbc_core::db::QueryOutput;
 use dbc_core::value::{Param, Params, Value};
 use dbc_core::DbcError;
@@ -145,18 +145,26 @@ unsafe fn value_to_js(env: sys::napi_env, v: Value) -> Result<sys::napi_value> {
 }
 
 unsafe fn rows_to_js(env: sys::napi_env, out: QueryOutput) -> Result<sys::napi_value> {
+    row_objects(env, &out.columns, out.rows)
+}
+
+unsafe fn row_objects(
+    env: sys::napi_env,
+    columns: &[String],
+    rows: Vec<Vec<Value>>,
+) -> Result<sys::napi_value> {
     let mut arr = ptr::null_mut();
     check!(sys::napi_create_array_with_length(
         env,
-        out.rows.len(),
+        rows.len(),
         &mut arr
     ));
     // column names are made into JS strings once, not once per row
-    let mut keys = Vec::with_capacity(out.columns.len());
-    for c in &out.columns {
+    let mut keys = Vec::with_capacity(columns.len());
+    for c in columns {
         keys.push(js_string(env, c)?);
     }
-    for (i, row) in out.rows.into_iter().enumerate() {
+    for (i, row) in rows.into_iter().enumerate() {
         let mut obj = ptr::null_mut();
         check!(sys::napi_create_object(env, &mut obj));
         for (k, v) in keys.iter().zip(row) {
@@ -203,6 +211,40 @@ impl ToNapiValue for Rows {
                 set(env, obj, "lastInsertId", value_to_js(env, id)?)?;
             }
             set(env, obj, "rows", rows_to_js(env, out)?)?;
+        }
+        debug_to_js(env, obj, debug)?;
+        Ok(obj)
+    }
+}
+
+/// One chunk of `QueryStream.next()`: `{rows, done, rowCount, lastInsertId?, debug?}`;
+/// `None` (the stream is over) is `{rows: [], done: true}`.
+pub struct ChunkJs(pub Option<StreamChunk>);
+
+impl ToNapiValue for ChunkJs {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        let mut obj = ptr::null_mut();
+        check!(sys::napi_create_object(env, &mut obj));
+        let Some(StreamChunk { chunk, debug }) = val.0 else {
+            set(env, obj, "rows", row_objects(env, &[], Vec::new())?)?;
+            set(env, obj, "done", js_bool(env, true)?)?;
+            return Ok(obj);
+        };
+        set(
+            env,
+            obj,
+            "rows",
+            row_objects(env, &chunk.columns, chunk.rows)?,
+        )?;
+        set(env, obj, "done", js_bool(env, chunk.done)?)?;
+        set(
+            env,
+            obj,
+            "rowCount",
+            js_number(env, chunk.row_count as f64)?,
+        )?;
+        if let Some(id) = chunk.last_insert_id {
+            set(env, obj, "lastInsertId", value_to_js(env, id)?)?;
         }
         debug_to_js(env, obj, debug)?;
         Ok(obj)

@@ -10,6 +10,10 @@
 //!   rejects with that object. This is the one place a core error becomes a JS error.
 //! - **Panics**: every operation runs in its own tokio task; a panic there becomes a
 //!   `DBC_INTERNAL` rejection instead of unwinding into Node.
+//!
+//! [`QueryStream`] (from `Connector.queryStream`) hands a query's rows over in chunks:
+//! each `next()` converts one chunk to JS objects, so a large result never sits in
+//! memory whole, neither in Rust nor in JS.
 #![deny(clippy::all)]
 
 mod convert;
@@ -22,7 +26,7 @@ use dbc_core::{ConnectorConfig, DbcError, Provider};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use convert::{JsParams, Reply, Rows};
+use convert::{ChunkJs, JsParams, Reply, Rows};
 
 /// Per-call options.
 #[napi(object)]
@@ -246,6 +250,40 @@ impl Connector {
         })
     }
 
+    /// Runs SQL like `query`, its rows handed over `chunk_rows` at a time by the returned
+    /// stream's `next()`. Nothing runs until the first `next()`; input errors reject there.
+    #[napi(
+        ts_args_type = "sql: string, params: any[] | Record<string, any> | null | undefined, chunkRows: number, options?: CallOptions"
+    )]
+    pub fn query_stream(
+        &self,
+        sql: String,
+        params: JsParams,
+        chunk_rows: u32,
+        options: Option<CallOptions>,
+    ) -> QueryStream {
+        let provider = self.inner.provider();
+        let (stream, early) = match params.0 {
+            Ok(p) => (
+                Some(self.inner.query_stream(
+                    sql,
+                    p,
+                    chunk_rows.max(1) as usize,
+                    op_options(options),
+                )),
+                None,
+            ),
+            Err(e) => (None, Some(e)),
+        };
+        let stop = stream.as_ref().map(|s| s.stopper());
+        QueryStream {
+            provider,
+            stream: Arc::new(tokio::sync::Mutex::new(stream)),
+            early: std::sync::Mutex::new(early),
+            stop,
+        }
+    }
+
     /// Resolves `true` as soon as new work may be in `queue` (inserted here, or announced
     /// by PostgreSQL NOTIFY from another runtime), `false` after `timeout_ms`.
     #[napi(ts_return_type = "Promise<boolean>")]
@@ -394,6 +432,57 @@ impl Connector {
             })
             .await)
         })
+    }
+}
+
+/// A query's rows in chunks, made by `Connector.queryStream`.
+#[napi]
+pub struct QueryStream {
+    provider: Provider,
+    stream: Arc<tokio::sync::Mutex<Option<dbc_core::connector::RowStream>>>,
+    /// a parameter that could not be converted: the first `next()` rejects with it
+    early: std::sync::Mutex<Option<DbcError>>,
+    stop: Option<dbc_core::connector::StreamStop>,
+}
+
+#[napi]
+impl QueryStream {
+    /// The next chunk: `{rows, done, rowCount, lastInsertId?, debug?}`. `rowCount` counts
+    /// the rows handed over so far (on the last chunk of a statement without rows: the
+    /// rows it changed); `lastInsertId` and `debug` come with the last chunk (`done`).
+    /// After the last chunk, an error or `close()`, resolves `{rows: [], done: true}`.
+    #[napi(
+        ts_return_type = "Promise<{rows: any[], done: boolean, rowCount?: number, lastInsertId?: number | string, debug?: any}>"
+    )]
+    pub fn next<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, Reply<ChunkJs>>> {
+        let provider = self.provider;
+        let stream = self.stream.clone();
+        let early = self.early.lock().ok().and_then(|mut e| e.take());
+        env.spawn_future(async move {
+            Ok(guarded(provider, "query", async move {
+                if let Some(e) = early {
+                    return Err(failure(e, provider, "query"));
+                }
+                let mut guard = stream.lock().await;
+                match guard.as_mut() {
+                    Some(s) => s.next().await.map(ChunkJs),
+                    None => Ok(ChunkJs(None)),
+                }
+            })
+            .await)
+        })
+    }
+
+    /// Stops the stream: a pending `next()` resolves `{rows: [], done: true}`, and the
+    /// query's connection goes back to the pool.
+    #[napi]
+    pub fn close(&self) {
+        if let Some(s) = &self.stop {
+            s.stop();
+        }
+        if let Ok(mut e) = self.early.lock() {
+            e.take();
+        }
     }
 }
 
