@@ -6,10 +6,11 @@
  * - tasks1m: 1M tasks queued and processed by a `consume` flow in Node-RED, RSS sampled
  *   every second (growth from 10% processed to the end);
  * - query1m: a 1M-row `query` with rows per message 1,000 through Node-RED (peak RSS);
+ * - transport: TLS (the default `sslmode=prefer`) against plain TCP, addon on PostgreSQL;
  * - debug: debug off vs on, single inserts on every provider (what
  *   benches/debug-overhead.js measured, folded in).
  *
- * Usage: node benches/scale.js [--quick] [--part callers|tasks1m|query1m|debug]
+ * Usage: node benches/scale.js [--quick] [--part callers|tasks1m|query1m|debug|transport]
  * Prints progress on stderr and one JSON line on stdout.
  */
 'use strict';
@@ -147,7 +148,51 @@ async function debug() {
   return { tasks: total, results: out };
 }
 
-const PARTS = { callers, tasks1m, query1m, debug };
+/**
+ * What TLS costs: the addon on PostgreSQL with the connector's default `sslmode=prefer`
+ * (TLS, as Debian's server offers it) against plain TCP, single and bulk inserts,
+ * alternating, 3 reps each. The throughput suite runs every system on plain TCP.
+ */
+async function transport() {
+  const { Addon } = require('./lib/ours');
+  const { PG_URL } = require('./lib/common');
+  const n = quick ? { single: 1000, bulk: 5000 } : { single: 5000, bulk: 30000 };
+  const urls = { tls: `${PG_URL}${PG_URL.includes('?') ? '&' : '?'}sslmode=prefer`, plain: null };
+  const xs = { tls: { single: [], bulk: [] }, plain: { single: [], bulk: [] } };
+  const systems = {};
+  for (const k of Object.keys(urls)) {
+    systems[k] = new Addon('postgres', { prefix: 'btr_', url: urls[k] || undefined });
+    await systems[k].open();
+  }
+  try {
+    for (let rep = 0; rep < 3; rep++) {
+      for (const k of rep % 2 === 0 ? ['tls', 'plain'] : ['plain', 'tls']) {
+        const a = systems[k];
+        await a.clear();
+        const s = await a.single(n.single, 16);
+        if (!s.verified) throw new Error(`transport ${k} single: ${JSON.stringify(s.detail)}`);
+        xs[k].single.push(n.single / (s.ms / 1000));
+        await a.clear();
+        const b = await a.bulk(n.bulk, 1000);
+        if (!b.verified) throw new Error(`transport ${k} bulk: ${JSON.stringify(b.detail)}`);
+        xs[k].bulk.push(n.bulk / (b.ms / 1000));
+      }
+    }
+  } finally {
+    for (const a of Object.values(systems)) await a.close();
+  }
+  const out = [];
+  for (const k of ['tls', 'plain']) {
+    for (const w of ['single', 'bulk']) {
+      const s = summary(xs[k][w]);
+      log(`transport ${k}	${w}	${Math.round(s.median)} tasks/s`);
+      out.push({ transport: k, workload: w, ...s });
+    }
+  }
+  return { tasks: n, results: out };
+}
+
+const PARTS = { callers, tasks1m, query1m, debug, transport };
 
 /** Markdown for the scale results. */
 function markdown(s) {
@@ -179,6 +224,16 @@ function markdown(s) {
         return r ? `${f(r.median)} (${f(r.min)}–${f(r.max)})` : '';
       };
       out.push(`| ${p} | ${cell('off')} | ${cell('on')} |`);
+    }
+  }
+  if (s.transport) {
+    out.push('', `| transport (addon, PostgreSQL on loopback; ${s.transport.tasks.single} single / ${s.transport.tasks.bulk} bulk per rep) | single, 16 in flight | bulk, 1,000 per call |`, '|---|---:|---:|');
+    for (const [k, label] of [['tls', 'TLS (`sslmode=prefer`, the default)'], ['plain', 'plain TCP (`sslmode=disable`)']]) {
+      const cell = (w) => {
+        const r = s.transport.results.find((x) => x.transport === k && x.workload === w);
+        return r ? `${f(r.median)} (${f(r.min)}–${f(r.max)})` : '';
+      };
+      out.push(`| ${label} | ${cell('single')} | ${cell('bulk')} |`);
     }
   }
   return out.join('\n');

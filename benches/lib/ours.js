@@ -31,9 +31,9 @@ function plaintext(url) {
   return /[?&]sslmode=/.test(url) ? url : `${url}${url.includes('?') ? '&' : '?'}sslmode=disable`;
 }
 
-/** Connector config for a provider and table prefix. */
-function connectorConfig(provider, prefix, poolMax = 10) {
-  const primary = provider === 'postgres' ? { provider, url: plaintext(PG_URL) }
+/** Connector config for a provider and table prefix (`url`: another PostgreSQL URL). */
+function connectorConfig(provider, prefix, poolMax = 10, url = undefined) {
+  const primary = provider === 'postgres' ? { provider, url: url || plaintext(PG_URL) }
     : provider === 'mariadb' ? { provider, url: MY_URL }
       : { provider: 'sqlite', sqliteFile: sqliteFile(prefix) };
   return { primary, tablePrefix: prefix, pool: { poolMax }, retentionDays: 0 };
@@ -80,10 +80,11 @@ class Addon {
     this.name = `addon (${provider})`;
     this.prefix = opts.prefix || `bad_${provider.slice(0, 2)}_`;
     this.poolMax = opts.poolMax || 10;
+    this.url = opts.url;
   }
 
   async open() {
-    this.db = await service.open(connectorConfig(this.provider, this.prefix, this.poolMax));
+    this.db = await service.open(connectorConfig(this.provider, this.prefix, this.poolMax, this.url));
     this.tables = new Tables(this.db, this.prefix);
   }
 
