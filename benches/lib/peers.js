@@ -42,6 +42,9 @@ class PgBoss {
 
   async clear() {
     await this.boss.getDb().executeSql("DELETE FROM pgboss.job WHERE name IN ('single', 'bulk', 'drain', 'lat')");
+    // the dead rows go too (the CI server runs with autovacuum off): a bloated job table
+    // slows every fetch, and our tables are truncated and vacuumed the same way
+    await this.boss.getDb().executeSql('VACUUM ANALYZE pgboss.job');
   }
 
   count(queue, state) {
@@ -129,6 +132,9 @@ class Graphile {
 
   async clear() {
     await this.utils.withPgClient((c) => c.query("DELETE FROM graphile_worker._private_jobs WHERE task_id IN (SELECT id FROM graphile_worker._private_tasks WHERE identifier IN ('single', 'bulk', 'drain', 'lat'))"));
+    // as for pg-boss: without this, the dead rows of earlier runs (autovacuum is off on
+    // the CI server) made its get_job scan hundreds of MB and its latency seconds
+    await this.utils.withPgClient((c) => c.query('VACUUM ANALYZE graphile_worker._private_jobs, graphile_worker._private_job_queues'));
   }
 
   count(task) {
