@@ -274,19 +274,19 @@ fn insert_lane(acquire: Acquire, d: Dialect) -> Arc<InsertLane> {
             let n = items.len();
             let mut conn = match acquire().await {
                 Ok(c) => c,
-                Err(e) => return (0..n).map(|_| Err(e.clone())).collect(),
+                Err(e) => return fail_all(n, &e),
             };
             if n > 1 {
-                match tasks::insert_tasks(&mut conn, &d, items.clone(), None).await {
+                match tasks::insert_tasks(&mut conn, &d, &items, None).await {
                     Ok(out) => return out.into_iter().map(Ok).collect(),
-                    Err(e) if reaches_all(&e) => return (0..n).map(|_| Err(e.clone())).collect(),
+                    Err(e) if reaches_all(&e) => return fail_all(n, &e),
                     Err(_) => {}
                 }
             }
             let mut out = Vec::with_capacity(n);
-            for t in items {
+            for t in items.chunks(1) {
                 out.push(
-                    tasks::insert_tasks(&mut conn, &d, vec![t], None)
+                    tasks::insert_tasks(&mut conn, &d, t, None)
                         .await
                         .map(|mut v| v.remove(0)),
                 );
@@ -306,7 +306,7 @@ fn complete_lane(acquire: Acquire, d: Dialect, backoff: Backoff) -> Arc<Complete
             let n = items.len();
             let mut conn = match acquire().await {
                 Ok(c) => c,
-                Err(e) => return (0..n).map(|_| Err(e.clone())).collect(),
+                Err(e) => return fail_all(n, &e),
             };
             let mut out: Vec<Option<Result<Task>>> = (0..n).map(|_| None).collect();
             {
@@ -329,7 +329,7 @@ fn complete_lane(acquire: Acquire, d: Dialect, backoff: Backoff) -> Arc<Complete
                             }
                         }
                     }
-                    Err(e) if reaches_all(&e) => return (0..n).map(|_| Err(e.clone())).collect(),
+                    Err(e) if reaches_all(&e) => return fail_all(n, &e),
                     Err(_) => {}
                 }
             }
@@ -343,6 +343,11 @@ fn complete_lane(acquire: Acquire, d: Dialect, backoff: Backoff) -> Arc<Complete
             out.into_iter().flatten().collect()
         }
     })
+}
+
+/// The same error for each of a batch's `n` callers.
+fn fail_all<O>(n: usize, e: &DbcError) -> Vec<Result<O>> {
+    (0..n).map(|_| Err(e.clone())).collect()
 }
 
 /// A failure of the connection or of time is every caller's: running the calls one by

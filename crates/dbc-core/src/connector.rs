@@ -216,15 +216,7 @@ impl StreamStart {
             chunk_rows,
             opts,
         } = self;
-        connector.check_open("query")?;
-        if sql.trim().is_empty() {
-            return Err(connector.fail(
-                "query",
-                DbcError::validation("sql", "no SQL: set it in the node or in msg.topic"),
-            ));
-        }
-        let bound = bind_named(connector.provider(), &sql, params.clone())
-            .map_err(|e| connector.fail("query", e))?;
+        let bound = connector.check_query(&sql, &params)?;
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let gone = tx.clone();
         tokio::spawn(async move {
@@ -454,13 +446,14 @@ impl Connector {
         })
     }
 
-    /// Runs SQL with parameters (`:name` placeholders for named parameters).
-    pub async fn query(
+    /// The input checks of `query` and its streaming form: open, some SQL, placeholders
+    /// and values that bind — so bad input never waits for a connection. Returns the
+    /// statement bound for the current provider.
+    fn check_query(
         &self,
         sql: &str,
-        params: Params,
-        opts: &OpOptions,
-    ) -> std::result::Result<Outcome, Failure> {
+        params: &Params,
+    ) -> std::result::Result<(String, Vec<Param>), Failure> {
         self.check_open("query")?;
         if sql.trim().is_empty() {
             return Err(self.fail(
@@ -468,10 +461,18 @@ impl Connector {
                 DbcError::validation("sql", "no SQL: set it in the node or in msg.topic"),
             ));
         }
-        // placeholders are checked up front, so bad input never waits for a connection;
-        // the bound form is reused unless the operation moves to another provider
+        bind_named(self.provider(), sql, params.clone()).map_err(|e| self.fail("query", e))
+    }
+
+    /// Runs SQL with parameters (`:name` placeholders for named parameters).
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: Params,
+        opts: &OpOptions,
+    ) -> std::result::Result<Outcome, Failure> {
+        let bound = self.check_query(sql, &params)?;
         let first = self.provider();
-        let bound = bind_named(first, sql, params.clone()).map_err(|e| self.fail("query", e))?;
         let started = Instant::now();
         let mut trace = opts.debug.then(Trace::default);
         let _ticket = self.router.ticket().await;
@@ -481,18 +482,12 @@ impl Connector {
                 let mut attempt = 0;
                 loop {
                     let r = async {
-                        let rebound;
-                        let (sql, params) = if b.provider() == first {
-                            (&bound.0, &bound.1)
-                        } else {
-                            rebound = bind_named(b.provider(), sql, params.clone())?;
-                            (&rebound.0, &rebound.1)
-                        };
+                        let stmt = bound_for(b.provider(), first, &bound, sql, &params)?;
                         if let Some(t) = trace.as_mut() {
                             t.statements.clear();
                         }
                         let mut conn = self.acquire(b).await?;
-                        conn.exec("query", sql, params, trace.as_mut()).await
+                        conn.exec("query", &stmt.0, &stmt.1, trace.as_mut()).await
                     }
                     .await;
                     match &r {
@@ -568,15 +563,9 @@ impl Connector {
                 loop {
                     let mut sink = ChunkSink::new(&tx, chunk_rows);
                     let r = async {
-                        let rebound;
-                        let (sql, params) = if b.provider() == first {
-                            (&bound.0, &bound.1)
-                        } else {
-                            rebound = bind_named(b.provider(), &sql, params.clone())?;
-                            (&rebound.0, &rebound.1)
-                        };
+                        let stmt = bound_for(b.provider(), first, &bound, &sql, &params)?;
                         let mut conn = self.acquire(b).await?;
-                        conn.exec_chunked(sql, params, &mut sink).await
+                        conn.exec_chunked(&stmt.0, &stmt.1, &mut sink).await
                     }
                     .await;
                     if let (Some(t), Ok(Some(last))) = (trace.as_mut(), &r) {
@@ -887,7 +876,7 @@ impl Connector {
                     ),
                     other => (vec![NewTask::parse(other, "", queue, self.limits())?], true),
                 };
-                let mut out = tasks::insert_tasks(conn, d, list, trace).await?;
+                let mut out = tasks::insert_tasks(conn, d, &list, trace).await?;
                 if single {
                     json(serde_json::to_value(out.remove(0)))
                 } else {
@@ -1241,6 +1230,22 @@ fn spawn_maintenance(
             }
         }
     })
+}
+
+/// The statement for `provider`: the form bound up front when the operation still runs
+/// where it started, else bound again for the provider it moved to.
+fn bound_for<'a>(
+    provider: Provider,
+    first: Provider,
+    bound: &'a (String, Vec<Param>),
+    sql: &str,
+    params: &Params,
+) -> Result<std::borrow::Cow<'a, (String, Vec<Param>)>> {
+    if provider == first {
+        Ok(std::borrow::Cow::Borrowed(bound))
+    } else {
+        bind_named(provider, sql, params.clone()).map(std::borrow::Cow::Owned)
+    }
 }
 
 /// Connects once with the given settings and reports the server version and latency

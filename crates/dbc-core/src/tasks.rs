@@ -417,7 +417,7 @@ impl NewTask {
 pub async fn insert_tasks(
     conn: &mut Conn,
     d: &Dialect,
-    tasks: Vec<NewTask>,
+    tasks: &[NewTask],
     mut trace: Option<&mut Trace>,
 ) -> Result<Vec<Task>> {
     if tasks.is_empty() {
@@ -451,7 +451,7 @@ pub async fn insert_tasks(
         // CLIENT_FOUND_ROWS), so there the count cannot reveal duplicates: look them up.
         let keyed = tasks.iter().any(|t| t.idempotency_key.is_some());
         if inserted < tasks.len() as u64 || (keyed && d.provider == Provider::Mariadb) {
-            resolve_duplicates(conn, d, &tasks, &mut out, trace.as_deref_mut()).await?;
+            resolve_duplicates(conn, d, tasks, &mut out, trace.as_deref_mut()).await?;
         }
         Ok(out)
     })
@@ -515,6 +515,19 @@ fn task_from_new(t: &NewTask, ts: DateTime<Utc>) -> Task {
     }
 }
 
+/// What a chunk's INSERT does with an idempotency key that exists: nothing (the existing
+/// task is looked up after). Without keys nothing can conflict, and the clause would cost
+/// a speculative insertion per row.
+fn conflict_clause(d: &Dialect, chunk: &[NewTask]) -> &'static str {
+    if !chunk.iter().any(|t| t.idempotency_key.is_some()) {
+        return "";
+    }
+    match d.provider {
+        Provider::Mariadb => " ON DUPLICATE KEY UPDATE id = id",
+        _ => " ON CONFLICT (idempotency_key) DO NOTHING",
+    }
+}
+
 async fn insert_chunk(
     conn: &mut Conn,
     d: &Dialect,
@@ -561,14 +574,7 @@ async fn insert_chunk(
             d.time(ts),
         ]);
     }
-    // without keys nothing can conflict, and the conflict clause would cost a speculative
-    // insertion per row
-    if chunk.iter().any(|t| t.idempotency_key.is_some()) {
-        sql.push_str(match d.provider {
-            Provider::Mariadb => " ON DUPLICATE KEY UPDATE id = id",
-            _ => " ON CONFLICT (idempotency_key) DO NOTHING",
-        });
-    }
+    sql.push_str(conflict_clause(d, chunk));
     let out = conn.exec("insert tasks", &sql, &params, trace).await?;
     Ok(out.rows_affected)
 }
@@ -602,12 +608,7 @@ async fn insert_chunk_pg(
          FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, queue text, name text, payload jsonb, priority integer, \
          run_at timestamptz, max_attempts integer, workflow_id uuid, idempotency_key text){}",
         d.t("tasks"),
-        // without keys nothing can conflict, and the clause costs a speculative insertion per row
-        if chunk.iter().any(|t| t.idempotency_key.is_some()) {
-            " ON CONFLICT (idempotency_key) DO NOTHING"
-        } else {
-            ""
-        }
+        conflict_clause(d, chunk)
     );
     let out = conn
         .exec(

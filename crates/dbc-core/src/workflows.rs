@@ -156,7 +156,7 @@ pub async fn create_workflow(
             trace.as_deref_mut(),
         )
         .await?;
-        tasks::insert_tasks(conn, d, parsed, trace).await
+        tasks::insert_tasks(conn, d, &parsed, trace).await
     })
     .await?;
     Ok(Workflow {
