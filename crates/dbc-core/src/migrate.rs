@@ -35,7 +35,10 @@ macro_rules! migration {
 }
 
 /// Every migration, in order.
-pub static MIGRATIONS: &[Migration] = &[migration!(1, "0001_init")];
+pub static MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_init"),
+    migration!(2, "0002_partial_indexes"),
+];
 
 impl Migration {
     fn sql(&self, provider: Provider, prefix: &str) -> String {
@@ -399,7 +402,13 @@ mod tests {
         for m in MIGRATIONS {
             for p in [Provider::Postgres, Provider::Mariadb, Provider::Sqlite] {
                 let sql = m.sql(p, "zz_");
-                assert!(sql.contains("zz_tasks"), "{} {p}", m.name);
+                let body: Vec<&str> = sql
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("--") && !l.trim().is_empty())
+                    .collect();
+                // a version that changes nothing for this provider says so with `SELECT 1;`
+                let noop = body == ["SELECT 1;"];
+                assert!(noop || sql.contains("zz_tasks"), "{} {p}", m.name);
                 assert!(!sql.contains("{{prefix}}"));
                 assert_eq!(m.checksum(p).len(), 16);
             }

@@ -524,7 +524,11 @@ fn conflict_clause(d: &Dialect, chunk: &[NewTask]) -> &'static str {
     }
     match d.provider {
         Provider::Mariadb => " ON DUPLICATE KEY UPDATE id = id",
-        _ => " ON CONFLICT (idempotency_key) DO NOTHING",
+        // the unique index is partial (migration 0002): the target names its predicate
+        Provider::Postgres => {
+            " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+        }
+        Provider::Sqlite => " ON CONFLICT (idempotency_key) DO NOTHING",
     }
 }
 

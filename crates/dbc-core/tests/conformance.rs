@@ -976,6 +976,14 @@ async fn params_named(p: Provider) {
 // 4. Migrations
 // ---------------------------------------------------------------------------------------
 
+/// Every migration version the connector knows, in order.
+fn all_versions() -> Vec<i64> {
+    dbc_core::migrate::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .collect()
+}
+
 async fn migrations_auto_and_status(p: Provider) {
     with_db(p, |db| async move {
         for t in OWN_TABLES {
@@ -990,7 +998,10 @@ async fn migrations_auto_and_status(p: Provider) {
                 vec![],
             )
             .await;
-        assert_eq!(out.rows, vec![vec![Value::Int(1)]]);
+        assert_eq!(
+            out.rows,
+            all_versions().into_iter().map(|v| vec![Value::Int(v)]).collect::<Vec<_>>()
+        );
         let st = db
             .conn
             .schema_status()
@@ -999,9 +1010,28 @@ async fn migrations_auto_and_status(p: Provider) {
         assert_eq!(st.provider, db.p);
         assert_eq!(
             st.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-            vec![1]
+            all_versions()
         );
         assert_eq!(st.applied[0].name, "0001_init");
+        assert_eq!(st.applied[1].name, "0002_partial_indexes");
+        if db.p == Provider::Postgres {
+            // 0002: tasks without a workflow or a key cost no index entry
+            let defs = db
+                .sql(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = $1 AND indexname IN ($2, $3) ORDER BY indexname",
+                    vec![
+                        Param::Text(db.t("tasks")),
+                        Param::Text(db.t("tasks_idempotency_key")),
+                        Param::Text(db.t("tasks_workflow")),
+                    ],
+                )
+                .await;
+            assert_eq!(defs.rows.len(), 2, "{:?}", defs.rows);
+            let text = format!("{:?}", defs.rows);
+            assert!(text.contains("UNIQUE INDEX"), "{text}");
+            assert!(text.contains("WHERE (idempotency_key IS NOT NULL)"), "{text}");
+            assert!(text.contains("WHERE (workflow_id IS NOT NULL)"), "{text}");
+        }
         assert!(!st.applied[0].applied_at.is_empty());
         assert!(st.pending.is_empty(), "{:?}", st.pending);
         let again = db.conn.migrate().await.unwrap_or_else(|e| panic!("{e}"));
@@ -1009,14 +1039,20 @@ async fn migrations_auto_and_status(p: Provider) {
             again.is_empty(),
             "a second migrate applies nothing: {again:?}"
         );
-        assert_eq!(db.count(&db.t("migrations"), "", vec![]).await, 1);
+        assert_eq!(
+            db.count(&db.t("migrations"), "", vec![]).await,
+            all_versions().len() as i64
+        );
         // reopening with autoMigrate on an up-to-date schema changes nothing either
         let other = db
             .open_another(|_| {})
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         other.close().await;
-        assert_eq!(db.count(&db.t("migrations"), "", vec![]).await, 1);
+        assert_eq!(
+            db.count(&db.t("migrations"), "", vec![]).await,
+            all_versions().len() as i64
+        );
         // the JSON the admin API serves
         let v = serde_json::to_value(&st).unwrap();
         assert_eq!(v["applied"][0]["version"], json!(1));
@@ -1039,7 +1075,7 @@ async fn migrations_manual(p: Provider) {
             assert!(st.applied.is_empty());
             assert_eq!(
                 st.pending.iter().map(|m| m.version).collect::<Vec<_>>(),
-                vec![1]
+                all_versions()
             );
             // without the schema, queue operations fail (and say so)
             let f = db.op_err("insertTask", json!({"name": "x"})).await;
@@ -1049,7 +1085,10 @@ async fn migrations_manual(p: Provider) {
                 f.error
             );
             let done = db.conn.migrate().await.unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(done.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1]);
+            assert_eq!(
+                done.iter().map(|m| m.version).collect::<Vec<_>>(),
+                all_versions()
+            );
             let st = db
                 .conn
                 .schema_status()
@@ -1057,7 +1096,7 @@ async fn migrations_manual(p: Provider) {
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(
                 st.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-                vec![1]
+                all_versions()
             );
             assert!(st.pending.is_empty());
             assert!(db.conn.migrate().await.unwrap().is_empty());
@@ -1096,7 +1135,10 @@ async fn migrations_race(p: Provider) {
             for c in &opened {
                 c.close().await;
             }
-            assert_eq!(db.count(&db.t("migrations"), "", vec![]).await, 1);
+            assert_eq!(
+                db.count(&db.t("migrations"), "", vec![]).await,
+                all_versions().len() as i64
+            );
             let st = db
                 .conn
                 .schema_status()
@@ -1104,7 +1146,7 @@ async fn migrations_race(p: Provider) {
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(
                 st.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-                vec![1]
+                all_versions()
             );
             assert!(st.pending.is_empty());
         },
