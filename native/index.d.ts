@@ -24,6 +24,14 @@ export declare class Connector {
    */
   execute(operation: string, payloadJson: string, options?: CallOptions | undefined | null): Promise<{provider: string, valueJson?: string, value?: any, debug?: any}>
   /**
+   * Runs several single-task operations (`insertTask` of one task, `updateTaskStatus`)
+   * as concurrent calls, crossing from JS into Rust and back once for all of them:
+   * database-service.js gathers the calls of one event-loop turn here. Resolves JSON
+   * text, an array in call order of `{"provider", "value"}` or `{"error": {...}}` (the
+   * fields a rejected `execute` carries). Debug calls never come here.
+   */
+  executeMany(operations: Array<string>, payloadsJson: Array<string>, options?: CallOptions | undefined | null): Promise<string>
+  /**
    * Runs SQL. `params`: an array (positional `$1` / `?`) or an object (`:name`).
    * Resolves `{provider, rows, rowCount, lastInsertId?, debug?}`.
    */

@@ -196,3 +196,82 @@ test('queryStream: chunks of the asked size, coded errors, close while a next wa
     await db.close();
   }
 });
+
+for (const provider of PROVIDERS) {
+  test(`${provider}: single-task calls of one event-loop turn cross into the addon together, each with its own answer`, async () => {
+    const db = await service.open({ ...configFor(provider), tablePrefix: `gt${provider.slice(0, 2)}_` });
+    const sizes = [];
+    const real = db.handle.executeMany.bind(db.handle);
+    db.handle.executeMany = (operations, payloads, options) => {
+      sizes.push(operations.length);
+      return real(operations, payloads, options);
+    };
+    try {
+      await db.query(`DELETE FROM gt${provider.slice(0, 2)}_tasks`);
+      const queue = 'gather';
+      const calls = [
+        ...Array.from({ length: 20 }, (_, n) => db.execute('insertTask', { queue, payload: { n } })),
+        db.execute('insertTask', { queue, priority: 'high' }),
+        db.execute('insertTask', { queue, workflowId: '0190d6e0-0000-7000-8000-00000000ffff' }),
+        db.execute('updateTaskStatus', { id: '0190d6e0-0000-7000-8000-00000000fffe', status: 'completed' }),
+      ];
+      const settled = await Promise.allSettled(calls);
+      assert.deepEqual(sizes, [calls.length], 'one crossing for the whole turn');
+      const inserted = settled.slice(0, 20).map((s) => s.value);
+      inserted.forEach((r, n) => {
+        assert.equal(r.provider, provider);
+        assert.equal(r.value.status, 'pending');
+        assert.deepEqual(r.value.payload, { n }, 'answers in call order');
+      });
+      assert.equal(new Set(inserted.map((r) => r.value.id)).size, 20);
+      const [badField, badWorkflow, unknownTask] = settled.slice(20).map((s) => s.reason);
+      for (const err of [badField, badWorkflow, unknownTask]) {
+        assert.ok(err instanceof service.DatabaseError, String(err));
+        assert.equal(err.provider, provider);
+        assert.equal(typeof err.retryable, 'boolean');
+      }
+      assert.equal(badField.code, 'DBC_VALIDATION');
+      assert.equal(badField.field, 'priority');
+      assert.equal(badField.operation, 'insertTask');
+      // an unknown workflow is refused by the foreign key (its code differs by provider,
+      // as it does without gathering); what matters here is that it fails alone
+      assert.ok(['DBC_NOT_FOUND', 'DBC_VALIDATION', 'DBC_CONFLICT'].includes(badWorkflow.code), badWorkflow.message);
+      assert.equal(badWorkflow.operation, 'insertTask');
+      assert.equal(unknownTask.code, 'DBC_NOT_FOUND');
+      assert.equal(unknownTask.operation, 'updateTaskStatus');
+      const count = await db.query(`SELECT count(*) AS n FROM gt${provider.slice(0, 2)}_tasks WHERE queue = 'gather'`);
+      assert.equal(Number(count.rows[0].n), 20, 'the refused calls stored nothing');
+
+      // completions of one turn: each its own result or error
+      const claimed = (await db.execute('claimTasks', { queue, limit: 20, workerId: 'w1' })).value;
+      assert.equal(claimed.length, 20);
+      sizes.length = 0;
+      const done = await Promise.allSettled([
+        ...claimed.slice(1).map((t) => db.execute('updateTaskStatus', { id: t.id, status: 'completed', workerId: 'w1', result: { ok: t.id } })),
+        db.execute('updateTaskStatus', { id: claimed[0].id, status: 'completed', workerId: 'w2' }),
+      ]);
+      assert.deepEqual(sizes, [20]);
+      done.slice(0, 19).forEach((s, i) => {
+        assert.equal(s.status, 'fulfilled', s.reason && s.reason.message);
+        assert.equal(s.value.value.status, 'completed');
+        assert.deepEqual(s.value.value.result, { ok: claimed[i + 1].id });
+      });
+      assert.equal(done[19].reason.code, 'DBC_LEASE_LOST');
+
+      // calls with another default queue go in their own crossing; debug calls alone
+      sizes.length = 0;
+      const [a, b, c] = await Promise.all([
+        db.execute('insertTask', { payload: 1 }, { queue: 'qa' }),
+        db.execute('insertTask', { payload: 2 }, { queue: 'qb' }),
+        db.execute('insertTask', { payload: 3 }, { queue: 'qb', debug: true }),
+      ]);
+      assert.deepEqual(sizes, [], 'a lone call per queue takes the plain path');
+      assert.deepEqual([a.value.queue, b.value.queue, c.value.queue], ['qa', 'qb', 'qb']);
+      assert.ok(c.debug, 'the debug call kept its _debug figures');
+    } finally {
+      await db.close();
+    }
+    // after close, gathered calls reject like any other
+    await rejectsWith(Promise.all([db.execute('insertTask', {}), db.execute('insertTask', {})]), 'DBC_CONNECTION');
+  });
+}

@@ -93,6 +93,23 @@ function payloadJson(payload, operation) {
   }
 }
 
+/** Single-task operations whose calls of one event-loop turn cross into the addon together. */
+const GATHERED = new Set(['insertTask', 'updateTaskStatus']);
+
+/**
+ * The addon answers an operation with JSON text: one JSON.parse beats building a large
+ * answer (a thousand tasks) property by property through napi.
+ * @param {{valueJson?: string}} r the addon's answer
+ * @returns {{provider: string, value: *, debug?: object}}
+ */
+function parsed(r) {
+  if (r.valueJson !== undefined) {
+    r.value = JSON.parse(r.valueJson);
+    delete r.valueJson;
+  }
+  return r;
+}
+
 /** One open connector (a config node's pools). */
 class DatabaseService {
   /** @param {object} handle the addon's Connector */
@@ -129,16 +146,72 @@ class DatabaseService {
    */
   async execute(operation, payload, options) {
     try {
-      const r = await this.handle.execute(operation, payloadJson(payload, operation), options);
-      // the addon answers with JSON text: one JSON.parse beats building a large answer
-      // (a thousand tasks) property by property through napi
-      if (r.valueJson !== undefined) {
-        r.value = JSON.parse(r.valueJson);
-        delete r.valueJson;
+      if (GATHERED.has(operation) && !Array.isArray(payload) && !(options && options.debug)) {
+        const r = await this.gather(operation, payloadJson(payload, operation), options && options.queue);
+        if (r.error) throw r.error;
+        return r;
       }
-      return r;
+      return parsed(await this.handle.execute(operation, payloadJson(payload, operation), options));
     } catch (err) {
       throw toDatabaseError(err, operation, this.provider);
+    }
+  }
+
+  /**
+   * Queues one single-task call for the end of this event-loop turn, when every call of
+   * the turn (per default queue) crosses into the addon at once (`executeMany`): one
+   * napi call, one task on the addon's runtime and one answer for all of them, instead
+   * of one each. The addon's group commit then sees them together.
+   * @param {string} operation `insertTask` or `updateTaskStatus`
+   * @param {string} text the payload's JSON
+   * @param {string} [queue] the default queue option
+   * @returns {Promise<{provider: string, value: *}|{error: object}>} never rejects
+   */
+  gather(operation, text, queue) {
+    if (!this.turn) {
+      this.turn = new Map();
+      setImmediate(() => this.flushTurn());
+    }
+    let calls = this.turn.get(queue);
+    if (!calls) {
+      calls = { operations: [], payloads: [], waiters: [] };
+      this.turn.set(queue, calls);
+    }
+    return new Promise((resolve) => {
+      calls.operations.push(operation);
+      calls.payloads.push(text);
+      calls.waiters.push(resolve);
+    });
+  }
+
+  /** Sends the calls gathered in this turn (see gather). */
+  flushTurn() {
+    const turn = this.turn;
+    this.turn = null;
+    for (const [queue, calls] of turn) {
+      const options = queue === undefined ? undefined : { queue };
+      const failAll = (err) => calls.waiters.forEach((w) => w({ error: err }));
+      try {
+        if (calls.waiters.length === 1) {
+          this.handle.execute(calls.operations[0], calls.payloads[0], options).then((r) => {
+            try {
+              calls.waiters[0](parsed(r));
+            } catch (err) {
+              failAll(err);
+            }
+          }, failAll);
+          continue;
+        }
+        this.handle.executeMany(calls.operations, calls.payloads, options).then((text) => {
+          try {
+            JSON.parse(text).forEach((item, i) => calls.waiters[i](item));
+          } catch (err) {
+            failAll(err);
+          }
+        }, failAll);
+      } catch (err) {
+        failAll(err);
+      }
     }
   }
 

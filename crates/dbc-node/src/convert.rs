@@ -86,6 +86,39 @@ unsafe fn error_object(env: sys::napi_env, f: &Failure) -> Result<sys::napi_valu
     Ok(err)
 }
 
+/// The fields of [`error_object`] as JSON, for answers that carry several outcomes in
+/// one text (`executeMany`); database-service.js makes the same `DatabaseError` of them.
+pub fn failure_json(f: &Failure) -> serde_json::Value {
+    let e = &f.error;
+    let mut o = serde_json::Map::new();
+    o.insert("code".into(), e.code().into());
+    o.insert("message".into(), e.to_string().into());
+    o.insert("retryable".into(), e.is_retryable().into());
+    o.insert("provider".into(), f.provider.as_str().into());
+    o.insert("operation".into(), f.operation.clone().into());
+    match e {
+        DbcError::Validation { field, .. } => {
+            o.insert("field".into(), field.clone().into());
+        }
+        DbcError::Transaction { index, .. } => {
+            o.insert("index".into(), (*index as u64).into());
+        }
+        _ => {}
+    }
+    if let Some(state) = e.sql_state() {
+        o.insert("sqlState".into(), state.into());
+    }
+    if e.is_connection_class() || matches!(e, DbcError::Transaction { .. }) && e.outcome_unknown() {
+        let outcome = if e.outcome_unknown() {
+            "unknown"
+        } else {
+            "not-applied"
+        };
+        o.insert("outcome".into(), outcome.into());
+    }
+    serde_json::Value::Object(o)
+}
+
 /// An operation's answer: resolves with `T`, or rejects with a coded JS `Error`.
 pub enum Reply<T> {
     /// success

@@ -21,7 +21,7 @@ mod convert;
 use std::future::Future;
 use std::sync::Arc;
 
-use dbc_core::connector::{Failure, OpOptions, Outcome};
+use dbc_core::connector::{Failure, OpOptions, OpValue, Outcome};
 use dbc_core::{ConnectorConfig, DbcError, Provider};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -220,6 +220,95 @@ impl Connector {
                     .execute(&operation, payload, &opts)
                     .await
                     .map(outcome_reply)
+            })
+            .await)
+        })
+    }
+
+    /// Runs several single-task operations (`insertTask` of one task, `updateTaskStatus`)
+    /// as concurrent calls, crossing from JS into Rust and back once for all of them:
+    /// database-service.js gathers the calls of one event-loop turn here. Resolves JSON
+    /// text, an array in call order of `{"provider", "value"}` or `{"error": {...}}` (the
+    /// fields a rejected `execute` carries). Debug calls never come here.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn execute_many<'e>(
+        &self,
+        env: &'e Env,
+        operations: Vec<String>,
+        payloads_json: Vec<String>,
+        options: Option<CallOptions>,
+    ) -> Result<PromiseRaw<'e, Reply<String>>> {
+        let inner = self.inner.clone();
+        let opts = op_options(options);
+        env.spawn_future(async move {
+            let provider = inner.provider();
+            Ok(guarded(provider, "execute", async move {
+                if operations.len() != payloads_json.len() {
+                    return Err(failure(
+                        DbcError::validation("payload", "one payload per operation"),
+                        provider,
+                        "execute",
+                    ));
+                }
+                let calls = operations.iter().zip(&payloads_json).map(|(op, text)| {
+                    let (inner, opts) = (&inner, &opts);
+                    async move {
+                        if !matches!(op.as_str(), "insertTask" | "updateTaskStatus") || opts.debug {
+                            return Err(failure(
+                                DbcError::validation(
+                                    "operation",
+                                    format!("{op} does not run in a batch of calls"),
+                                ),
+                                provider,
+                                op,
+                            ));
+                        }
+                        let payload = serde_json::from_str(text).map_err(|e| {
+                            failure(
+                                DbcError::validation("payload", format!("invalid JSON: {e}")),
+                                provider,
+                                op,
+                            )
+                        })?;
+                        inner.execute(op, payload, opts).await
+                    }
+                });
+                let outcomes = futures_util::future::join_all(calls).await;
+                let mut out = String::from("[");
+                for (i, o) in outcomes.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    match o {
+                        Ok(Outcome {
+                            provider,
+                            value: OpValue::Json(v),
+                            ..
+                        }) => {
+                            out.push_str(r#"{"provider":""#);
+                            out.push_str(provider.as_str());
+                            out.push_str(r#"","value":"#);
+                            out.push_str(&v.to_string());
+                            out.push('}');
+                        }
+                        other => {
+                            let f = other.err().unwrap_or_else(|| {
+                                failure(
+                                    DbcError::Internal(
+                                        "a call of a batch answered with rows".into(),
+                                    ),
+                                    provider,
+                                    &operations[i],
+                                )
+                            });
+                            out.push_str(r#"{"error":"#);
+                            out.push_str(&convert::failure_json(&f).to_string());
+                            out.push('}');
+                        }
+                    }
+                }
+                out.push(']');
+                Ok(out)
             })
             .await)
         })
