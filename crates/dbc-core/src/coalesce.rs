@@ -15,9 +15,10 @@
 //! looks the duplicates up).
 //!
 //! Two lanes exist: single `insertTask` calls (every provider), and `updateTaskStatus`
-//! to `completed` on PostgreSQL, where one set-based statement completes the batch; a
-//! task the statement does not take (not running, lease lost, another worker) goes the
-//! one-by-one way, which yields the same error as before.
+//! to `completed` on PostgreSQL, where one set-based statement completes the batch and
+//! writes the attempts' history rows; a task the statement does not take (not running,
+//! lease lost, another worker) goes the one-by-one way, which yields the same error as
+//! before, and so does a completion that names no worker.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -309,10 +310,14 @@ fn complete_lane(acquire: Acquire, d: Dialect, backoff: Backoff) -> Arc<Complete
                 Err(e) => return fail_all(n, &e),
             };
             let mut out: Vec<Option<Result<Task>>> = (0..n).map(|_| None).collect();
-            {
-                // the same task twice in one batch: the later ones go one by one, after
-                let mut seen = std::collections::HashSet::new();
-                let firsts: Vec<usize> = (0..n).filter(|i| seen.insert(&items[*i].id)).collect();
+            // the same task twice in one batch: the later ones go one by one, after; so
+            // does a completion that names no worker (its history row needs the worker
+            // the task row holds, which the batch statement clears)
+            let mut seen = std::collections::HashSet::new();
+            let firsts: Vec<usize> = (0..n)
+                .filter(|i| items[*i].worker_id.is_some() && seen.insert(&items[*i].id))
+                .collect();
+            if !firsts.is_empty() {
                 // in a transaction like the one-by-one path: a connection that breaks
                 // before COMMIT was sent leaves nothing applied (the router may rerun it)
                 let batch = tasks::in_tx(&mut conn, async |conn: &mut Conn| {
@@ -360,8 +365,9 @@ fn reaches_all(e: &DbcError) -> bool {
     )
 }
 
-/// `running → completed` for many tasks in one statement (PostgreSQL): closes each
-/// attempt, completes the task, releases its dependents, and returns the tasks it took.
+/// `running → completed` for many tasks in one statement (PostgreSQL): completes each
+/// task, writes its attempt's history row, releases its dependents, and returns the tasks
+/// it took.
 async fn complete_many(
     conn: &mut Conn,
     d: &Dialect,
@@ -381,16 +387,20 @@ async fn complete_many(
         d.t("task_dependencies"),
     );
     let cols = tasks::TASK_COLS;
+    // the history row's worker is the reporting one (every item here names it: the
+    // statement takes a task only from that worker), its start the task row's
+    // attempt_started_at, which the completion keeps
+    let duration = d.duration_ms("$2::timestamptz", "u.attempt_started_at");
     let sql = format!(
         "WITH i AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(id uuid, worker text, result jsonb)), \
          u AS (UPDATE {t} t SET status = 'completed', result = i.result, worker_id = NULL, lease_expires_at = NULL, \
                started_at = COALESCE(t.started_at, $2::timestamptz), finished_at = $2::timestamptz, updated_at = $2::timestamptz FROM i \
                WHERE t.id = i.id AND t.status = 'running' AND t.attempts > 0 \
                AND (t.lease_expires_at IS NULL OR t.lease_expires_at >= $2::timestamptz) \
-               AND (i.worker IS NULL OR t.worker_id = i.worker) RETURNING t.*), \
-         e AS (UPDATE {te} x SET status = 'completed', finished_at = $2::timestamptz, \
-               duration_ms = CAST(EXTRACT(EPOCH FROM ($2::timestamptz - x.started_at)) * 1000 AS bigint) \
-               FROM u WHERE x.task_id = u.id AND x.attempt = u.attempts AND x.status = 'running'), \
+               AND t.worker_id = i.worker RETURNING t.*, i.worker AS attempt_worker), \
+         e AS (INSERT INTO {te} (task_id, attempt, worker_id, status, started_at, finished_at, duration_ms) \
+               SELECT u.id, u.attempts, u.attempt_worker, 'completed', u.attempt_started_at, $2::timestamptz, {duration} \
+               FROM u WHERE u.attempt_started_at IS NOT NULL), \
          r AS (UPDATE {t} k SET deps_pending = GREATEST(k.deps_pending - c.n, 0) \
                FROM (SELECT dep.task_id, count(*) AS n FROM {td} dep JOIN u ON dep.depends_on = u.id \
                      GROUP BY dep.task_id) c WHERE k.id = c.task_id AND k.deps_pending > 0) \

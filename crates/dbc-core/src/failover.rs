@@ -597,6 +597,9 @@ const TASKS: Table = Table {
         ("updated_at", D),
         ("started_at", D),
         ("finished_at", D),
+        // start of the latest attempt: the one in progress while running (its history
+        // row is written when it ends)
+        ("attempt_started_at", D),
     ],
     key: &["id"],
 };

@@ -38,6 +38,7 @@ macro_rules! migration {
 pub static MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_init"),
     migration!(2, "0002_partial_indexes"),
+    migration!(3, "0003_attempt_on_task"),
 ];
 
 impl Migration {

@@ -69,8 +69,24 @@ impl Dialect {
         }
     }
 
-    fn opt_time(&self, t: Option<DateTime<Utc>>) -> Param {
-        t.map(|t| self.time(t)).unwrap_or(Param::Null)
+    /// The n-th placeholder holding a time where the statement gives it no type (the
+    /// select list of `INSERT … SELECT`): PostgreSQL needs the cast there.
+    fn time_ph(&self, n: usize) -> String {
+        match self.provider {
+            Provider::Postgres => format!("${n}::timestamptz"),
+            _ => "?".into(),
+        }
+    }
+
+    /// SQL for `end − start` in whole milliseconds (`end` and `start` are SQL times).
+    pub(crate) fn duration_ms(&self, end: &str, start: &str) -> String {
+        match self.provider {
+            Provider::Sqlite => format!("{end} - {start}"),
+            Provider::Postgres => {
+                format!("CAST(EXTRACT(EPOCH FROM ({end} - {start})) * 1000 AS bigint)")
+            }
+            Provider::Mariadb => format!("TIMESTAMPDIFF(MICROSECOND, {start}, {end}) DIV 1000"),
+        }
     }
 
     /// JSON as the provider stores it.
@@ -155,6 +171,9 @@ pub(crate) const TASK_COLS: &str =
     "id, queue, name, payload, status, priority, run_at, attempts, max_attempts, \
      workflow_id, idempotency_key, worker_id, lease_expires_at, result, last_error, created_at, \
      updated_at, started_at, finished_at";
+
+/// How many columns [`TASK_COLS`] names.
+const TASK_COL_COUNT: usize = 19;
 
 pub(crate) fn task_from_row(r: &[Value]) -> Task {
     Task {
@@ -789,7 +808,25 @@ pub async fn get_task(
     id: &str,
     mut trace: Option<&mut Trace>,
 ) -> Result<TaskDetail> {
-    let task = fetch_task(conn, d, id, false, trace.as_deref_mut()).await?;
+    // the task row, and the start of the attempt it is running (if it is)
+    let row = conn
+        .exec(
+            "select task",
+            &format!(
+                "SELECT {TASK_COLS}, attempt_started_at FROM {} WHERE id = {}",
+                d.t("tasks"),
+                d.ph(1)
+            ),
+            &[Param::Text(id.to_string())],
+            trace.as_deref_mut(),
+        )
+        .await?;
+    let row = row
+        .rows
+        .first()
+        .ok_or_else(|| DbcError::NotFound(format!("task {id} does not exist")))?;
+    let task = task_from_row(row);
+    let attempt_started = row.get(TASK_COL_COUNT).and_then(read_time);
     let p = [Param::Text(task.id.clone())];
     let deps = conn
         .exec(
@@ -827,21 +864,35 @@ pub async fn get_task(
             trace,
         )
         .await?;
+    let mut history: Vec<Execution> = hist
+        .rows
+        .iter()
+        .map(|r| Execution {
+            attempt: read_int(&r[0]),
+            worker_id: read_text(&r[1]),
+            status: read_text(&r[2]).unwrap_or_default(),
+            started_at: read_time(&r[3]),
+            finished_at: read_time(&r[4]),
+            duration_ms: (!matches!(r[5], Value::Null)).then(|| read_int(&r[5])),
+        })
+        .collect();
+    // the attempt in progress has no history row yet: it lives on the task row
+    if let Some(started) = attempt_started.filter(|_| task.status == "running") {
+        if !history.iter().any(|h| h.attempt == task.attempts) {
+            history.push(Execution {
+                attempt: task.attempts,
+                worker_id: task.worker_id.clone(),
+                status: "running".into(),
+                started_at: Some(started),
+                finished_at: None,
+                duration_ms: None,
+            });
+        }
+    }
     Ok(TaskDetail {
         task,
         depends_on: deps.rows.iter().filter_map(|r| read_text(&r[0])).collect(),
-        history: hist
-            .rows
-            .iter()
-            .map(|r| Execution {
-                attempt: read_int(&r[0]),
-                worker_id: read_text(&r[1]),
-                status: read_text(&r[2]).unwrap_or_default(),
-                started_at: read_time(&r[3]),
-                finished_at: read_time(&r[4]),
-                duration_ms: (!matches!(r[5], Value::Null)).then(|| read_int(&r[5])),
-            })
-            .collect(),
+        history,
         errors: errs
             .rows
             .iter()
@@ -1108,53 +1159,56 @@ pub async fn update_task_status(
         // an attempt that starts now (manual start, or a direct completion of a pending task)
         let starts = from == "pending" && to != "cancelled";
         let attempt = if starts { task.attempts + 1 } else { task.attempts };
-        if starts {
-            let lease = if to == "running" {
-                Some(ts + chrono::Duration::milliseconds(change.lease_ms))
-            } else {
-                None
-            };
+        if starts && to == "running" {
+            // the attempt lives on the task row until it ends; its history row is written then
+            let lease = ts + chrono::Duration::milliseconds(change.lease_ms);
             conn.exec(
-                "insert execution",
+                "start task",
                 &format!(
-                    "INSERT INTO {} (task_id, attempt, worker_id, status, started_at) VALUES ({})",
-                    d.t("task_executions"),
-                    d.phs(1, 5)
+                    "UPDATE {tt} SET status = 'running', attempts = {}, worker_id = {}, lease_expires_at = {}, \
+                     started_at = COALESCE(started_at, {}), attempt_started_at = {}, updated_at = {} WHERE id = {}",
+                    d.ph(1), d.ph(2), d.ph(3), d.ph(4), d.ph(5), d.ph(6), d.ph(7)
                 ),
-                &[id.clone(), Param::Int(attempt), change.worker_id.clone().map(Param::Text).unwrap_or(Param::Null), Param::Text("running".into()), d.time(ts)],
+                &[Param::Int(attempt), change.worker_id.clone().map(Param::Text).unwrap_or(Param::Null), d.time(lease), d.time(ts), d.time(ts), d.time(ts), id.clone()],
                 trace.as_deref_mut(),
             )
             .await?;
-            if to == "running" {
-                conn.exec(
-                    "start task",
-                    &format!(
-                        "UPDATE {tt} SET status = 'running', attempts = {}, worker_id = {}, lease_expires_at = {}, \
-                         started_at = COALESCE(started_at, {}), updated_at = {} WHERE id = {}",
-                        d.ph(1), d.ph(2), d.ph(3), d.ph(4), d.ph(5), d.ph(6)
-                    ),
-                    &[Param::Int(attempt), change.worker_id.clone().map(Param::Text).unwrap_or(Param::Null), d.opt_time(lease), d.time(ts), d.time(ts), id.clone()],
-                    trace.as_deref_mut(),
-                )
-                .await?;
-                return fetch_task(conn, d, &task.id, false, trace.as_deref_mut()).await;
-            }
+            return fetch_task(conn, d, &task.id, false, trace.as_deref_mut()).await;
         }
-        // close the running attempt, if there is one
-        if (from == "running" || starts) && attempt > 0 {
-            let outcome = if to == "pending" { "cancelled" } else { to };
-            let duration = match d.provider {
-                Provider::Sqlite => format!("{} - started_at", d.ph(3)),
-                Provider::Postgres => format!("CAST(EXTRACT(EPOCH FROM ({}::timestamptz - started_at)) * 1000 AS bigint)", d.ph(3)),
-                Provider::Mariadb => format!("TIMESTAMPDIFF(MICROSECOND, started_at, {}) DIV 1000", d.ph(3)),
-            };
+        // the attempt ends: its one history row ("pending" = given back, recorded as cancelled)
+        let outcome = if to == "pending" { "cancelled" } else { to };
+        if starts {
+            // started and finished at once
             conn.exec(
-                "finish execution",
+                "record attempt",
                 &format!(
-                    "UPDATE {} SET status = {}, finished_at = {}, duration_ms = {duration} WHERE task_id = {} AND attempt = {} AND status = 'running'",
-                    d.t("task_executions"), d.ph(1), d.ph(2), d.ph(4), d.ph(5)
+                    "INSERT INTO {} (task_id, attempt, worker_id, status, started_at, finished_at, duration_ms) VALUES ({})",
+                    d.t("task_executions"),
+                    d.phs(1, 7)
                 ),
-                &[Param::Text(outcome.into()), d.time(ts), d.time(ts), id.clone(), Param::Int(attempt)],
+                &[id.clone(), Param::Int(attempt), change.worker_id.clone().map(Param::Text).unwrap_or(Param::Null), Param::Text(outcome.into()), d.time(ts), d.time(ts), Param::Int(0)],
+                trace.as_deref_mut(),
+            )
+            .await?;
+        } else if from == "running" && attempt > 0 {
+            // from the task row (locked above): worker_id before the change below clears
+            // it. An attempt an older connector started (a database shared across an
+            // upgrade) has no start here, or already its row: it gets none (the PostgreSQL
+            // completion lane's batch falls back to this path on a key conflict)
+            let te = d.t("task_executions");
+            conn.exec(
+                "record attempt",
+                &format!(
+                    "INSERT INTO {te} (task_id, attempt, worker_id, status, started_at, finished_at, duration_ms) \
+                     SELECT k.id, k.attempts, k.worker_id, {}, k.attempt_started_at, {}, {} FROM {tt} k \
+                     WHERE k.id = {} AND k.attempt_started_at IS NOT NULL \
+                     AND NOT EXISTS (SELECT 1 FROM {te} x WHERE x.task_id = k.id AND x.attempt = k.attempts)",
+                    d.ph(1),
+                    d.time_ph(2),
+                    d.duration_ms(&d.time_ph(3), "k.attempt_started_at"),
+                    d.ph(4)
+                ),
+                &[Param::Text(outcome.into()), d.time(ts), d.time(ts), id.clone()],
                 trace.as_deref_mut(),
             )
             .await?;
@@ -1297,7 +1351,8 @@ fn ids_in(d: &Dialect, from: usize, n: usize) -> String {
 
 /// `claimTasks`: takes up to `limit` claimable tasks (pending, due, dependencies done),
 /// highest priority first, then oldest `runAt`, then id; two claimers never get the same
-/// task. Each claim starts an attempt (a history row) under a lease.
+/// task. Each claim starts an attempt under a lease; the attempt is kept on the task row
+/// (`attempt_started_at`) and gets its history row when it ends.
 pub async fn claim_tasks(
     conn: &mut Conn,
     d: &Dialect,
@@ -1307,15 +1362,13 @@ pub async fn claim_tasks(
     let ts = now();
     let lease = ts + chrono::Duration::milliseconds(c.lease_ms);
     let t = d.t("tasks");
-    let te = d.t("task_executions");
     if d.provider == Provider::Postgres {
-        // one statement: lock the candidates (skipping rows other claimers hold), start them, log the attempt
+        // one statement: lock the candidates (skipping rows other claimers hold), start them
         let sql = format!(
             "WITH c AS (SELECT id FROM {t} WHERE queue = $1 AND status = 'pending' AND deps_pending = 0 AND run_at <= $2 \
              ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED), \
              u AS (UPDATE {t} t SET status = 'running', attempts = t.attempts + 1, worker_id = $4, lease_expires_at = $5, \
-             started_at = COALESCE(t.started_at, $2), updated_at = $2 FROM c WHERE t.id = c.id RETURNING t.*), \
-             e AS (INSERT INTO {te} (task_id, attempt, worker_id, status, started_at) SELECT id, attempts, $4, 'running', $2 FROM u) \
+             started_at = COALESCE(t.started_at, $2), attempt_started_at = $2, updated_at = $2 FROM c WHERE t.id = c.id RETURNING t.*) \
              SELECT {TASK_COLS} FROM u ORDER BY priority DESC, run_at, id"
         );
         let out = conn
@@ -1349,26 +1402,14 @@ pub async fn claim_tasks(
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut params = vec![Param::Text(c.worker_id.clone()), d.time(lease), d.time(ts), d.time(ts)];
+        let mut params = vec![Param::Text(c.worker_id.clone()), d.time(lease), d.time(ts), d.time(ts), d.time(ts)];
         params.extend(ids.iter().cloned());
         conn.exec(
             "start tasks",
             &format!(
                 "UPDATE {t} SET status = 'running', attempts = attempts + 1, worker_id = ?, lease_expires_at = ?, \
-                 started_at = COALESCE(started_at, ?), updated_at = ? WHERE id IN {}",
-                ids_in(d, 5, ids.len())
-            ),
-            &params,
-            trace.as_deref_mut(),
-        )
-        .await?;
-        let mut params = vec![Param::Text(c.worker_id.clone()), d.time(ts)];
-        params.extend(ids.iter().cloned());
-        conn.exec(
-            "log attempts",
-            &format!(
-                "INSERT INTO {te} (task_id, attempt, worker_id, status, started_at) SELECT id, attempts, ?, 'running', ? FROM {t} WHERE id IN {}",
-                ids_in(d, 3, ids.len())
+                 started_at = COALESCE(started_at, ?), attempt_started_at = ?, updated_at = ? WHERE id IN {}",
+                ids_in(d, 6, ids.len())
             ),
             &params,
             trace.as_deref_mut(),
@@ -1411,19 +1452,30 @@ pub async fn reap_expired(conn: &mut Conn, d: &Dialect) -> Result<u64> {
     }
     conn.begin().await?;
     let r = async {
-        let expired = format!("SELECT id, attempts FROM {t} WHERE status = 'running' AND lease_expires_at < {}", d.ph(2));
-        let close = match d.provider {
-            // MariaDB cannot read the table it updates in a subquery: join instead
-            Provider::Mariadb => format!(
-                "UPDATE {te} e JOIN {t} k ON k.id = e.task_id AND k.attempts = e.attempt \
-                 SET e.status = 'lease_expired', e.finished_at = ? WHERE e.status = 'running' AND k.status = 'running' AND k.lease_expires_at < ?"
-            ),
-            _ => format!(
-                "UPDATE {te} SET status = 'lease_expired', finished_at = {} WHERE status = 'running' AND (task_id, attempt) IN ({expired})",
-                d.ph(1)
-            ),
-        };
-        conn.exec("expire attempts", &close, &[d.time(ts), d.time(ts)], None).await?;
+        let expired = format!("status = 'running' AND lease_expires_at < {}", d.ph(1));
+        if d.provider != Provider::Sqlite {
+            // lock them first (SQLite's BEGIN IMMEDIATE already excludes other writers): a
+            // worker finishing one of them now, or another runtime's reaper, waits or is
+            // waited for, and the rows read below are the ones changed below
+            conn.exec(
+                "lock expired",
+                &format!("SELECT id FROM {t} WHERE {expired} FOR UPDATE"),
+                &[d.time(ts)],
+                None,
+            )
+            .await?;
+        }
+        // each expired attempt's history row; NOT EXISTS: a row an older connector wrote
+        // for the attempt must not make every later round fail on the primary key
+        let record = format!(
+            "INSERT INTO {te} (task_id, attempt, worker_id, status, started_at, finished_at) \
+             SELECT k.id, k.attempts, k.worker_id, 'lease_expired', k.attempt_started_at, {} FROM {t} k \
+             WHERE k.status = 'running' AND k.lease_expires_at < {} AND k.attempt_started_at IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM {te} x WHERE x.task_id = k.id AND x.attempt = k.attempts)",
+            d.time_ph(1),
+            d.ph(2)
+        );
+        conn.exec("expire attempts", &record, &[d.time(ts), d.time(ts)], None).await?;
         // the last attempt ran out: the task is dead; otherwise it runs again
         let dead = format!(
             "UPDATE {t} SET status = 'failed', finished_at = {}, last_error = 'lease expired', worker_id = NULL, \

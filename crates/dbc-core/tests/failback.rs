@@ -81,13 +81,27 @@ async fn moves(src_p: Provider, dst_p: Provider) {
     )
     .await;
 
+    // a task in the middle of an attempt: the attempt lives on its task row
+    let busy = src
+        .op("insertTask", json!({"name": "busy", "queue": "r2"}))
+        .await;
+    src.op(
+        "claimTasks",
+        json!({"queue": "r2", "limit": 1, "workerId": "w4", "leaseMs": 600000}),
+    )
+    .await;
+
     let mut ids: Vec<Json> = wf["tasks"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| t["id"].clone())
         .collect();
-    ids.extend([later["id"].clone(), retried["id"].clone()]);
+    ids.extend([
+        later["id"].clone(),
+        retried["id"].clone(),
+        busy["id"].clone(),
+    ]);
     let mut before = Vec::new();
     for id in &ids {
         before.push(src.op("getTask", json!({"id": id})).await);
@@ -97,7 +111,7 @@ async fn moves(src_p: Provider, dst_p: Provider) {
         .await;
 
     let report = src.conn.move_all_to(&dst.conn).await.expect("move");
-    assert_eq!(report.tasks, 5, "{report:?}");
+    assert_eq!(report.tasks, 6, "{report:?}");
     assert_eq!(report.merged_by_key, 1, "{report:?}");
     assert_eq!(report.workflows, 1);
     assert!(report.executions >= 2 && report.errors >= 1, "{report:?}");
@@ -130,6 +144,28 @@ async fn moves(src_p: Provider, dst_p: Provider) {
         .filter_map(|t| t["name"].as_str())
         .collect();
     assert!(names.contains(&"b") && !names.contains(&"c"), "{names:?}");
+
+    // the attempt moved with its task: it ends with its start time and worker
+    let busy_before = &before[before.len() - 1];
+    assert_eq!(
+        busy_before["history"][0]["status"], "running",
+        "{busy_before}"
+    );
+    let done = dst
+        .op(
+            "updateTaskStatus",
+            json!({"id": busy["id"], "status": "completed", "workerId": "w4"}),
+        )
+        .await;
+    assert_eq!(done["status"], "completed");
+    let h = &dst.op("getTask", json!({"id": busy["id"]})).await["history"];
+    assert_eq!(h.as_array().map(Vec::len), Some(1), "{h}");
+    assert_eq!(h[0]["status"], "completed");
+    assert_eq!(h[0]["workerId"], "w4");
+    assert_eq!(
+        normalized(&h[0]["startedAt"]),
+        normalized(&busy_before["history"][0]["startedAt"])
+    );
 
     let left = src.op("listTasks", json!({})).await;
     assert_eq!(
