@@ -96,59 +96,6 @@ for (const provider of ['sqlite', 'postgres']) {
   });
 }
 
-test('postgres: a busy consume node keeps a second claim on its way for the slots freed meanwhile, never above concurrency', async () => {
-  const cfg = nodeConfigFor('postgres');
-  const direct = await service.open({ ...configFor('postgres'), tablePrefix: cfg.prefix });
-  try {
-    const total = 2000;
-    await direct.execute('insertTask', Array.from({ length: total }, (_, i) => ({ queue: 'pipe', payload: { i } })));
-    const flow = [
-      { id: 'tab', type: 'tab' },
-      cfg.props,
-      { id: 'src', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'consume', queue: 'pipe', concurrency: '200', leaseMs: '60000', wires: [['out']] },
-      { id: 'out', type: 'helper', z: 'tab' },
-    ];
-    await helper.load(dbNode, flow, { cfg: cfg.credentials });
-    // count the claims on their way (the node's first one may already be)
-    const reg = await helper.getNode('cfg').getRegistry();
-    let claiming = 0;
-    let mostClaiming = 0;
-    const run = reg.run.bind(reg);
-    reg.run = async (operation, payload, options) => {
-      if (operation !== 'claimTasks') return run(operation, payload, options);
-      claiming += 1;
-      mostClaiming = Math.max(mostClaiming, claiming);
-      try {
-        return await run(operation, payload, options);
-      } finally {
-        claiming -= 1;
-      }
-    };
-    const seen = new Set();
-    let open = 0;
-    let mostOpen = 0;
-    let done = 0;
-    helper.getNode('out').on('input', (msg) => {
-      assert.ok(!seen.has(msg.task.id), 'each task once');
-      seen.add(msg.task.id);
-      open += 1;
-      mostOpen = Math.max(mostOpen, open);
-      reg.updateTaskStatus(msg.task.id, 'completed', { workerId: msg.task.workerId }).then(() => {
-        open -= 1;
-        done += 1;
-      });
-    });
-    await until(() => done === total, 30000);
-    assert.ok(mostOpen <= 200, `never above concurrency (${mostOpen})`);
-    assert.equal(mostClaiming, 2, 'two claims on their way at once, not more');
-    const completed = await direct.query(`SELECT count(*)::int AS n FROM ${cfg.prefix}tasks WHERE queue = 'pipe' AND status = 'completed'`);
-    assert.equal(completed.rows[0].n, total);
-    await helper.unload();
-  } finally {
-    await direct.close();
-  }
-});
-
 test('a consume node whose database is down logs DBC_CONNECTION and keeps trying', async () => {
   const flow = [
     { id: 'tab', type: 'tab' },

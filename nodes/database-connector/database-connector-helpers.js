@@ -601,10 +601,6 @@ class Consumer {
     this.idleMs = 0;
     this.timer = null;
     this.stopped = false;
-    // claims on their way to the database, and the slots they may fill
-    this.claiming = 0;
-    this.reserved = 0;
-    this.empty = false;
     this.onSettled = (id) => this.settle(id);
   }
 
@@ -656,17 +652,10 @@ class Consumer {
   }
 
   async poll() {
-    // A busy consumer works as a pipeline: a claim takes at most a quarter of its slots
-    // (at least 25, or all when fewer), and up to two claims are on their way at once,
-    // so the database claims the next tasks while the flow runs the last ones, instead
-    // of the two taking turns. When the last claim found nothing, one claimer waits for
-    // work alone.
-    if (this.stopped || this.claiming >= 2 || (this.claiming > 0 && this.empty)) return;
-    const free = this.concurrency - this.inFlight.size - this.reserved;
+    if (this.stopped || this.busy) return;
+    const free = this.concurrency - this.inFlight.size;
     if (free <= 0) return; // a settle or an expired lease schedules the next poll
-    this.claiming += 1;
-    let held = Math.min(free, Math.max(Math.ceil(this.concurrency / 4), Math.min(this.concurrency, 25)));
-    this.reserved += held;
+    this.busy = true;
     try {
       const registry = await this.getRegistry();
       if (this.registry !== registry) {
@@ -676,10 +665,7 @@ class Consumer {
       }
       const startedAt = Date.now();
       const t0 = this.debug ? performance.now() : 0;
-      const r = await registry.run('claimTasks', { queue: this.queue, limit: held, leaseMs: this.leaseMs, workerId: this.workerId }, { debug: this.debug });
-      this.reserved -= held;
-      held = 0;
-      this.empty = r.value.length === 0;
+      const r = await registry.run('claimTasks', { queue: this.queue, limit: free, leaseMs: this.leaseMs, workerId: this.workerId }, { debug: this.debug });
       if (this.stopped) return;
       for (const task of r.value) {
         this.inFlight.set(task.id, setTimeout(() => this.settle(task.id), this.leaseMs));
@@ -698,8 +684,7 @@ class Consumer {
       this.idleMs = Math.min(5000, Math.max(500, this.idleMs * 2));
       this.node.error(handleDatabaseError(err, { operation: 'consume' }));
     } finally {
-      this.reserved -= held;
-      this.claiming -= 1;
+      this.busy = false;
     }
     this.schedule(this.idleMs);
   }
