@@ -110,8 +110,11 @@ test('two runtimes share one PostgreSQL queue of 20,000 tasks; one is killed wit
     { id: 'src', type: 'database-connector', z: 'tab', connection: 'cfgpg', operation: 'consume', queue: 'shared', concurrency: '16', leaseMs: '3000', wires: [['upd']] },
     { id: 'upd', type: 'database-connector', z: 'tab', connection: 'cfgpg', operation: 'updateTaskStatus', wires: [[]] },
   ];
-  // the function-less flow completes each task by setting the status on the way
-  flows[2].wires = [['chg']];
+  // the function-less flow works 1–40 ms on each task (a random delay node, so tasks end
+  // at different times, as real work does), then completes it by setting the status on
+  // the way; the work keeps tasks in flight when the runtime dies
+  flows[2].wires = [['dly']];
+  flows.push({ id: 'dly', type: 'delay', z: 'tab', pauseType: 'random', randomFirst: '1', randomLast: '40', randomUnits: 'milliseconds', wires: [['chg']] });
   flows.push({ id: 'chg', type: 'change', z: 'tab', rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '{"status":"completed"}', tot: 'json' }], wires: [['upd']] });
   const credentials = { cfgpg: { url: PG_URL } };
   const [a, b] = await Promise.all([spawnNodeRed({ flows, credentials }), spawnNodeRed({ flows, credentials })]);
@@ -122,7 +125,19 @@ test('two runtimes share one PostgreSQL queue of 20,000 tasks; one is killed wit
       assert.ok(Date.now() < until, 'progress');
       await new Promise((r) => setTimeout(r, 100));
     }
+    // kill `a` while it holds tasks: the completions of a busy consumer arrive in batches,
+    // so there are moments with none in flight (a claim on its way)
+    const heldBy = `node-red:src:${a.child.pid}`;
+    const held = async () => count(`SELECT count(*) AS n FROM ${prefix}tasks WHERE status = 'running' AND worker_id = '${heldBy}'`);
+    while ((await held()) === 0) {
+      assert.ok(Date.now() < until, 'the first runtime holds tasks');
+    }
     a.child.kill('SIGKILL');
+    await new Promise((r) => a.child.once('exit', r));
+    // its server sessions end with it: a commit already sent still lands, the rest rolls back
+    await new Promise((r) => setTimeout(r, 500));
+    // what it held at its death: only the lease can give these back
+    const orphaned = await held();
     while ((await count(`SELECT count(*) AS n FROM ${prefix}tasks WHERE status = 'completed'`)) < TOTAL) {
       assert.ok(Date.now() < until, `completed ${await count(`SELECT count(*) AS n FROM ${prefix}tasks WHERE status = 'completed'`)} of ${TOTAL} in time`);
       await new Promise((r) => setTimeout(r, 200));
@@ -130,7 +145,8 @@ test('two runtimes share one PostgreSQL queue of 20,000 tasks; one is killed wit
     assert.equal(await count(`SELECT count(*) AS n FROM ${prefix}task_executions WHERE status = 'completed'`), TOTAL);
     assert.equal(await count(`SELECT count(DISTINCT task_id) AS n FROM ${prefix}task_executions WHERE status = 'completed'`), TOTAL);
     const rerun = await count(`SELECT count(*) AS n FROM ${prefix}task_executions WHERE status = 'lease_expired'`);
-    assert.ok(rerun > 0, 'the killed runtime had tasks in flight, re-run by the other after their lease');
+    assert.ok(orphaned > 0, 'the killed runtime had tasks in flight');
+    assert.equal(rerun, orphaned, 'each task the killed runtime held ran again after its lease, once');
     assert.equal(await count(`SELECT count(*) AS n FROM ${prefix}tasks WHERE status <> 'completed'`), 0);
   } finally {
     await Promise.all([a.stop(), b.stop()]);
