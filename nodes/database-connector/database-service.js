@@ -190,28 +190,15 @@ class DatabaseService {
     this.turn = null;
     for (const [queue, calls] of turn) {
       const options = queue === undefined ? undefined : { queue };
-      const failAll = (err) => calls.waiters.forEach((w) => w({ error: err }));
-      try {
-        if (calls.waiters.length === 1) {
-          this.handle.execute(calls.operations[0], calls.payloads[0], options).then((r) => {
-            try {
-              calls.waiters[0](parsed(r));
-            } catch (err) {
-              failAll(err);
-            }
-          }, failAll);
-          continue;
-        }
-        this.handle.executeMany(calls.operations, calls.payloads, options).then((text) => {
-          try {
-            JSON.parse(text).forEach((item, i) => calls.waiters[i](item));
-          } catch (err) {
-            failAll(err);
-          }
-        }, failAll);
-      } catch (err) {
-        failAll(err);
-      }
+      // a lone call takes the plain path; either way the answer is one item per call
+      new Promise((resolve) => {
+        resolve(calls.waiters.length === 1
+          ? this.handle.execute(calls.operations[0], calls.payloads[0], options).then((r) => [parsed(r)])
+          : this.handle.executeMany(calls.operations, calls.payloads, options).then(JSON.parse));
+      })
+        .then((items) => items.forEach((item, i) => calls.waiters[i](item)))
+        // a waiter already answered ignores this
+        .catch((error) => calls.waiters.forEach((w) => w({ error })));
     }
   }
 

@@ -172,9 +172,6 @@ pub(crate) const TASK_COLS: &str =
      workflow_id, idempotency_key, worker_id, lease_expires_at, result, last_error, created_at, \
      updated_at, started_at, finished_at";
 
-/// How many columns [`TASK_COLS`] names.
-const TASK_COL_COUNT: usize = 19;
-
 pub(crate) fn task_from_row(r: &[Value]) -> Task {
     Task {
         id: read_text(&r[0]).unwrap_or_default(),
@@ -782,13 +779,27 @@ pub(crate) async fn fetch_task(
     lock: bool,
     trace: Option<&mut Trace>,
 ) -> Result<Task> {
+    fetch_task_row(conn, d, id, "", lock, trace)
+        .await
+        .map(|r| task_from_row(&r))
+}
+
+/// The task's row: the columns of [`TASK_COLS`], then `extra` (`", col, …"`).
+async fn fetch_task_row(
+    conn: &mut Conn,
+    d: &Dialect,
+    id: &str,
+    extra: &str,
+    lock: bool,
+    trace: Option<&mut Trace>,
+) -> Result<Vec<Value>> {
     let lock = if lock && d.provider != Provider::Sqlite {
         " FOR UPDATE"
     } else {
         ""
     };
     let sql = format!(
-        "SELECT {TASK_COLS} FROM {} WHERE id = {}{lock}",
+        "SELECT {TASK_COLS}{extra} FROM {} WHERE id = {}{lock}",
         d.t("tasks"),
         d.ph(1)
     );
@@ -796,8 +807,8 @@ pub(crate) async fn fetch_task(
         .exec("select task", &sql, &[Param::Text(id.to_string())], trace)
         .await?;
     out.rows
-        .first()
-        .map(|r| task_from_row(r))
+        .into_iter()
+        .next()
         .ok_or_else(|| DbcError::NotFound(format!("task {id} does not exist")))
 }
 
@@ -809,24 +820,17 @@ pub async fn get_task(
     mut trace: Option<&mut Trace>,
 ) -> Result<TaskDetail> {
     // the task row, and the start of the attempt it is running (if it is)
-    let row = conn
-        .exec(
-            "select task",
-            &format!(
-                "SELECT {TASK_COLS}, attempt_started_at FROM {} WHERE id = {}",
-                d.t("tasks"),
-                d.ph(1)
-            ),
-            &[Param::Text(id.to_string())],
-            trace.as_deref_mut(),
-        )
-        .await?;
-    let row = row
-        .rows
-        .first()
-        .ok_or_else(|| DbcError::NotFound(format!("task {id} does not exist")))?;
-    let task = task_from_row(row);
-    let attempt_started = row.get(TASK_COL_COUNT).and_then(read_time);
+    let row = fetch_task_row(
+        conn,
+        d,
+        id,
+        ", attempt_started_at",
+        false,
+        trace.as_deref_mut(),
+    )
+    .await?;
+    let task = task_from_row(&row);
+    let attempt_started = row.last().and_then(read_time);
     let p = [Param::Text(task.id.clone())];
     let deps = conn
         .exec(

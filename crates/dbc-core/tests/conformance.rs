@@ -1849,24 +1849,6 @@ async fn tasks_attempt_history_written_once(p: Provider) {
     .await
 }
 
-/// Waits (up to 5 s) until the task has `status`.
-async fn wait_status(db: &Db, id: &str, status: &str) -> Json {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let g = db.get_task(id).await;
-        if s(&g, "status") == status {
-            return g;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "[{}] {id} is still {}: {g}",
-            db.p,
-            s(&g, "status")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn tasks_lease_expiry_history(p: Provider) {
     with_db(p, |db| async move {
         let t = db
@@ -1877,7 +1859,7 @@ async fn tasks_lease_expiry_history(p: Provider) {
         let start1 = ms(&c, "startedAt");
         let lease1 = ms(&c, "leaseExpiresAt");
         // the reaper puts it back: one lease_expired row, no duration (as always)
-        let g = wait_status(&db, &id, "pending").await;
+        let g = wait_for_status(&db, &id, "pending", Instant::now() + Duration::from_secs(5)).await;
         let rows = executions(&db, &id).await;
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!(
@@ -1900,7 +1882,7 @@ async fn tasks_lease_expiry_history(p: Provider) {
         let c = claim_one(&db, "x", "w2", 100).await;
         assert_eq!(i(&c, "attempts"), 2);
         let start2 = attempt_started(&db, &id).await.expect("attempt 2 started");
-        let g = wait_status(&db, &id, "failed").await;
+        let g = wait_for_status(&db, &id, "failed", Instant::now() + Duration::from_secs(5)).await;
         let rows = executions(&db, &id).await;
         assert_eq!(
             rows.iter()
@@ -2024,7 +2006,7 @@ async fn migrations_running_attempt_survives_upgrade(p: Provider) {
         );
         assert_eq!(rows[1].started, t0.timestamp_millis());
         assert_span(&rows[1], 5000);
-        let g = wait_status(&db, &c_id, "failed").await;
+        let g = wait_for_status(&db, &c_id, "failed", Instant::now() + Duration::from_secs(5)).await;
         let rows = executions(&db, &c_id).await;
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!((rows[0].worker.as_deref(), rows[0].status.as_str()), (Some("old-c"), "lease_expired"));

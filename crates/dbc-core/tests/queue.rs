@@ -436,23 +436,6 @@ async fn concurrent_claimers(p: Provider) {
 // 4. Lease expiry
 // ---------------------------------------------------------------------------------------
 
-/// Polls `getTask` every 100 ms until the task has `status`; panics at `deadline`.
-async fn wait_for_status(db: &Db, id: &str, status: &str, deadline: Instant) -> Json {
-    loop {
-        let g = db.get_task(id).await;
-        if s(&g, "status") == status {
-            return g;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "[{}] task {id} is still {} at the deadline, expected {status}: {g}",
-            db.p,
-            s(&g, "status")
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn lease_expiry(p: Provider) {
     with_db_cfg(p, fast, |db| async move {
         let t = db.insert_task(json!({"queue": "lease", "name": "slow"})).await;

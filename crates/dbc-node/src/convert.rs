@@ -55,40 +55,30 @@ unsafe fn js_number(env: sys::napi_env, n: f64) -> Result<sys::napi_value> {
     Ok(v)
 }
 
-/// Builds the JS `Error` a user sees for a failed operation (see docs/ERRORS.md).
+/// Builds the JS `Error` a user sees for a failed operation (see docs/ERRORS.md): the
+/// message and code, then every other field of [`failure_json`] as a property.
 unsafe fn error_object(env: sys::napi_env, f: &Failure) -> Result<sys::napi_value> {
-    let e = &f.error;
-    let code = js_string(env, e.code())?;
-    let msg = js_string(env, &e.to_string())?;
+    let code = js_string(env, f.error.code())?;
+    let msg = js_string(env, &f.error.to_string())?;
     let mut err = ptr::null_mut();
     check!(sys::napi_create_error(env, code, msg, &mut err));
-    set(env, err, "retryable", js_bool(env, e.is_retryable())?)?;
-    set(env, err, "provider", js_string(env, f.provider.as_str())?)?;
-    set(env, err, "operation", js_string(env, &f.operation)?)?;
-    match e {
-        DbcError::Validation { field, .. } => set(env, err, "field", js_string(env, field)?)?,
-        DbcError::Transaction { index, .. } => {
-            set(env, err, "index", js_number(env, *index as f64)?)?
-        }
-        _ => {}
-    }
-    if let Some(state) = e.sql_state() {
-        set(env, err, "sqlState", js_string(env, state)?)?;
-    }
-    if e.is_connection_class() || matches!(e, DbcError::Transaction { .. }) && e.outcome_unknown() {
-        let outcome = if e.outcome_unknown() {
-            "unknown"
-        } else {
-            "not-applied"
+    for (k, v) in failure_json(f) {
+        let v = match v {
+            serde_json::Value::Bool(b) => js_bool(env, b)?,
+            serde_json::Value::Number(n) => js_number(env, n.as_f64().unwrap_or_default())?,
+            serde_json::Value::String(s) if k != "code" && k != "message" => js_string(env, &s)?,
+            _ => continue,
         };
-        set(env, err, "outcome", js_string(env, outcome)?)?;
+        set(env, err, &k, v)?;
     }
     Ok(err)
 }
 
-/// The fields of [`error_object`] as JSON, for answers that carry several outcomes in
-/// one text (`executeMany`); database-service.js makes the same `DatabaseError` of them.
-pub fn failure_json(f: &Failure) -> serde_json::Value {
+/// The fields of a failed operation's error (code, message, retryable, provider,
+/// operation and, where they apply, field, index, sqlState, outcome): the properties of
+/// the JS `Error` ([`error_object`]), and the `error` of an `executeMany` answer, from
+/// which database-service.js makes the same `DatabaseError`.
+pub fn failure_json(f: &Failure) -> serde_json::Map<String, serde_json::Value> {
     let e = &f.error;
     let mut o = serde_json::Map::new();
     o.insert("code".into(), e.code().into());
@@ -116,7 +106,7 @@ pub fn failure_json(f: &Failure) -> serde_json::Value {
         };
         o.insert("outcome".into(), outcome.into());
     }
-    serde_json::Value::Object(o)
+    o
 }
 
 /// An operation's answer: resolves with `T`, or rejects with a coded JS `Error`.

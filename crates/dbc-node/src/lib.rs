@@ -115,6 +115,53 @@ async fn guarded<T: Send + 'static>(
     }
 }
 
+/// `msg.payload` as the JSON text database-service.js sends.
+fn parse_payload(
+    text: &str,
+    provider: Provider,
+    operation: &str,
+) -> std::result::Result<serde_json::Value, Failure> {
+    serde_json::from_str(text).map_err(|e| {
+        failure(
+            DbcError::validation("payload", format!("invalid JSON: {e}")),
+            provider,
+            operation,
+        )
+    })
+}
+
+/// One call's item of an `executeMany` answer: `{"provider", "value"}` or `{"error"}`.
+fn push_batch_item(
+    out: &mut String,
+    o: std::result::Result<Outcome, Failure>,
+    provider: Provider,
+    operation: &str,
+) {
+    let f = match o {
+        Ok(Outcome {
+            provider,
+            value: OpValue::Json(v),
+            ..
+        }) => {
+            out.push_str(r#"{"provider":""#);
+            out.push_str(provider.as_str());
+            out.push_str(r#"","value":"#);
+            out.push_str(&v.to_string());
+            out.push('}');
+            return;
+        }
+        Ok(_) => failure(
+            DbcError::Internal("a call of a batch answered with rows".into()),
+            provider,
+            operation,
+        ),
+        Err(f) => f,
+    };
+    out.push_str(r#"{"error":"#);
+    out.push_str(&serde_json::Value::Object(convert::failure_json(&f)).to_string());
+    out.push('}');
+}
+
 fn outcome_reply(o: Outcome) -> convert::OutcomeJs {
     convert::OutcomeJs(o)
 }
@@ -208,14 +255,7 @@ impl Connector {
         env.spawn_future(async move {
             let provider = inner.provider();
             Ok(guarded(provider, "execute", async move {
-                let payload: serde_json::Value =
-                    serde_json::from_str(&payload_json).map_err(|e| {
-                        failure(
-                            DbcError::validation("payload", format!("invalid JSON: {e}")),
-                            provider,
-                            &operation,
-                        )
-                    })?;
+                let payload = parse_payload(&payload_json, provider, &operation)?;
                 inner
                     .execute(&operation, payload, &opts)
                     .await
@@ -263,13 +303,7 @@ impl Connector {
                                 op,
                             ));
                         }
-                        let payload = serde_json::from_str(text).map_err(|e| {
-                            failure(
-                                DbcError::validation("payload", format!("invalid JSON: {e}")),
-                                provider,
-                                op,
-                            )
-                        })?;
+                        let payload = parse_payload(text, provider, op)?;
                         inner.execute(op, payload, opts).await
                     }
                 });
@@ -279,33 +313,7 @@ impl Connector {
                     if i > 0 {
                         out.push(',');
                     }
-                    match o {
-                        Ok(Outcome {
-                            provider,
-                            value: OpValue::Json(v),
-                            ..
-                        }) => {
-                            out.push_str(r#"{"provider":""#);
-                            out.push_str(provider.as_str());
-                            out.push_str(r#"","value":"#);
-                            out.push_str(&v.to_string());
-                            out.push('}');
-                        }
-                        other => {
-                            let f = other.err().unwrap_or_else(|| {
-                                failure(
-                                    DbcError::Internal(
-                                        "a call of a batch answered with rows".into(),
-                                    ),
-                                    provider,
-                                    &operations[i],
-                                )
-                            });
-                            out.push_str(r#"{"error":"#);
-                            out.push_str(&convert::failure_json(&f).to_string());
-                            out.push('}');
-                        }
-                    }
+                    push_batch_item(&mut out, o, provider, &operations[i]);
                 }
                 out.push(']');
                 Ok(out)

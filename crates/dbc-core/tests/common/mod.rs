@@ -15,6 +15,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use dbc_core::config::redact_url;
 use dbc_core::connector::{Failure, OpOptions, OpValue, Outcome};
@@ -428,6 +429,23 @@ where
             Ok(panic) => std::panic::resume_unwind(panic),
             Err(e) => panic!("test body did not finish: {e}"),
         }
+    }
+}
+
+/// Polls `getTask` every 100 ms until the task has `status`; panics at `deadline`.
+pub async fn wait_for_status(db: &Db, id: &str, status: &str, deadline: Instant) -> Json {
+    loop {
+        let g = db.get_task(id).await;
+        if s(&g, "status") == status {
+            return g;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "[{}] task {id} is still {} at the deadline, expected {status}: {g}",
+            db.p,
+            s(&g, "status")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
