@@ -96,6 +96,100 @@ for (const provider of ['sqlite', 'postgres']) {
   });
 }
 
+for (const provider of ['sqlite', 'postgres']) {
+  test(`${provider}: a task claimed again before the settle of its earlier attempt reached the node holds a slot of its own`, async () => {
+    const cfg = nodeConfigFor(provider);
+    const direct = await service.open({ ...configFor(provider), primary: provider === 'sqlite' ? { provider, sqliteFile: cfg.props.sqliteFile } : configFor(provider).primary, tablePrefix: cfg.prefix });
+    try {
+      const [x] = (await direct.execute('insertTask', [{ queue: 'again', payload: { n: 'x' } }])).value;
+      const flow = [
+        { id: 'tab', type: 'tab' },
+        cfg.props,
+        { id: 'src', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'consume', queue: 'again', concurrency: '2', leaseMs: '60000', wires: [['out']] },
+        { id: 'out', type: 'helper', z: 'tab' },
+      ];
+      await helper.load(dbNode, flow, { cfg: cfg.credentials });
+      const got = [];
+      helper.getNode('out').on('input', (msg) => got.push(msg));
+      await until(() => got.length === 1);
+      assert.equal(got[0].task.id, x.id);
+      // attempt 1 ends through another connection, so its settle has not reached this
+      // node yet (in a busy flow: the answer is still on its way) and the task is free again
+      await direct.execute('updateTaskStatus', { id: x.id, status: 'pending', workerId: got[0].task.workerId });
+      await until(() => got.length === 2, 5000);
+      assert.deepEqual([got[1].task.id, got[1].task.attempts], [x.id, 2], 'claimed again: attempt 2');
+      // both attempts hold a slot: a new task waits (the node polls at least once a second)
+      await direct.execute('insertTask', [{ queue: 'again', payload: { n: 'y' } }]);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.equal(got.length, 2, 'the second attempt did not take over the first one\'s slot');
+      // the settle of attempt 1 arrives (as the registry announces it after updateTaskStatus)
+      const registry = await helper.getNode('cfg').getRegistry();
+      registry.emit('settled', x.id, { ...got[0].task, status: 'pending', workerId: null });
+      await until(() => got.length === 3, 5000);
+      assert.equal(got[2].payload.n, 'y');
+      // attempt 2 settled for real frees the last slot of x
+      const done = await registry.updateTaskStatus(x.id, 'completed', { workerId: got[1].task.workerId });
+      assert.equal(done.attempts, 2);
+    } finally {
+      await helper.unload();
+      await direct.close();
+    }
+  });
+}
+
+test('postgres: a busy consume node keeps a second claim on its way for the slots freed meanwhile, never above concurrency', async () => {
+  const cfg = nodeConfigFor('postgres');
+  const direct = await service.open({ ...configFor('postgres'), tablePrefix: cfg.prefix });
+  try {
+    const total = 2000;
+    await direct.execute('insertTask', Array.from({ length: total }, (_, i) => ({ queue: 'pipe', payload: { i } })));
+    const flow = [
+      { id: 'tab', type: 'tab' },
+      cfg.props,
+      { id: 'src', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'consume', queue: 'pipe', concurrency: '200', leaseMs: '60000', wires: [['out']] },
+      { id: 'out', type: 'helper', z: 'tab' },
+    ];
+    await helper.load(dbNode, flow, { cfg: cfg.credentials });
+    // count the claims on their way (the node's first one may already be)
+    const reg = await helper.getNode('cfg').getRegistry();
+    let claiming = 0;
+    let mostClaiming = 0;
+    const run = reg.run.bind(reg);
+    reg.run = async (operation, payload, options) => {
+      if (operation !== 'claimTasks') return run(operation, payload, options);
+      claiming += 1;
+      mostClaiming = Math.max(mostClaiming, claiming);
+      try {
+        return await run(operation, payload, options);
+      } finally {
+        claiming -= 1;
+      }
+    };
+    const seen = new Set();
+    let open = 0;
+    let mostOpen = 0;
+    let done = 0;
+    helper.getNode('out').on('input', (msg) => {
+      assert.ok(!seen.has(msg.task.id), 'each task once');
+      seen.add(msg.task.id);
+      open += 1;
+      mostOpen = Math.max(mostOpen, open);
+      reg.updateTaskStatus(msg.task.id, 'completed', { workerId: msg.task.workerId }).then(() => {
+        open -= 1;
+        done += 1;
+      });
+    });
+    await until(() => done === total, 30000);
+    assert.ok(mostOpen <= 200, `never above concurrency (${mostOpen})`);
+    assert.equal(mostClaiming, 2, 'two claims on their way at once, not more');
+    const completed = await direct.query(`SELECT count(*)::int AS n FROM ${cfg.prefix}tasks WHERE queue = 'pipe' AND status = 'completed'`);
+    assert.equal(completed.rows[0].n, total);
+    await helper.unload();
+  } finally {
+    await direct.close();
+  }
+});
+
 test('a consume node whose database is down logs DBC_CONNECTION and keeps trying', async () => {
   const flow = [
     { id: 'tab', type: 'tab' },

@@ -147,7 +147,7 @@ class Registry extends EventEmitter {
   async run(operation, payload, options) {
     const r = await this.db.execute(operation, payload, options);
     // consumers free a slot when one of their tasks is settled by any node
-    if (operation === 'updateTaskStatus' && r.value && r.value.status !== 'running') this.emit('settled', r.value.id);
+    if (operation === 'updateTaskStatus' && r.value && r.value.status !== 'running') this.emit('settled', r.value.id, r.value);
     return r;
   }
 
@@ -568,6 +568,9 @@ async function testConnection(body, stored, userDir) {
   }
 }
 
+/** @returns {string} the consumer's key of one attempt at a task */
+const attemptKey = (task) => `${task.id}#${task.attempts}`;
+
 /**
  * The `consume` source: claims tasks in batches and emits one msg per task
  * (`msg.payload` = the task's payload, `msg.task` = the task), never more than
@@ -601,7 +604,14 @@ class Consumer {
     this.idleMs = 0;
     this.timer = null;
     this.stopped = false;
-    this.onSettled = (id) => this.settle(id);
+    // claims on their way to the database, and the slots they may fill
+    this.claiming = 0;
+    this.reserved = 0;
+    this.empty = false;
+    // one entry per attempt (`id#attempts`): a task that failed, came back after its
+    // backoff and was claimed again before its first settle reached us holds two slots
+    // until both are settled, never one
+    this.onSettled = (id, task) => this.settle(task ? attemptKey(task) : id);
   }
 
   /** Starts polling. */
@@ -625,11 +635,11 @@ class Consumer {
     }
   }
 
-  settle(id) {
-    const lease = this.inFlight.get(id);
+  settle(key) {
+    const lease = this.inFlight.get(key);
     if (lease === undefined) return;
     clearTimeout(lease);
-    this.inFlight.delete(id);
+    this.inFlight.delete(key);
     this.showStatus();
     this.schedule(0);
   }
@@ -652,10 +662,17 @@ class Consumer {
   }
 
   async poll() {
-    if (this.stopped || this.busy) return;
-    const free = this.concurrency - this.inFlight.size;
+    // A busy consumer works as a pipeline: a claim takes at most a quarter of its slots
+    // (at least 25, or all when fewer), and up to two claims are on their way at once,
+    // so the database claims the next tasks while the flow runs the last ones, instead
+    // of the two taking turns. When the last claim found nothing, one claimer waits for
+    // work alone.
+    if (this.stopped || this.claiming >= 2 || (this.claiming > 0 && this.empty)) return;
+    const free = this.concurrency - this.inFlight.size - this.reserved;
     if (free <= 0) return; // a settle or an expired lease schedules the next poll
-    this.busy = true;
+    this.claiming += 1;
+    let held = Math.min(free, Math.max(Math.ceil(this.concurrency / 4), Math.min(this.concurrency, 25)));
+    this.reserved += held;
     try {
       const registry = await this.getRegistry();
       if (this.registry !== registry) {
@@ -665,10 +682,14 @@ class Consumer {
       }
       const startedAt = Date.now();
       const t0 = this.debug ? performance.now() : 0;
-      const r = await registry.run('claimTasks', { queue: this.queue, limit: free, leaseMs: this.leaseMs, workerId: this.workerId }, { debug: this.debug });
+      const r = await registry.run('claimTasks', { queue: this.queue, limit: held, leaseMs: this.leaseMs, workerId: this.workerId }, { debug: this.debug });
+      this.reserved -= held;
+      held = 0;
+      this.empty = r.value.length === 0;
       if (this.stopped) return;
       for (const task of r.value) {
-        this.inFlight.set(task.id, setTimeout(() => this.settle(task.id), this.leaseMs));
+        const key = attemptKey(task);
+        this.inFlight.set(key, setTimeout(() => this.settle(key), this.leaseMs));
         const msg = { payload: task.payload, task };
         if (this.debug) msg._debug = buildDebug('consume', startedAt, t0, r.debug);
         this.node.send(msg);
@@ -684,7 +705,8 @@ class Consumer {
       this.idleMs = Math.min(5000, Math.max(500, this.idleMs * 2));
       this.node.error(handleDatabaseError(err, { operation: 'consume' }));
     } finally {
-      this.busy = false;
+      this.reserved -= held;
+      this.claiming -= 1;
     }
     this.schedule(this.idleMs);
   }
