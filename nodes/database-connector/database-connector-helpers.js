@@ -568,7 +568,7 @@ async function testConnection(body, stored, userDir) {
   }
 }
 
-/** @returns {string} the consumer's key of one attempt at a task */
+/** @private @returns {string} the consumer's key of one attempt at a task */
 const attemptKey = (task) => `${task.id}#${task.attempts}`;
 
 /**
