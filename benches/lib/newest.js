@@ -55,7 +55,9 @@ class NewestPeer {
   /** Forks the child under Node 22 and waits for it to say it is ready (with its versions). */
   async open() {
     if (!installed()) throw new Error('benches/newest is not installed (npm --prefix benches/newest ci)');
-    const child = fork(SCRIPT, [this.key], { execPath: NODE, execArgv: [], serialization: 'advanced' });
+    // JSON messages (fork's default), not 'advanced': V8's serialization format is not
+    // promised to match between Node 20 and Node 22; no flags of this process either
+    const child = fork(SCRIPT, [this.key], { execPath: NODE, execArgv: [] });
     this.child = child;
     child.on('message', (m) => {
       if (m.ready) return;
