@@ -2,7 +2,9 @@
 /**
  * `npm run bench`: this package (through Node-RED, and the addon directly) beside
  * pg-boss, graphile-worker, node-postgres and mysql2, against the same databases in one
- * run, then scale and memory (benches/scale.js in child processes).
+ * run, then scale and memory (benches/scale.js in child processes). The peers' newest
+ * majors (pg-boss 12, graphile-worker 0.18), which need Node 22, run beside them in Node 22
+ * child processes (benches/newest, benches/lib/newest.js); `--no-newest` leaves them out.
  *
  * Workloads: single enqueue (16 in flight), bulk enqueue (1,000 per call), claim +
  * complete of queued no-op tasks, enqueue→start latency at a fixed rate. Before a time
@@ -10,7 +12,7 @@
  * bench. System order rotates between repetitions; medians and min–max are reported.
  *
  * Usage: node benches/run.js [--quick] [--reps N] [--only a,b] [--workloads single,bulk,drain,latency]
- *        [--no-scale] [--scale-only] [--out DIR]
+ *        [--no-newest] [--no-scale] [--scale-only] [--out DIR]
  * Writes benches/results/<date>.json, .md and .svg (and docs/images/benchmarks.svg for
  * a full run).
  */
@@ -29,6 +31,13 @@ function ensureDependencies() {
   execSync('npm --prefix benches ci --no-audit --no-fund', { cwd: root, stdio: 'inherit' });
 }
 
+/** benches/newest (a Node 22 and the peers' newest majors), when the run includes them. */
+function ensureNewestDependencies() {
+  if (require('./lib/newest').installed()) return;
+  console.log('# installing Node 22 and the newest peers into benches/newest/node_modules (npm --prefix benches/newest ci)');
+  execSync('npm --prefix benches/newest ci --no-audit --no-fund', { cwd: root, stdio: 'inherit' });
+}
+
 function args() {
   const a = process.argv.slice(2);
   const get = (k) => {
@@ -41,6 +50,7 @@ function args() {
     reps: Number(get('--reps')) || 3,
     only: get('--only') ? get('--only').split(',') : null,
     workloads: get('--workloads') ? get('--workloads').split(',') : ['single', 'bulk', 'drain', 'latency'],
+    newest: !a.includes('--no-newest'),
     scale: !a.includes('--no-scale'),
     scaleOnly: a.includes('--scale-only'),
     out: get('--out') || path.join(here, 'results'),
@@ -74,8 +84,11 @@ async function serverVersions() {
 function systemsFor(opts) {
   const { Addon, NodeRed } = require('./lib/ours');
   const { PgBoss, Graphile, NodePostgres, Mysql2 } = require('./lib/peers');
+  const { PgBossNewest, GraphileNewest } = require('./lib/newest');
   const all = [
-    new NodeRed('postgres'), new Addon('postgres'), new PgBoss(), new Graphile(), new NodePostgres(),
+    new NodeRed('postgres'), new Addon('postgres'), new PgBoss(), new Graphile(),
+    ...(opts.newest ? [new PgBossNewest(), new GraphileNewest()] : []),
+    new NodePostgres(),
     new NodeRed('mariadb'), new Addon('mariadb'), new Mysql2(),
     new NodeRed('sqlite'), new Addon('sqlite'),
   ];
@@ -110,7 +123,14 @@ async function throughputSuite(opts, results) {
     await db.close();
   };
   const systems = systemsFor(opts);
+  if (systems.some((s) => s.newest)) ensureNewestDependencies();
   for (const s of systems) await s.open(makeSchema);
+  const newest = systems.find((s) => s.newest);
+  if (newest) {
+    // what the Node 22 children run, as they report it
+    results.versions.newest = newest.versions;
+    console.log(`# ${systems.filter((s) => s.newest).map((s) => s.name).join(', ')}: Node ${newest.versions.node}, pg-boss ${newest.versions.pgBoss}, graphile-worker ${newest.versions.graphileWorker}, pg ${newest.versions.pg}`);
+  }
   const raw = { single: {}, bulk: {}, drain: {}, latency: {} };
   try {
     for (let rep = 0; rep < opts.reps; rep++) {
@@ -218,7 +238,8 @@ async function main() {
   }
   results.finishedAt = new Date().toISOString();
   results.machine.uptimeAtEnd = machine().uptime;
-  results.caption = `${results.machine.cpus} cores, Node ${results.machine.node}, PostgreSQL ${results.versions.postgres}, MariaDB ${results.versions.mariadb}; load at start: ${results.machine.uptime.replace(/.*load average: /, '')}; ${opts.reps} reps, median with min–max`;
+  const node22 = results.versions.newest ? ` (the "Node 22" rows: ${results.versions.newest.node})` : '';
+  results.caption = `${results.machine.cpus} cores, Node ${results.machine.node}${node22}, PostgreSQL ${results.versions.postgres}, MariaDB ${results.versions.mariadb}; load at start: ${results.machine.uptime.replace(/.*load average: /, '')}; ${opts.reps} reps, median with min–max`;
   fs.mkdirSync(opts.out, { recursive: true });
   const stamp = started.toISOString().slice(0, 19).replace(/:/g, '-') + (opts.quick ? '-quick' : '');
   const base = path.join(opts.out, stamp);

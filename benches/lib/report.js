@@ -26,6 +26,8 @@ function markdown(results) {
   for (const [system, r] of Object.entries(results.latency || {})) {
     out.push(`| ${system} | ${fmt(r.p50.median)} | ${fmt(r.p99.median)} | ${fmt(r.max.median)} | ${fmt(r.p99.min)} – ${fmt(r.p99.max)} |`);
   }
+  const v = results.versions && results.versions.newest;
+  if (v) out.push('', `The "(Node ${v.node.replace(/^v(\d+).*/, '$1')})" rows run in Node ${v.node} child processes (benches/newest): pg-boss ${v.pgBoss}, graphile-worker ${v.graphileWorker}, pg ${v.pg}, each in a schema of its own.`);
   if (results.failures && results.failures.length) {
     out.push('', '| failed run (not counted) | rep | error |', '|---|---:|---|');
     for (const f of results.failures) out.push(`| ${f.workload} · ${f.system} | ${f.rep + 1} | ${f.error.replace(/\|/g, '/')} |`);
@@ -39,7 +41,7 @@ function markdown(results) {
 
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
-const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#393b79'];
+const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#393b79', '#637939', '#843c39'];
 
 /** SVG: a horizontal bar panel per workload, then latency. */
 function svg(results) {
@@ -47,8 +49,9 @@ function svg(results) {
   for (const w of Object.keys(WORKLOADS)) for (const s of Object.keys(results.throughput[w] || {})) if (!systems.includes(s)) systems.push(s);
   for (const s of Object.keys(results.latency || {})) if (!systems.includes(s)) systems.push(s);
   const color = (s) => PALETTE[systems.indexOf(s) % PALETTE.length];
-  const W = 900;
-  const labelW = 190;
+  const W = 940;
+  // room for the longest label, "graphile-worker 0.18 (Node 22) p99"
+  const labelW = 230;
   const barH = 16;
   const gap = 4;
   const plotW = W - labelW - 120;
