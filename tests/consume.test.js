@@ -40,19 +40,29 @@ function until(fn, ms = 10000) {
   });
 }
 
+/** A second connection to the node's database, outside its registry (it emits no settle). */
+function openDirect(provider, cfg) {
+  const primary = provider === 'sqlite' ? { provider, sqliteFile: cfg.props.sqliteFile } : configFor(provider).primary;
+  return service.open({ ...configFor(provider), primary, tablePrefix: cfg.prefix });
+}
+
+/** A consume node on `queue` wired to a helper node `out`. */
+function consumeFlow(cfg, consume) {
+  return [
+    { id: 'tab', type: 'tab' },
+    cfg.props,
+    { id: 'src', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'consume', leaseMs: '60000', wires: [['out']], ...consume },
+    { id: 'out', type: 'helper', z: 'tab' },
+  ];
+}
+
 for (const provider of ['sqlite', 'postgres']) {
   test(`${provider}: consume sends each task once, at most concurrency in flight; a settle frees a slot`, async () => {
     const cfg = nodeConfigFor(provider);
-    const direct = await service.open({ ...configFor(provider), primary: provider === 'sqlite' ? { provider, sqliteFile: cfg.props.sqliteFile } : configFor(provider).primary, tablePrefix: cfg.prefix });
+    const direct = await openDirect(provider, cfg);
     try {
       await direct.execute('insertTask', Array.from({ length: 5 }, (_, i) => ({ queue: 'jobs', payload: { i }, priority: 5 - i })));
-      const flow = [
-        { id: 'tab', type: 'tab' },
-        cfg.props,
-        { id: 'src', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'consume', queue: 'jobs', concurrency: '2', leaseMs: '60000', debug: true, wires: [['out']] },
-        { id: 'out', type: 'helper', z: 'tab' },
-      ];
-      await helper.load(dbNode, flow, { cfg: cfg.credentials });
+      await helper.load(dbNode, consumeFlow(cfg, { queue: 'jobs', concurrency: '2', debug: true }), { cfg: cfg.credentials });
       const src = helper.getNode('src');
       const statuses = [];
       src.on('call:status', (call) => statuses.push(call.args[0]));
@@ -99,16 +109,10 @@ for (const provider of ['sqlite', 'postgres']) {
 for (const provider of ['sqlite', 'postgres']) {
   test(`${provider}: a task claimed again before the settle of its earlier attempt reached the node holds a slot of its own`, async () => {
     const cfg = nodeConfigFor(provider);
-    const direct = await service.open({ ...configFor(provider), primary: provider === 'sqlite' ? { provider, sqliteFile: cfg.props.sqliteFile } : configFor(provider).primary, tablePrefix: cfg.prefix });
+    const direct = await openDirect(provider, cfg);
     try {
       const [x] = (await direct.execute('insertTask', [{ queue: 'again', payload: { n: 'x' } }])).value;
-      const flow = [
-        { id: 'tab', type: 'tab' },
-        cfg.props,
-        { id: 'src', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'consume', queue: 'again', concurrency: '2', leaseMs: '60000', wires: [['out']] },
-        { id: 'out', type: 'helper', z: 'tab' },
-      ];
-      await helper.load(dbNode, flow, { cfg: cfg.credentials });
+      await helper.load(dbNode, consumeFlow(cfg, { queue: 'again', concurrency: '2' }), { cfg: cfg.credentials });
       const got = [];
       helper.getNode('out').on('input', (msg) => got.push(msg));
       await until(() => got.length === 1);
@@ -127,7 +131,7 @@ for (const provider of ['sqlite', 'postgres']) {
       registry.emit('settled', x.id, { ...got[0].task, status: 'pending', workerId: null });
       await until(() => got.length === 3, 5000);
       assert.equal(got[2].payload.n, 'y');
-      // attempt 2 settled for real frees the last slot of x
+      // attempt 2 is the one the database holds: it settles for real
       const done = await registry.updateTaskStatus(x.id, 'completed', { workerId: got[1].task.workerId });
       assert.equal(done.attempts, 2);
     } finally {
@@ -139,17 +143,11 @@ for (const provider of ['sqlite', 'postgres']) {
 
 test('postgres: a busy consume node keeps a second claim on its way for the slots freed meanwhile, never above concurrency', async () => {
   const cfg = nodeConfigFor('postgres');
-  const direct = await service.open({ ...configFor('postgres'), tablePrefix: cfg.prefix });
+  const direct = await openDirect('postgres', cfg);
   try {
     const total = 2000;
     await direct.execute('insertTask', Array.from({ length: total }, (_, i) => ({ queue: 'pipe', payload: { i } })));
-    const flow = [
-      { id: 'tab', type: 'tab' },
-      cfg.props,
-      { id: 'src', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'consume', queue: 'pipe', concurrency: '200', leaseMs: '60000', wires: [['out']] },
-      { id: 'out', type: 'helper', z: 'tab' },
-    ];
-    await helper.load(dbNode, flow, { cfg: cfg.credentials });
+    await helper.load(dbNode, consumeFlow(cfg, { queue: 'pipe', concurrency: '200' }), { cfg: cfg.credentials });
     // count the claims on their way (the node's first one may already be)
     const reg = await helper.getNode('cfg').getRegistry();
     let claiming = 0;

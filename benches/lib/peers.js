@@ -23,9 +23,15 @@ async function pgCount(sql, params) {
   }
 }
 
+/**
+ * pg-boss 10. The Node 22 child (benches/newest/peers.js) runs pg-boss 12 as a subclass:
+ * its schema, and the calls whose form changed (`open`, `close`, `insertJobs`,
+ * `workOptions`, `stopWorker`), are the only parts that differ.
+ */
 class PgBoss {
-  constructor() {
+  constructor(schema = 'pgboss') {
     this.name = 'pg-boss';
+    this.schema = schema;
   }
 
   async open() {
@@ -40,15 +46,34 @@ class PgBoss {
     await this.boss.stop({ graceful: false, wait: true, timeout: 1000 });
   }
 
+  /** Queues `jobs` (`{data}` each) on queue `name` in one statement. */
+  insertJobs(name, jobs) {
+    return this.boss.insert(jobs.map((j) => ({ name, ...j })));
+  }
+
+  /** work()'s options for the latency run: its shortest polling interval, a batch larger than the rate. */
+  workOptions() {
+    return { pollingIntervalSeconds: 0.5, batchSize: 1000 };
+  }
+
+  /**
+   * Stops the latency worker by its id: pg-boss 10's `offWork('<string>')` takes a queue
+   * *name*, so `offWork(id)` stopped nothing, and the worker of one repetition went on
+   * taking (about half of) the next one's jobs into its own samples.
+   */
+  stopWorker(id) {
+    return this.boss.offWork({ id });
+  }
+
   async clear() {
-    await this.boss.getDb().executeSql("DELETE FROM pgboss.job WHERE name IN ('single', 'bulk', 'drain', 'lat')");
+    await this.boss.getDb().executeSql(`DELETE FROM ${this.schema}.job WHERE name IN ('single', 'bulk', 'drain', 'lat')`);
     // the dead rows go too (the CI server runs with autovacuum off): a bloated job table
     // slows every fetch, and our tables are truncated and vacuumed the same way
-    await this.boss.getDb().executeSql('VACUUM ANALYZE pgboss.job');
+    await this.boss.getDb().executeSql(`VACUUM ANALYZE ${this.schema}.job`);
   }
 
   count(queue, state) {
-    return pgCount('SELECT count(*) AS n FROM pgboss.job WHERE name = $1 AND state = $2', [queue, state]);
+    return pgCount(`SELECT count(*) AS n FROM ${this.schema}.job WHERE name = $1 AND state = $2`, [queue, state]);
   }
 
   async single(total, width) {
@@ -59,7 +84,7 @@ class PgBoss {
 
   async bulk(total, per) {
     const ms = await inFlight(Math.ceil(total / per), 1, (b) =>
-      this.boss.insert(Array.from({ length: Math.min(per, total - b * per) }, (_, i) => ({ name: 'bulk', data: { n: b * per + i } }))));
+      this.insertJobs('bulk', Array.from({ length: Math.min(per, total - b * per) }, (_, i) => ({ data: { n: b * per + i } }))));
     const n = await this.count('bulk', 'created');
     return { ms, verified: n === total, detail: { created: n } };
   }
@@ -67,7 +92,7 @@ class PgBoss {
   /** fetch 1000 + complete those 1000 (pg-boss's fastest documented way), two loops. */
   async drain(total) {
     for (let b = 0; b < total; b += 1000) {
-      await this.boss.insert(Array.from({ length: Math.min(1000, total - b) }, (_, i) => ({ name: 'drain', data: { n: b + i } })));
+      await this.insertJobs('drain', Array.from({ length: Math.min(1000, total - b) }, (_, i) => ({ data: { n: b + i } })));
     }
     let first = 0;
     let done = 0;
@@ -91,17 +116,14 @@ class PgBoss {
   }
 
   /**
-   * send at `rate`/s; work() with its shortest polling interval (0.5 s) and a batch large
-   * enough for the rate (a full batch fetches again at once, a short one waits the interval).
-   * The worker is stopped by its id whatever happens: pg-boss 10's `offWork('<string>')`
-   * takes a queue *name*, so `offWork(id)` stopped nothing, and the worker of one
-   * repetition went on taking (about half of) the next one's jobs into its own samples.
+   * send at `rate`/s; work() with `workOptions()` (a full batch fetches again at once, a
+   * short one waits the interval). The worker is stopped by its id whatever happens.
    */
   async latency(total, rate) {
     const sent = new Map();
     const samples = [];
     this.failure = null;
-    const id = await this.boss.work('lat', { pollingIntervalSeconds: 0.5, batchSize: 1000 }, async (jobs) => {
+    const id = await this.boss.work('lat', this.workOptions(), async (jobs) => {
       const t = now();
       for (const j of jobs) samples.push(t - sent.get(j.data.i));
     });
@@ -121,7 +143,7 @@ class PgBoss {
       await until(() => samples.length >= total || this.failure, 60000, 'pg-boss latency jobs');
       if (this.failure) throw this.failure;
     } finally {
-      await this.boss.offWork({ id });
+      await this.stopWorker(id);
     }
     await until(async () => (await this.count('lat', 'completed')) === total + warm, 30000, 'pg-boss latency jobs to complete');
     // a sample of another run's job would have no send time here (NaN)
@@ -129,15 +151,26 @@ class PgBoss {
   }
 }
 
+/**
+ * graphile-worker 0.17. The Node 22 child runs 0.18 with this class: the same API for all
+ * of this, given its own module (`lib`) and schema.
+ */
 class Graphile {
-  constructor() {
+  /**
+   * @param {object} [opts]
+   * @param {function(): object} [opts.lib] loads the graphile-worker module to use
+   * @param {string} [opts.schema] its schema, default `graphile_worker`
+   */
+  constructor({ lib = () => require('graphile-worker'), schema = 'graphile_worker' } = {}) {
     this.name = 'graphile-worker';
+    this.lib = lib;
+    this.schema = schema;
   }
 
   async open() {
-    const { makeWorkerUtils, Logger } = require('graphile-worker');
+    const { makeWorkerUtils, Logger } = this.lib();
     this.logger = new Logger(() => () => {});
-    this.utils = await makeWorkerUtils({ connectionString: PG_URL, logger: this.logger });
+    this.utils = await makeWorkerUtils({ connectionString: PG_URL, schema: this.schema, logger: this.logger });
     await this.utils.migrate();
   }
 
@@ -146,14 +179,15 @@ class Graphile {
   }
 
   async clear() {
-    await this.utils.withPgClient((c) => c.query("DELETE FROM graphile_worker._private_jobs WHERE task_id IN (SELECT id FROM graphile_worker._private_tasks WHERE identifier IN ('single', 'bulk', 'drain', 'lat'))"));
+    const s = this.schema;
+    await this.utils.withPgClient((c) => c.query(`DELETE FROM ${s}._private_jobs WHERE task_id IN (SELECT id FROM ${s}._private_tasks WHERE identifier IN ('single', 'bulk', 'drain', 'lat'))`));
     // as for pg-boss: without this, the dead rows of earlier runs (autovacuum is off on
     // the CI server) made its get_job scan hundreds of MB and its latency seconds
-    await this.utils.withPgClient((c) => c.query('VACUUM ANALYZE graphile_worker._private_jobs, graphile_worker._private_job_queues'));
+    await this.utils.withPgClient((c) => c.query(`VACUUM ANALYZE ${s}._private_jobs, ${s}._private_job_queues`));
   }
 
   count(task) {
-    return pgCount('SELECT count(*) AS n FROM graphile_worker.jobs WHERE task_identifier = $1', [task]);
+    return pgCount(`SELECT count(*) AS n FROM ${this.schema}.jobs WHERE task_identifier = $1`, [task]);
   }
 
   async single(total, width) {
@@ -171,9 +205,10 @@ class Graphile {
 
   /** Its documented fast path: local queue of 500, batched completions, 24 concurrent jobs. */
   runner(taskList, extra = {}) {
-    const { run } = require('graphile-worker');
+    const { run } = this.lib();
     return run({
       connectionString: PG_URL,
+      schema: this.schema,
       concurrency: 24,
       maxPoolSize: 10,
       noHandleSignals: true,
@@ -208,25 +243,28 @@ class Graphile {
   async latency(total, rate) {
     const sent = new Map();
     const samples = [];
-    const { run } = require('graphile-worker');
+    const { run } = this.lib();
     const runner = await run({
-      connectionString: PG_URL, concurrency: 16, noHandleSignals: true, pollInterval: 1000, logger: this.logger,
+      connectionString: PG_URL, schema: this.schema, concurrency: 16, noHandleSignals: true, pollInterval: 1000, logger: this.logger,
       taskList: { lat: async (p) => { samples.push(now() - sent.get(p.i)); } },
     });
     // warm-up: the runner's LISTEN is up and its connections are open before timing
     let warm = 0;
-    sent.set(-1, now());
-    await sleep(500);
-    for (let k = 0; k < 5; k++) await this.utils.addJob('lat', { i: -1 });
-    await until(() => samples.length >= 5, 30000, 'graphile warm-up jobs');
-    warm = samples.splice(0).length;
-    await paced(total, rate, (i) => {
-      sent.set(i, now());
-      return this.utils.addJob('lat', { i });
-    });
-    await until(() => samples.length >= total, 30000, 'graphile latency jobs');
-    await until(async () => (await this.count('lat')) === 0, 30000, 'graphile latency jobs to complete');
-    await runner.stop();
+    try {
+      sent.set(-1, now());
+      await sleep(500);
+      for (let k = 0; k < 5; k++) await this.utils.addJob('lat', { i: -1 });
+      await until(() => samples.length >= 5, 30000, 'graphile warm-up jobs');
+      warm = samples.splice(0).length;
+      await paced(total, rate, (i) => {
+        sent.set(i, now());
+        return this.utils.addJob('lat', { i });
+      });
+      await until(() => samples.length >= total, 30000, 'graphile latency jobs');
+      await until(async () => (await this.count('lat')) === 0, 30000, 'graphile latency jobs to complete');
+    } finally {
+      await runner.stop();
+    }
     return { samples, verified: samples.length === total && warm === 5 };
   }
 }

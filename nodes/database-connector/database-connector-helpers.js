@@ -611,7 +611,7 @@ class Consumer {
     // one entry per attempt (`id#attempts`): a task that failed, came back after its
     // backoff and was claimed again before its first settle reached us holds two slots
     // until both are settled, never one
-    this.onSettled = (id, task) => this.settle(task ? attemptKey(task) : id);
+    this.onSettled = (id, task) => this.settle(attemptKey(task));
   }
 
   /** Starts polling. */
