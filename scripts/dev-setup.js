@@ -8,17 +8,26 @@
  *   (`cargo install cargo-llvm-cov --locked`, about 2 minutes once).
  *   If cargo-llvm-cov cannot be installed, `cargo-tarpaulin` is tried instead; the
  *   chosen tool is printed, and scripts/test.js uses whichever is present.
- * Exits non-zero when no coverage tool can be had: the run must not pass unmeasured.
+ * - Chromium for the browser tests (tests/browser-support.js drives /usr/bin/chromium):
+ *   when it is missing and this is a Debian-like machine where we are root, Debian's
+ *   `chromium` package is installed with apt-get (`apt-get update` first; its failure is
+ *   reported but not fatal — one foreign-architecture index can fail while the amd64
+ *   packages still install). Otherwise it stops with the command to run.
+ * Exits non-zero when no coverage tool or no Chromium can be had: the run must not pass
+ * unmeasured, and the browser tests must not fail later for a reason known now.
  */
 'use strict';
 
+const fs = require('fs');
 const { spawnSync } = require('child_process');
+
+const CHROMIUM = '/usr/bin/chromium';
 
 const say = (m) => process.stdout.write(`[dev-setup] ${m}\n`);
 const ok = (cmd, args) => spawnSync(cmd, args, { stdio: 'pipe' }).status === 0;
-const run = (cmd, args) => {
+const run = (cmd, args, opts = {}) => {
   say(`${cmd} ${args.join(' ')}`);
-  return spawnSync(cmd, args, { stdio: 'inherit' }).status === 0;
+  return spawnSync(cmd, args, { stdio: 'inherit', ...opts });
 };
 
 /** Which Rust coverage tool is usable now: 'llvm-cov', 'tarpaulin' or null. */
@@ -42,13 +51,45 @@ function setup() {
   return rustCoverageTool();
 }
 
-if (require.main === module) {
-  const tool = setup();
-  if (!tool) {
-    say('no Rust coverage tool: install cargo-llvm-cov (with `rustup component add llvm-tools-preview`) or cargo-tarpaulin');
-    process.exit(1);
+/**
+ * Makes sure the browser tests' Chromium exists, installing Debian's package when the
+ * machine can. Returns null when `executable` is there (now), else the hint to print.
+ */
+function ensureChromium(executable = CHROMIUM) {
+  if (fs.existsSync(executable)) return null;
+  const hint = `the browser tests need Chromium at ${executable}: install Debian's package (\`sudo apt-get install -y chromium\`) and run again`;
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (process.platform !== 'linux' || !ok('apt-get', ['--version'])) {
+    return `the browser tests need Chromium at ${executable}; this machine has no apt-get: install Chromium so that ${executable} is its executable`;
   }
-  say(`Rust coverage: cargo ${tool}`);
+  if (!root) return hint;
+  say(`${executable} is missing: installing Debian's chromium for the browser tests (apt-get)`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const updated = run('apt-get', ['update', '-qq'], { env });
+  if (updated.status !== 0) say(`apt-get update exited ${updated.status}; trying the install with the indexes it did fetch`);
+  const installed = run('apt-get', ['install', '-y', '-qq', 'chromium'], { env });
+  if (installed.status === 0 && fs.existsSync(executable)) {
+    say(`installed ${executable}`);
+    return null;
+  }
+  if (installed.status === 0) return `apt-get installed chromium but ${executable} is still missing; ${hint}`;
+  return `apt-get install chromium failed (exit ${installed.status}); ${hint}`;
 }
 
-module.exports = { rustCoverageTool, setup };
+if (require.main === module) {
+  let failed = false;
+  const tool = setup();
+  if (tool) say(`Rust coverage: cargo ${tool}`);
+  else {
+    say('no Rust coverage tool: install cargo-llvm-cov (with `rustup component add llvm-tools-preview`) or cargo-tarpaulin');
+    failed = true;
+  }
+  const chromium = ensureChromium();
+  if (chromium) {
+    say(chromium);
+    failed = true;
+  } else say(`browser tests: ${CHROMIUM}`);
+  process.exit(failed ? 1 : 0);
+}
+
+module.exports = { CHROMIUM, ensureChromium, rustCoverageTool, setup };

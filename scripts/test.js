@@ -3,7 +3,8 @@
  * `npm test`: every test, against the real databases, with coverage and lints.
  * (README.md "Test" and docs/CONTRIBUTING.md describe it for people.)
  *  1. developer tools a fresh machine lacks (scripts/dev-setup.js: llvm-tools-preview,
- *     cargo-llvm-cov, else cargo-tarpaulin) — installed once, when missing;
+ *     cargo-llvm-cov, else cargo-tarpaulin; Debian's chromium for the browser tests) —
+ *     installed once, when missing;
  *  2. the addon is rebuilt if any Rust source or migration changed since it was built;
  *  3. lints: rustfmt, clippy (warnings are errors), ESLint (eslint.config.js);
  *  4. the Rust core's unit tests and conformance suites (PostgreSQL, MariaDB, SQLite),

@@ -14,7 +14,7 @@ const VIEWPORT = { width: 1280, height: 800 };
 /** Launches headless Chromium; fails (never skips) when it is not installed. */
 async function launchBrowser() {
   if (!fs.existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: the browser tests need Chromium. Install it with \`apt-get install -y chromium\` (CI's .ci/run does).`);
+    throw new Error(`${CHROMIUM} is missing: the browser tests need Chromium. \`npm test\` installs Debian's package when it runs as root (scripts/dev-setup.js); otherwise run \`sudo apt-get install -y chromium\`.`);
   }
   const { chromium } = require('playwright-core');
   return chromium.launch({
