@@ -13,7 +13,7 @@ use std::fmt;
 pub enum Provider {
     /// PostgreSQL 13+
     Postgres,
-    /// MariaDB 10.6+ / MySQL 8+
+    /// MariaDB 10.6+ (tested with 10.11; MySQL speaks the same protocol but is never tested)
     Mariadb,
     /// SQLite (bundled)
     Sqlite,
