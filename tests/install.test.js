@@ -94,11 +94,11 @@ test('the package.json lists prebuilt platforms, and this test runs without Rust
   assert.notEqual(spawnSync('cargo', ['--version'], { env: { ...process.env, PATH: pathWithoutRust } }).status, 0, 'cargo must not be reachable');
 });
 
-test('an unsupported platform without cargo fails within seconds, naming the platform, the prebuilt ones and what to install', () => {
+test('an unsupported platform without cargo fails within seconds, naming the platform, the prebuilt ones and what to install', (t) => {
   const platform = 'linux-riscv64-gnu';
   assert.ok(!prebuilt.includes(platform), `${platform} now has a prebuilt package: pick another platform for this test`);
   const r = install({ PATH: pathWithoutRust, DBC_INSTALL_PLATFORM: platform });
-  process.stdout.write(`# unsupported platform, no cargo: exit ${r.status} in ${r.secs.toFixed(2)} s\n`);
+  t.diagnostic(`unsupported platform, no cargo: exit ${r.status} in ${r.secs.toFixed(2)} s`);
   assert.equal(r.error, undefined);
   assert.equal(r.status, 1, r.output);
   assert.ok(r.secs < 10, `took ${r.secs} s`);
@@ -109,10 +109,10 @@ test('an unsupported platform without cargo fails within seconds, naming the pla
   assert.doesNotMatch(r.output, /compiling the Rust addon/);
 });
 
-test('cargo older than the crate\'s rust-version fails just as fast, saying the version', () => {
+test('cargo older than the crate\'s rust-version fails just as fast, saying the version', (t) => {
   fakeCargo('1.80.0');
   const r = install({ PATH: [fakeBin, pathWithoutRust].join(path.delimiter), DBC_INSTALL_PLATFORM: 'linux-riscv64-gnu' });
-  process.stdout.write(`# cargo 1.80.0: exit ${r.status} in ${r.secs.toFixed(2)} s\n`);
+  t.diagnostic(`cargo 1.80.0: exit ${r.status} in ${r.secs.toFixed(2)} s`);
   assert.equal(r.status, 1, r.output);
   assert.ok(r.secs < 10, `took ${r.secs} s`);
   assert.match(r.output, new RegExp(`cargo 1\\.80\\.0 is older than Rust ${rustVersion.replace('.', '\\.')}`));
@@ -131,10 +131,10 @@ test('a new enough cargo without a C compiler fails, saying so', () => {
   assert.doesNotMatch(r.output, /cargo .*(not found|older than)/);
 });
 
-test('on a platform with a prebuilt package that npm left out, it says to install again with optional dependencies', () => {
+test('on a platform with a prebuilt package that npm left out, it says to install again with optional dependencies', (t) => {
   const platform = prebuilt.includes(triple()) ? triple() : prebuilt[0];
   const r = install({ PATH: pathWithoutRust, DBC_INSTALL_PLATFORM: platform });
-  process.stdout.write(`# ${platform} without its optional package: exit ${r.status} in ${r.secs.toFixed(2)} s\n`);
+  t.diagnostic(`${platform} without its optional package: exit ${r.status} in ${r.secs.toFixed(2)} s`);
   assert.equal(r.status, 1, r.output);
   assert.ok(r.secs < 10, `took ${r.secs} s`);
   assert.match(r.output, new RegExp(`${pkg.name}-${platform} \\(the prebuilt addon for ${platform}\\) exists, but npm did not install it`));
