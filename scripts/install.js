@@ -199,10 +199,12 @@ async function buildFromSource(binary, checkout) {
 }
 
 /** The message of a failed install when no prebuilt addon fits and a build cannot run. */
-function cannotBuild(platform, prebuilt, why, need) {
+function cannotBuild(platform, prebuilt, why, need, checkout) {
   const available = prebuiltPlatforms();
   const lines = [`no prebuilt addon for ${platform} is installed, and it cannot be built here:`, ...why.map((w) => `  - ${w}`)];
-  if (available.includes(platform)) {
+  if (checkout) {
+    lines.push('This is a git checkout: it builds the addon from its sources (README.md "Try it from this checkout").');
+  } else if (available.includes(platform)) {
     lines.push(
       `${prebuilt} (the prebuilt addon for ${platform}) exists, but npm did not install it: optional dependencies were left out`,
       '(--omit=optional, --no-optional, or omit=optional in an .npmrc). Install again without omitting optional dependencies',
@@ -233,7 +235,7 @@ async function main() {
   }
   if (!hasSources) throw new Error(`no prebuilt addon for ${platform} and no Rust sources to build one`);
   const { need, missing } = missingToolchain();
-  if (missing.length) throw new Error(cannotBuild(platform, prebuilt.name, missing, need));
+  if (missing.length) throw new Error(cannotBuild(platform, prebuilt.name, missing, need, checkout));
   if (force) say('DBC_BUILD_FROM_SOURCE=1: building from source');
   else if (!checkout && !prebuilt.dir && prebuiltPlatforms().includes(platform)) {
     say(`${prebuilt.name} was not installed (optional dependencies omitted?): building from source instead`);

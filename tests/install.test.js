@@ -143,6 +143,20 @@ test('on a platform with a prebuilt package that npm left out, it says to instal
   assert.doesNotMatch(r.output, /Prebuilt addons exist for/);
 });
 
+test('in a git checkout without cargo it says that a checkout builds from source, not to reinstall', () => {
+  const gitFile = path.join(pkgDir, '.git');
+  fs.writeFileSync(gitFile, 'gitdir: /nowhere\n'); // what a worktree's .git holds
+  try {
+    const r = install({ PATH: pathWithoutRust, DBC_INSTALL_PLATFORM: prebuilt[0] });
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /This is a git checkout: it builds the addon from its sources/);
+    assert.match(r.output, /cargo \(Rust\) was not found on PATH/);
+    assert.doesNotMatch(r.output, /npm did not install it/);
+  } finally {
+    fs.rmSync(gitFile);
+  }
+});
+
 test('DBC_SKIP_BUILD=1 skips everything', () => {
   const r = install({ PATH: pathWithoutRust, DBC_SKIP_BUILD: '1', DBC_INSTALL_PLATFORM: 'linux-riscv64-gnu' });
   assert.equal(r.status, 0, r.output);
