@@ -150,7 +150,11 @@ function missingToolchain() {
   // rustup's proxy may try to download a toolchain: give it a bound, not a hang
   const cargo = spawnSync('cargo', ['--version'], { encoding: 'utf8', timeout: 30000 });
   const version = cargo.status === 0 && (cargo.stdout.match(/^cargo (\d+\.\d+(?:\.\d+)?)/) || [])[1];
-  if (cargo.error || cargo.status !== 0) missing.push('cargo (Rust) was not found on PATH');
+  if (cargo.error && cargo.error.code === 'ENOENT') missing.push('cargo (Rust) was not found on PATH');
+  else if (cargo.error || cargo.status !== 0) {
+    const said = `${cargo.stderr || ''}`.trim().split('\n')[0];
+    missing.push(`"cargo --version" failed (${cargo.error ? cargo.error.code : `exit ${cargo.status}`})${said ? `: ${said}` : ''}`);
+  }
   else if (!version) missing.push(`"cargo --version" printed ${JSON.stringify(cargo.stdout.trim())}, not a version`);
   else if (older(version, need)) missing.push(`cargo ${version} is older than Rust ${need}, which this package needs (Cargo.toml rust-version)`);
   // MSVC's compiler is found by the cc crate without PATH, so Windows is not checked
@@ -164,10 +168,7 @@ function missingToolchain() {
 function cargoBuild(args, env) {
   return new Promise((resolve, reject) => {
     const child = spawn('cargo', args, { cwd: root, stdio: 'inherit', env });
-    const stop = (signal) => {
-      child.kill(signal);
-      process.exitCode = 130;
-    };
+    const stop = (signal) => child.kill(signal);
     process.on('SIGINT', stop).on('SIGTERM', stop);
     child.on('error', reject);
     child.on('exit', (code, signal) => {

@@ -121,6 +121,14 @@ test('cargo older than the crate\'s rust-version fails just as fast, saying the 
   assert.doesNotMatch(r.output, /compiling the Rust addon/);
 });
 
+test('a cargo that cannot run (rustup without a default toolchain) fails fast with what it said', () => {
+  fs.writeFileSync(path.join(fakeBin, 'cargo'), `#!/bin/sh\necho "$@" >> '${cargoLog}'\necho 'error: rustup could not choose a version of cargo to run' >&2\nexit 1\n`, { mode: 0o755 });
+  const r = install({ PATH: [fakeBin, pathWithoutRust].join(path.delimiter), DBC_INSTALL_PLATFORM: 'linux-riscv64-gnu' });
+  assert.equal(r.status, 1, r.output);
+  assert.ok(r.secs < 10, `took ${r.secs} s`);
+  assert.match(r.output, /"cargo --version" failed \(exit 1\): error: rustup could not choose a version of cargo to run/);
+});
+
 test('a new enough cargo without a C compiler fails, saying so', () => {
   fakeCargo(`${rustVersion}.0`);
   // only the fake cargo on PATH: no cc, gcc or clang
