@@ -114,7 +114,7 @@ function build(cmd, args, env) {
 /** readelf/objdump facts of a binary: { machine, needed, glibc } (glibc: highest GLIBC_ version or null). */
 function inspect(file) {
   const header = run('readelf', ['-h', file]);
-  const machine = (/Machine:\s+(.+)/.exec(header) || [])[1].trim();
+  const machine = (/Machine:\s+(.+)/.exec(header) || [null, '?'])[1].trim();
   const needed = [...run('readelf', ['-d', file]).matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1]);
   const versions = [...run('objdump', ['-T', file]).matchAll(/GLIBC_([0-9.]+)/g)].map((m) => m[1]);
   const glibc = versions.sort(compareVersions).pop() || null;

@@ -15,7 +15,7 @@ const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
 const { root, spawnNodeRed } = require('./support');
-const { napiPlatform, hostPlatform, linuxTargets } = require('../scripts/prebuilt');
+const { napiPlatform, hostPlatform, linuxTargets, inspect, checkBinary } = require('../scripts/prebuilt');
 
 const pkg = require('../package.json');
 
@@ -89,6 +89,21 @@ test('every napi target has its npm/ package; optionalDependencies are exactly t
   assert.deepEqual(linux, ['linux-arm-gnueabihf', 'linux-arm64-gnu', 'linux-arm64-musl', 'linux-x64-gnu', 'linux-x64-musl'].map((p) => `${pkg.name}-${p}`));
   assert.deepEqual(Object.keys(pkg.optionalDependencies).sort(), linux);
   for (const name of linux) assert.equal(pkg.optionalDependencies[name], pkg.version, `${name} version`);
+});
+
+test('the prebuilt check refuses binaries a user machine could not load', { skip: hostPlatform() !== 'linux-x64-gnu' && 'uses the host linux-x64-gnu build' }, () => {
+  const facts = inspect(path.join(root, 'native', 'dbc.linux-x64-gnu.node'));
+  assert.match(facts.machine, /X86-64/);
+  assert.ok(facts.needed.includes('libc.so.6'), facts.needed.join(' '));
+  assert.match(facts.glibc, /^2\.\d+$/);
+  const newer = { ...facts, glibc: '2.34' };
+  assert.match(checkBinary('x86_64-unknown-linux-gnu', newer), /GLIBC_ symbol version is 2\.34, above 2\.28/);
+  assert.equal(checkBinary('x86_64-unknown-linux-gnu', { ...facts, glibc: '2.28' }), null);
+  assert.equal(checkBinary('x86_64-unknown-linux-gnu', newer, true), null, 'a --local host build links the host glibc');
+  assert.match(checkBinary('aarch64-unknown-linux-gnu', { ...facts, glibc: '2.17' }), /not AArch64/);
+  assert.match(checkBinary('x86_64-unknown-linux-musl', facts), /musl binary with GLIBC_/);
+  assert.match(checkBinary('x86_64-unknown-linux-musl', { ...facts, glibc: null }), /musl binary needing .*libc\.so\.6/);
+  assert.equal(checkBinary('x86_64-unknown-linux-musl', { machine: facts.machine, needed: ['libc.so'], glibc: null }), null);
 });
 
 const RUST_TOOLS = /^(cargo|rustc|rustup|rustdoc|cargo-.+|rust-.+)$/;
