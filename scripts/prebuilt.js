@@ -13,8 +13,8 @@
  *    cdylib needs musl's libc.so); a target whose std the toolchain lacks gets
  *    `-Zbuild-std=std,panic_unwind` (the release profile's panic = "unwind" is kept);
  * 3. the binary is checked (ELF machine; gnu: highest GLIBC_ symbol <= 2.28; musl: no
- *    GLIBC_ symbol and only musl's libc NEEDED), copied to npm/<platform>/dbc.<platform>.node
- *    (git-ignored) and that package packed.
+ *    GLIBC_ symbol and only musl's libc NEEDED) and packed as dbc.<platform>.node in a
+ *    temporary copy of npm/<platform>/ (the checkout keeps no binary).
  * A failing target does not stop the others; its error (the last compiler lines) is
  * recorded and the exit status is 1 at the end. With --local nothing is cross-built:
  * the host's own native/dbc.<platform>.node (built by scripts/install.js when missing)
@@ -28,6 +28,7 @@
 'use strict';
 
 const fs = require('fs');
+const os = require('os');
 const path = require('path');
 const { spawn, spawnSync } = require('child_process');
 
@@ -188,16 +189,26 @@ async function crossBuild({ platform, triple }, tc) {
   return lib;
 }
 
-/** Copies `lib` into npm/<platform>/, checks it and packs the package; returns the build record. */
+/**
+ * Checks `lib` and packs npm/<platform>/ with it as dbc.<platform>.node; returns the build
+ * record. The package is staged in a temporary copy, so the checkout holds no binary and
+ * runs side by side (a cross build, `npm test`'s --local one) cannot mix theirs up.
+ */
 function packPlatform({ platform, triple }, lib, out, local = false) {
   const dir = path.join(root, 'npm', platform);
   if (!fs.existsSync(path.join(dir, 'package.json'))) throw new Error(`no npm/${platform}/package.json`);
   const facts = inspect(lib);
   const wrong = checkBinary(triple, facts, local);
   if (wrong) throw new Error(`${platform}: ${wrong}`);
-  const binary = path.join(dir, `dbc.${platform}.node`);
-  fs.copyFileSync(lib, binary);
-  return { tgz: pack(dir, out), bytes: fs.statSync(binary).size, needed: facts.needed, glibc: facts.glibc };
+  const stage = fs.mkdtempSync(path.join(os.tmpdir(), `dbc-${platform}-`));
+  try {
+    for (const f of fs.readdirSync(dir)) if (!f.endsWith('.node')) fs.copyFileSync(path.join(dir, f), path.join(stage, f));
+    const binary = path.join(stage, `dbc.${platform}.node`);
+    fs.copyFileSync(lib, binary);
+    return { tgz: pack(stage, out), bytes: fs.statSync(binary).size, needed: facts.needed, glibc: facts.glibc };
+  } finally {
+    fs.rmSync(stage, { recursive: true, force: true });
+  }
 }
 
 async function main() {
