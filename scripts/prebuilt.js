@@ -169,6 +169,8 @@ async function crossBuild({ platform, triple }, tc) {
     PATH: [shims, tc.env.PATH].join(path.delimiter),
     RUSTC: tc.rustc,
     CARGO_TARGET_DIR: targetDir,
+    // no anyhow backtrace of cargo-zigbuild's own errors in the recorded error tail
+    RUST_LIB_BACKTRACE: '0',
   };
   delete env.RUSTFLAGS;
   delete env.CARGO_ENCODED_RUSTFLAGS;
