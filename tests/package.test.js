@@ -15,7 +15,7 @@ const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
 const { root, spawnNodeRed } = require('./support');
-const { triple } = require('../scripts/install');
+const { napiPlatform, hostPlatform, linuxTargets, inspect, checkBinary } = require('../scripts/prebuilt');
 
 const pkg = require('../package.json');
 
@@ -69,38 +69,77 @@ test('package.json passes the Node-RED scorecard checks', () => {
   for (const t of types.filter((x) => !x.endsWith('-config'))) assert.ok(exampleTypes.has(t), `no example uses ${t}`);
 });
 
-test('every napi target has its npm/ package, and each is an optionalDependency at this version', () => {
+test('every napi target has its npm/ package; optionalDependencies are exactly the Linux ones built here, at this version', () => {
   const dirs = fs.readdirSync(path.join(root, 'npm')).sort();
-  assert.equal(dirs.length, pkg.napi.targets.length, `npm/: ${dirs}`);
-  assert.equal(dirs.length, 7, 'linux x64/arm64 gnu+musl, darwin x64/arm64, win32 x64');
+  assert.deepEqual(dirs, pkg.napi.targets.map(napiPlatform).sort(), 'npm/<platform> for each napi target');
+  assert.equal(dirs.length, 8, 'linux x64/arm64 gnu+musl, linux arm gnueabihf, darwin x64/arm64, win32 x64');
+  const loader = fs.readFileSync(path.join(root, 'native', 'index.js'), 'utf8');
   for (const d of dirs) {
     const sub = JSON.parse(fs.readFileSync(path.join(root, 'npm', d, 'package.json'), 'utf8'));
     assert.equal(sub.name, `${pkg.name}-${d}`);
     assert.equal(sub.version, pkg.version, `${sub.name} version`);
     assert.equal(sub.main, `dbc.${d}.node`);
+    assert.deepEqual(sub.files, [sub.main], `${sub.name} ships its binary only`);
     assert.ok(sub.os && sub.cpu, `${sub.name} says its os and cpu`);
-    assert.equal(pkg.optionalDependencies[sub.name], pkg.version, `${sub.name} in optionalDependencies`);
+    assert.ok(loader.includes(`require('${sub.name}')`), `native/index.js does not load ${sub.name}`);
+    if (d.startsWith('linux-')) assert.deepEqual(sub.libc, [d.includes('musl') ? 'musl' : 'glibc'], `${sub.name} libc`);
   }
+  // darwin/win32 come from the release workflow only, so they are not promised to npm users
+  const linux = linuxTargets().map((t) => `${pkg.name}-${t.platform}`).sort();
+  assert.deepEqual(linux, ['linux-arm-gnueabihf', 'linux-arm64-gnu', 'linux-arm64-musl', 'linux-x64-gnu', 'linux-x64-musl'].map((p) => `${pkg.name}-${p}`));
+  assert.deepEqual(Object.keys(pkg.optionalDependencies).sort(), linux);
+  for (const name of linux) assert.equal(pkg.optionalDependencies[name], pkg.version, `${name} version`);
 });
 
-/** PATH without any directory that holds cargo or rustc. */
-function pathWithoutRust() {
-  return process.env.PATH.split(path.delimiter)
-    .filter((d) => !['cargo', 'rustc', 'rustup'].some((b) => fs.existsSync(path.join(d, b))))
-    .join(path.delimiter);
+test('the prebuilt check refuses binaries a user machine could not load', { skip: hostPlatform() !== 'linux-x64-gnu' && 'uses the host linux-x64-gnu build' }, () => {
+  const facts = inspect(path.join(root, 'native', 'dbc.linux-x64-gnu.node'));
+  assert.match(facts.machine, /X86-64/);
+  assert.ok(facts.needed.includes('libc.so.6'), facts.needed.join(' '));
+  assert.match(facts.glibc, /^2\.\d+$/);
+  const newer = { ...facts, glibc: '2.34' };
+  assert.match(checkBinary('x86_64-unknown-linux-gnu', newer), /GLIBC_ symbol version is 2\.34, above 2\.28/);
+  assert.equal(checkBinary('x86_64-unknown-linux-gnu', { ...facts, glibc: '2.28' }), null);
+  assert.equal(checkBinary('x86_64-unknown-linux-gnu', newer, true), null, 'a --local host build links the host glibc');
+  assert.match(checkBinary('aarch64-unknown-linux-gnu', { ...facts, glibc: '2.17' }), /not AArch64/);
+  assert.match(checkBinary('x86_64-unknown-linux-musl', facts), /musl binary with GLIBC_/);
+  assert.match(checkBinary('x86_64-unknown-linux-musl', { ...facts, glibc: null }), /musl binary needing .*libc\.so\.6/);
+  assert.equal(checkBinary('x86_64-unknown-linux-musl', { machine: facts.machine, needed: ['libc.so'], glibc: null }), null);
+});
+
+const RUST_TOOLS = /^(cargo|rustc|rustup|rustdoc|cargo-.+|rust-.+)$/;
+
+/**
+ * PATH with no Rust tool on it: a directory holding one (e.g. ~/.cargo/bin, or /usr/bin
+ * with Debian's cargo, where npm and node live too) is replaced by a copy, under `tmp`,
+ * of links to everything in it but the Rust tools.
+ */
+function pathWithoutRust(tmp) {
+  return process.env.PATH.split(path.delimiter).map((d, i) => {
+    let entries;
+    try {
+      entries = fs.readdirSync(d);
+    } catch {
+      return d;
+    }
+    if (!entries.some((e) => RUST_TOOLS.test(e))) return d;
+    const copy = path.join(tmp, 'path', String(i));
+    fs.mkdirSync(copy, { recursive: true });
+    for (const e of entries) if (!RUST_TOOLS.test(e)) fs.symlinkSync(path.join(d, e), path.join(copy, e));
+    return copy;
+  }).join(path.delimiter);
 }
 
-test('packed package + prebuilt linux-x64-gnu package install with no Rust on PATH, and Node-RED 4.1 loads the nodes', { skip: triple() !== 'linux-x64-gnu' && 'the prebuilt package here is linux-x64-gnu' }, async () => {
+test('packed package + prebuilt linux-x64-gnu package install with no Rust on PATH, and Node-RED 4.1 loads the nodes', { skip: hostPlatform() !== 'linux-x64-gnu' && 'the prebuilt package here is linux-x64-gnu' }, async () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dbc-pkg-'));
-  const built = spawnSync(process.execPath, ['scripts/prebuilt.js', '--out', path.join(tmp, 'dist')], { cwd: root, encoding: 'utf8' });
+  const built = spawnSync(process.execPath, ['scripts/prebuilt.js', '--local', '--out', path.join(tmp, 'dist')], { cwd: root, encoding: 'utf8' });
   assert.equal(built.status, 0, built.stderr);
   const tarballs = JSON.parse(built.stdout.trim().split('\n').pop());
   const userDir = path.join(tmp, 'user');
   fs.mkdirSync(userDir);
   fs.writeFileSync(path.join(userDir, 'package.json'), JSON.stringify({ name: 'node-red-project', private: true }));
-  const PATH = pathWithoutRust();
+  const PATH = pathWithoutRust(tmp);
   assert.notEqual(spawnSync('cargo', ['--version'], { env: { ...process.env, PATH } }).status, 0, 'cargo must not be reachable');
-  const install = spawnSync('npm', ['install', '--foreground-scripts', '--no-audit', '--no-fund', tarballs.main, tarballs.platform], {
+  const install = spawnSync('npm', ['install', '--foreground-scripts', '--no-audit', '--no-fund', tarballs.main, tarballs.platforms['linux-x64-gnu']], {
     cwd: userDir, encoding: 'utf8', env: { ...process.env, PATH, CARGO_HOME: path.join(tmp, 'no-cargo') },
   });
   const output = install.stdout + install.stderr;
@@ -109,7 +148,7 @@ test('packed package + prebuilt linux-x64-gnu package install with no Rust on PA
   assert.doesNotMatch(output, /compiling the Rust addon/);
   const installed = path.join(userDir, 'node_modules', pkg.name);
   assert.ok(!fs.lstatSync(installed).isSymbolicLink(), 'a real install, not a link to the checkout');
-  assert.ok(!fs.existsSync(path.join(installed, 'native', `dbc.${triple()}.node`)), 'no binary in the main package');
+  assert.ok(!fs.existsSync(path.join(installed, 'native', 'dbc.linux-x64-gnu.node')), 'no binary in the main package');
 
   const red = await spawnNodeRed({
     userDir,
