@@ -108,7 +108,10 @@ function setup() {
   if (!hasZig(env) || !out('cargo-zigbuild', ['--version'], env)) {
     say('zig or cargo-zigbuild missing: installing them from PyPI');
     if (run('python3', ['-m', 'pip', 'install', 'ziglang', 'cargo-zigbuild']) !== 0) {
-      run('python3', ['-m', 'pip', 'install', '--user', 'ziglang', 'cargo-zigbuild']);
+      // Debian 12's own python3 refuses both without this (PEP 668: "externally-managed-environment")
+      if (run('python3', ['-m', 'pip', 'install', '--user', 'ziglang', 'cargo-zigbuild']) !== 0) {
+        run('python3', ['-m', 'pip', 'install', '--user', '--break-system-packages', 'ziglang', 'cargo-zigbuild']);
+      }
     }
     env = withPath(pipBinDirs());
     if (!hasZig(env) || !out('cargo-zigbuild', ['--version'], env)) throw new Error('need zig and cargo-zigbuild (pip install ziglang cargo-zigbuild)');
