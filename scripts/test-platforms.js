@@ -82,14 +82,14 @@ const num = (v, digits = 1) => (typeof v === 'number' ? v.toFixed(digits) : '-')
 
 /** The summary table, one row per requested target. */
 function table(targets, result, metricsDir) {
-  const rows = [['target', 'build s', 'bytes', 'install s', 'Node-RED start s', 'first task s', 'GLIBC max', 'Node']];
+  const rows = [['target', 'build s', 'bytes', 'install s', 'Node-RED start s', 'first task s', 'task round trip', 'GLIBC max', 'Node']];
   for (const t of targets) {
     const b = (result.builds && result.builds[t]) || {};
     const file = path.join(metricsDir, `${t}.json`);
     const m = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : {};
     rows.push([
       t, b.error ? 'FAILED' : num(b.seconds), b.error ? '-' : String(b.bytes ?? '-'), num(m.installSeconds),
-      num(m.startSeconds), num(m.firstTaskSeconds), m.glibcMax || '-', m.node || '-',
+      num(m.startSeconds), num(m.firstTaskSeconds), m.roundTrip ? 'ok' : 'FAILED', m.glibcMax || '-', m.node || '-',
     ]);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));

@@ -451,9 +451,9 @@ async function installAndRunFirstTask(t, target) {
   t.diagnostic(`${target}: Node ${rt.version} ${rt.arch} (${rt.how})`);
   const inst = install(target, rt);
   try {
+    record(target, { node: `${rt.version} ${rt.how}`, installSeconds: inst.seconds });
     const said = assertPrebuiltInstall(target, inst);
     t.diagnostic(`${target}: install ${inst.seconds.toFixed(1)} s — ${said[0].trim()}`);
-    record(target, { node: `${rt.version} ${rt.how}`, installSeconds: inst.seconds });
     const r = await firstTask(rt, inst);
     assert.match(r.task.id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/, `a UUIDv7 id: ${JSON.stringify(r.task)}`);
     assert.equal(r.task.name, r.sent.name);
@@ -461,7 +461,7 @@ async function installAndRunFirstTask(t, target) {
     assert.equal(r.task.queue, 'platform');
     assert.equal(r.task.status, 'pending');
     t.diagnostic(`${target}: Node-RED started in ${r.startSeconds.toFixed(1)} s, first task read back at ${r.firstTaskSeconds.toFixed(1)} s (id ${r.task.id})`);
-    record(target, { startSeconds: r.startSeconds, firstTaskSeconds: r.firstTaskSeconds });
+    record(target, { startSeconds: r.startSeconds, firstTaskSeconds: r.firstTaskSeconds, roundTrip: true });
   } finally {
     fs.rmSync(inst.tmp, { recursive: true, force: true });
   }
