@@ -16,11 +16,12 @@
  *   start at 22.13, so no Node 20 there), loaded by Debian trixie's musl 1.2.5 (natively
  *   for x64, under qemu for arm64). Bookworm's musl 1.2.3 cannot: Alpine's libraries use
  *   DT_RELR relocations, which musl reads only from 1.2.4 on (1.2.3 segfaults at start),
- *   so trixie's `musl` .deb is fetched with a private apt list (this machine's apt
- *   sources are left as they are). npm tells the libc
+ *   so trixie's `musl` is used. npm tells the libc
  *   by reading /usr/bin/ldd, so the musl Node is shown Alpine's (musl's) ldd: inside the
  *   qemu sysroot for arm64, bind-mounted in a private mount namespace (`unshare --mount`,
  *   root) for x64.
+ * The .debs come through private apt lists (bookworm, trixie), so neither this machine's
+ * apt sources nor its `dpkg --add-architecture` state matter, and neither is changed.
  * No binfmt_misc is assumed: a foreign Node is a shell script `node` that runs qemu, and a
  * preload (NODE_OPTIONS=--require) sets process.execPath to that script, so a Node that
  * spawns process.execPath (npm, scripts/install.js) starts the emulated Node again.
@@ -36,7 +37,7 @@ const { request, freePort, root } = require('../support');
 
 const CACHE = process.env.DBC_PLATFORMS_CACHE || path.join(os.homedir(), '.cache', 'dbc-platforms');
 const MUSL_NODE = '22.20.0';
-const TRIXIE = 'deb http://deb.debian.org/debian trixie main';
+const DEBIAN = 'http://deb.debian.org/debian';
 
 /**
  * What each target needs: the ELF machine (readelf's name), how its Node runs, and the
@@ -162,33 +163,37 @@ function npmPackage(spec, into) {
   return path.join(dir, 'package');
 }
 
-/** Debian packages of `arch` unpacked into `sysroot` (apt-get download; bookworm's lists). */
-function debs(names, arch, sysroot, aptOptions = []) {
-  const dl = fs.mkdtempSync(path.join(os.tmpdir(), 'dbc-debs-'));
-  try {
-    run('apt-get', [...aptOptions, 'download', ...names.map((n) => `${n}:${arch}`)], { cwd: dl });
-    for (const f of fs.readdirSync(dl).filter((x) => x.endsWith('.deb'))) run('dpkg-deb', ['-x', path.join(dl, f), sysroot]);
-  } finally {
-    fs.rmSync(dl, { recursive: true, force: true });
-  }
-}
-
-/** apt options for a private list of Debian trixie (musl 1.2.5), updated once. */
-function trixieApt() {
-  const dir = path.join(CACHE, 'apt-trixie');
+/**
+ * apt options for a private list of a Debian suite (bookworm: the foreign libc of the
+ * gnu targets; trixie: musl 1.2.5) for amd64, arm64 and armhf, updated once. Private, so
+ * neither this machine's apt sources nor its `dpkg --add-architecture` state matter.
+ */
+function privateApt(suite) {
+  const dir = path.join(CACHE, `apt-${suite}`);
   const opts = [
     '-o', `Dir::Etc::SourceList=${path.join(dir, 'sources.list')}`, '-o', 'Dir::Etc::SourceParts=/dev/null',
     '-o', `Dir::State::Lists=${path.join(dir, 'lists')}`, '-o', `Dir::Cache=${path.join(dir, 'cache')}`,
-    '-o', 'APT::Architectures::=amd64', '-o', 'APT::Architectures::=arm64',
+    '-o', 'APT::Architectures::=amd64', '-o', 'APT::Architectures::=arm64', '-o', 'APT::Architectures::=armhf',
   ];
   if (!fs.existsSync(path.join(dir, 'updated'))) {
     fs.mkdirSync(path.join(dir, 'lists', 'partial'), { recursive: true });
     fs.mkdirSync(path.join(dir, 'cache', 'archives', 'partial'), { recursive: true });
-    fs.writeFileSync(path.join(dir, 'sources.list'), `${TRIXIE}\n`);
+    fs.writeFileSync(path.join(dir, 'sources.list'), `deb ${DEBIAN} ${suite} main\n`);
     run('apt-get', [...opts, 'update']);
     fs.writeFileSync(path.join(dir, 'updated'), new Date().toISOString());
   }
   return opts;
+}
+
+/** Debian packages of `arch` from `suite`, unpacked into `sysroot`. */
+function debs(names, arch, sysroot, suite) {
+  const dl = fs.mkdtempSync(path.join(os.tmpdir(), 'dbc-debs-'));
+  try {
+    run('apt-get', [...privateApt(suite), 'download', ...names.map((n) => `${n}:${arch}`)], { cwd: dl });
+    for (const f of fs.readdirSync(dl).filter((x) => x.endsWith('.deb'))) run('dpkg-deb', ['-x', path.join(dl, f), sysroot]);
+  } finally {
+    fs.rmSync(dl, { recursive: true, force: true });
+  }
 }
 
 /** The qemu-user binary for a target, or a loud failure. */
@@ -219,7 +224,7 @@ function gnuEmulated(target, t) {
   if (!fs.existsSync(path.join(sysroot, 'ready'))) {
     fs.rmSync(sysroot, { recursive: true, force: true });
     fs.mkdirSync(sysroot, { recursive: true });
-    debs(t.debs, t.debArch, sysroot);
+    debs(t.debs, t.debArch, sysroot, 'bookworm');
     fs.writeFileSync(path.join(sysroot, 'ready'), t.debs.join(' '));
   }
   const real = path.join(pkg, 'bin', 'node');
@@ -245,7 +250,7 @@ function muslNode(target, t) {
   if (!fs.existsSync(path.join(sysroot, 'ready'))) {
     fs.rmSync(sysroot, { recursive: true, force: true });
     fs.mkdirSync(path.join(sysroot, 'lib'), { recursive: true });
-    debs(['musl'], t.debArch, sysroot, trixieApt());
+    debs(['musl'], t.debArch, sysroot, 'trixie');
     assert.ok(fs.existsSync(libc), `trixie's musl:${t.debArch} has no ${libc}`);
     // what Alpine calls them: the loader, and libc by its soname (copies: qemu's -L does not follow host symlinks)
     fs.copyFileSync(libc, path.join(sysroot, 'lib', `ld-musl-${t.muslArch}.so.1`));
