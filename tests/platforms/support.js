@@ -117,7 +117,10 @@ function extractBinary(target) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `dbc-bin-${target}-`));
   run('tar', ['-xzf', platform, '-C', dir]);
   const file = path.join(dir, 'package', `dbc.${target}.node`);
-  assert.ok(fs.existsSync(file), `${path.basename(platform)} holds no package/dbc.${target}.node`);
+  if (!fs.existsSync(file)) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    assert.fail(`${path.basename(platform)} holds no package/dbc.${target}.node`);
+  }
   return file;
 }
 
