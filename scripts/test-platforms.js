@@ -16,7 +16,9 @@
  *    non-zero when a requested target did not build or a test failed (and then keeps its
  *    temp dir, saying where).
  * Targets (default: all): linux-x64-gnu, linux-arm64-gnu, linux-arm-gnueabihf,
- * linux-x64-musl, linux-arm64-musl.
+ * linux-x64-musl, linux-arm64-musl, and `source`: the packed package built from source
+ * in a fresh user dir (tests/platforms/source-build.test.js, a full compile of ~5 min;
+ * .ci/run leaves it out to stay within its time).
  */
 'use strict';
 
@@ -26,7 +28,10 @@ const path = require('path');
 const { spawn } = require('child_process');
 
 const root = path.resolve(__dirname, '..');
-const ALL = ['linux-x64-gnu', 'linux-arm64-gnu', 'linux-arm-gnueabihf', 'linux-x64-musl', 'linux-arm64-musl'];
+const PLATFORMS = ['linux-x64-gnu', 'linux-arm64-gnu', 'linux-arm-gnueabihf', 'linux-x64-musl', 'linux-arm64-musl'];
+const SOURCE = 'source';
+const SOURCE_TEST = 'source-build.test.js';
+const ALL = [...PLATFORMS, SOURCE];
 const say = (m) => process.stdout.write(`[test:platforms] ${m}\n`);
 
 /** --targets and --from from argv (`--name value` or `--name=value`). */
@@ -66,8 +71,10 @@ async function prebuilt(opts, dir) {
     say(`tarballs from ${opts.from} (not building)`);
     return JSON.parse(fs.readFileSync(opts.from, 'utf8'));
   }
-  say(`building ${opts.targets.join(', ')} with scripts/prebuilt.js into ${dir}`);
-  const r = await run(process.execPath, ['scripts/prebuilt.js', '--targets', opts.targets.join(','), '--out', dir], { echo: true });
+  const targets = opts.targets.filter((t) => t !== SOURCE);
+  if (!targets.length) return { platforms: {}, builds: {} };
+  say(`building ${targets.join(', ')} with scripts/prebuilt.js into ${dir}`);
+  const r = await run(process.execPath, ['scripts/prebuilt.js', '--targets', targets.join(','), '--out', dir], { echo: true });
   const last = r.stdout.trim().split('\n').pop();
   let result;
   try {
@@ -84,7 +91,7 @@ const num = (v, digits = 1) => (typeof v === 'number' ? v.toFixed(digits) : '-')
 /** The summary table, one row per requested target. */
 function table(targets, result, metricsDir) {
   const rows = [['target', 'build s', 'bytes', 'install s', 'Node-RED start s', 'first task s', 'task round trip', 'GLIBC max', 'Node']];
-  for (const t of targets) {
+  for (const t of targets.filter((x) => x !== SOURCE)) {
     const b = (result.builds && result.builds[t]) || {};
     const file = path.join(metricsDir, `${t}.json`);
     const m = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : {};
@@ -105,15 +112,16 @@ async function main() {
   fs.writeFileSync(resultFile, JSON.stringify(result, null, 2));
   const metrics = path.join(tmp, 'metrics');
   fs.mkdirSync(metrics);
-  const failedBuilds = opts.targets.filter((t) => !result.platforms || !result.platforms[t] || (result.builds && result.builds[t] && result.builds[t].error));
+  const failedBuilds = opts.targets.filter((t) => t !== SOURCE).filter((t) => !result.platforms || !result.platforms[t] || (result.builds && result.builds[t] && result.builds[t].error));
   for (const t of failedBuilds) say(`${t}: no package built (${(result.builds && result.builds[t] && result.builds[t].error) || 'not in the JSON'})`);
 
   const dir = path.join(root, 'tests', 'platforms');
-  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.test.js')).sort().map((f) => path.join('tests', 'platforms', f));
+  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.test.js') && (f !== SOURCE_TEST || opts.targets.includes(SOURCE)))
+    .sort().map((f) => path.join('tests', 'platforms', f));
   say(`targets: ${opts.targets.join(', ')}; not run: ${ALL.filter((t) => !opts.targets.includes(t)).join(', ') || 'none'}`);
   const tests = await run(process.execPath, ['--test', '--test-concurrency=1', ...files], {
     stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, DBC_PLATFORMS_RESULT: resultFile, DBC_PLATFORMS_TARGETS: opts.targets.join(','), DBC_PLATFORMS_METRICS: metrics },
+    env: { ...process.env, DBC_PLATFORMS_RESULT: resultFile, DBC_PLATFORMS_TARGETS: opts.targets.filter((t) => t !== SOURCE).join(','), DBC_PLATFORMS_METRICS: metrics },
   });
 
   process.stdout.write(`\n${table(opts.targets, result, metrics)}\n\n`);
