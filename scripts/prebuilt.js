@@ -192,8 +192,8 @@ async function crossBuild({ platform, triple }, tc) {
 }
 
 /**
- * Checks `lib` and packs npm/<platform>/ with it as dbc.<platform>.node; returns the build
- * record. The package is staged in a temporary copy, so the checkout holds no binary and
+ * Checks `lib` and packs npm/<platform>/ with it as dbc.<platform>.node, keeping a copy
+ * of the binary in `out`; returns the build record. The package is staged in a temporary copy, so the checkout holds no binary and
  * runs side by side (a cross build, `npm test`'s --local one) cannot mix theirs up.
  */
 function packPlatform({ platform, triple }, lib, out, local = false) {
@@ -207,7 +207,10 @@ function packPlatform({ platform, triple }, lib, out, local = false) {
     for (const f of fs.readdirSync(dir)) if (!f.endsWith('.node')) fs.copyFileSync(path.join(dir, f), path.join(stage, f));
     const binary = path.join(stage, `dbc.${platform}.node`);
     fs.copyFileSync(lib, binary);
-    return { tgz: pack(stage, out), bytes: fs.statSync(binary).size, needed: facts.needed, glibc: facts.glibc };
+    // also beside the tarball, as `napi artifacts` expects it (the release workflow uploads it)
+    const kept = path.join(out, `dbc.${platform}.node`);
+    fs.copyFileSync(lib, kept);
+    return { tgz: pack(stage, out), binary: kept, bytes: fs.statSync(binary).size, needed: facts.needed, glibc: facts.glibc };
   } finally {
     fs.rmSync(stage, { recursive: true, force: true });
   }
