@@ -9,6 +9,10 @@
 //! `Conn::exec` binds parameters to the types the server expects (PostgreSQL tells them
 //! at prepare time; prepared statements are cached per connection) and decodes every
 //! column into a [`Value`] with the same rules on every provider (docs/TYPES.md).
+//!
+//! Long (over the project's 600-line guide) because it holds the type mapping of all
+//! three providers (binding parameters, decoding rows); issue 15 moves each dialect's
+//! part into its own store.
 
 use std::time::{Duration, Instant};
 

@@ -17,6 +17,10 @@
 //!
 //! Without a fallback, a primary that is down turns the state `reconnecting` and
 //! operations fail fast with `DBC_CONNECTION` until a health check passes.
+//!
+//! Long (over the project's 600-line guide) because routing, health probing, failback
+//! and the reconciliation that copies acknowledged tasks back to the primary share one
+//! state machine that is easier to check in one place.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};

@@ -3,6 +3,10 @@
 //!
 //! Times come from the connector's clock (milliseconds, UTC) and are stored as
 //! `timestamptz` / `DATETIME(3)` / epoch-ms integers; ids are UUIDv7 made here.
+//!
+//! Long (over the project's 600-line guide) because the whole queue — insert, claim,
+//! settle, retry, history, workflows' task side — is written once here for all three
+//! dialects; issue 15 splits it into one store per database.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
