@@ -855,7 +855,7 @@ impl Connector {
         opts: &OpOptions,
         trace: Option<&mut Trace>,
     ) -> Result<Json> {
-        let d = &b.dialect;
+        let store = &b.store;
         let queue = opts
             .queue
             .as_deref()
@@ -880,7 +880,7 @@ impl Connector {
                     ),
                     other => (vec![NewTask::parse(other, "", queue, self.limits())?], true),
                 };
-                let mut out = tasks::insert_tasks(conn, d, &list, trace).await?;
+                let mut out = tasks::insert_tasks(conn, store, &list, trace).await?;
                 if single {
                     json(serde_json::to_value(out.remove(0)))
                 } else {
@@ -890,31 +890,31 @@ impl Connector {
             "claimTasks" => {
                 let claim = Claim::parse(payload, queue, &self.worker_id)?;
                 json(serde_json::to_value(
-                    tasks::claim_tasks(conn, d, &claim, trace).await?,
+                    tasks::claim_tasks(conn, store, &claim, trace).await?,
                 ))
             }
             "updateTaskStatus" => {
                 let change = StatusChange::parse(payload)?;
                 change.check_size(self.limits())?;
                 json(serde_json::to_value(
-                    tasks::update_task_status(conn, d, &change, self.backoff(), trace).await?,
+                    tasks::update_task_status(conn, store, &change, self.backoff(), trace).await?,
                 ))
             }
             "requeueFailedTask" => json(serde_json::to_value(
-                tasks::requeue_failed(conn, d, &id_of(payload)?, trace).await?,
+                tasks::requeue_failed(conn, store, &id_of(payload)?, trace).await?,
             )),
             "getTask" => json(serde_json::to_value(
-                tasks::get_task(conn, d, &id_of(payload)?, trace).await?,
+                tasks::get_task(conn, store, &id_of(payload)?, trace).await?,
             )),
             "listTasks" => json(serde_json::to_value(
-                tasks::list_tasks(conn, d, payload, trace).await?,
+                tasks::list_tasks(conn, store, payload, trace).await?,
             )),
-            "deleteTask" => tasks::delete_task(conn, d, &id_of(payload)?, trace).await,
+            "deleteTask" => tasks::delete_task(conn, store, &id_of(payload)?, trace).await,
             "createWorkflow" => json(serde_json::to_value(
-                workflows::create_workflow(conn, d, payload, queue, self.limits(), trace).await?,
+                workflows::create_workflow(conn, store, payload, queue, self.limits(), trace).await?,
             )),
             "getWorkflowProgress" => json(serde_json::to_value(
-                workflows::progress(conn, d, payload, trace).await?,
+                workflows::progress(conn, store, payload, trace).await?,
             )),
             other => Err(DbcError::validation(
                 "operation",
@@ -1201,10 +1201,10 @@ fn spawn_maintenance(
                 let _t = router.ticket().await;
                 let b = router.active();
                 let mut conn = b.pool().acquire().await?;
-                let n = tasks::reap_expired(&mut conn, &b.dialect).await?;
+                let n = tasks::reap_expired(&mut conn, &b.store).await?;
                 if purge {
                     let removed =
-                        tasks::purge_finished(&mut conn, &b.dialect, retention_days).await?;
+                        tasks::purge_finished(&mut conn, &b.store, retention_days).await?;
                     if removed > 0 {
                         tracing::info!(
                             tasks = removed,

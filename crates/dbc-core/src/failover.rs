@@ -42,6 +42,8 @@ pub struct Backend {
     pool: RwLock<Pool>,
     /// table names and placeholders for this provider
     pub dialect: Dialect,
+    /// the queue's statements for this database
+    pub store: std::sync::Arc<crate::store::Store>,
     cfg: ConnectionConfig,
     migrated: AtomicBool,
 }
@@ -54,6 +56,7 @@ impl Backend {
                 provider: p.provider(),
                 prefix: prefix.to_string(),
             },
+            store: std::sync::Arc::new(crate::store::Store::new(p.provider(), prefix)?),
             pool: RwLock::new(p),
             cfg: cfg.clone(),
             migrated: AtomicBool::new(false),

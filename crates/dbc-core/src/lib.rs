@@ -3,15 +3,15 @@
 //! A plain Rust library (no napi) that owns everything a flow's database work needs:
 //! one typed sqlx pool per provider ([`db`]), the same value mapping on PostgreSQL,
 //! MariaDB and SQLite ([`value`]), the connector's own schema and its embedded,
-//! lock-protected migrations ([`migrate`]), the task queue and workflow store
-//! ([`tasks`]) and the coded errors every caller sees ([`error`]).
+//! lock-protected migrations ([`migrate`]), the task queue and workflows
+//! ([`queue`]) over one store per database ([`store`]), and the coded errors every
+//! caller sees ([`error`]).
 //!
 //! The entry point is [`Connector`]: built from a [`ConnectorConfig`], it probes and
 //! opens its pools, applies migrations, and runs operations. Every operation is `async`
 //! on tokio; nothing blocks the caller's thread. The napi binding crate wraps it.
 #![deny(clippy::all)]
 
-pub mod coalesce;
 pub mod config;
 pub mod connector;
 pub mod db;
@@ -20,10 +20,13 @@ pub mod failover;
 pub mod metrics;
 pub mod migrate;
 pub mod sqltext;
+pub mod queue;
+pub mod store;
 pub mod tasks;
 pub mod value;
-pub mod wake;
-pub mod workflows;
+
+/// The queue modules' old paths, kept until the modules that import them move.
+pub use queue::{batch as coalesce, wake, workflows};
 
 pub use config::{ConnectionConfig, ConnectorConfig, PoolConfig};
 pub use connector::Connector;

@@ -1,19 +1,19 @@
 //! Workflows: a named set of tasks created atomically, with dependencies between them,
-//! and their progress derived from the tasks' statuses.
+//! and their progress derived from the tasks' statuses (written against [`Store`]).
 
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::db::{Conn, Trace};
-use crate::tasks::{
-    self, check_keys, in_tx, new_id, now, read_int, read_json, read_text, read_time, Dialect,
-    Limits, NewTask, Task,
-};
-use crate::value::{iso_utc, Param};
+use crate::queue::input::{check_keys, check_no_nul, opt_str, uuid_of, Limits, NewTask};
+use crate::queue::input::MAX_WORKFLOW_TASKS;
+use crate::queue::service;
+use crate::queue::status::TaskStatus;
+use crate::queue::task::Task;
+use crate::queue::{new_id, now};
+use crate::store::{in_tx, Store};
+use crate::value::iso_utc;
 use crate::{DbcError, Result};
-
-/// Most tasks in one workflow.
-pub const MAX_WORKFLOW_TASKS: usize = 10_000;
 
 /// A created workflow (`createWorkflow`).
 #[derive(Debug, Clone, Serialize)]
@@ -43,7 +43,7 @@ pub struct WorkflowTask {
 /// named, so a workflow can never contain a dependency cycle.
 pub async fn create_workflow(
     conn: &mut Conn,
-    d: &Dialect,
+    store: &Store,
     v: &Json,
     queue: &str,
     limits: Limits,
@@ -56,7 +56,7 @@ pub async fn create_workflow(
         )
     })?;
     check_keys(obj, "", &["name", "tasks", "metadata"])?;
-    let name = tasks::opt_str(obj, "", "name", 255)?
+    let name = opt_str(obj, "", "name", 255)?
         .ok_or_else(|| DbcError::validation("name", "a workflow needs a name"))?;
     let items = match obj.get("tasks") {
         Some(Json::Array(a)) if !a.is_empty() && a.len() <= MAX_WORKFLOW_TASKS => a,
@@ -79,7 +79,7 @@ pub async fn create_workflow(
                 ),
             ));
         }
-        tasks::check_no_nul("metadata", m)?;
+        check_no_nul("metadata", m)?;
     }
     let workflow_id = new_id();
     let ids: Vec<String> = items.iter().map(|_| new_id()).collect();
@@ -139,24 +139,17 @@ pub async fn create_workflow(
     }
     let ts = now();
     let stored = in_tx(conn, async |conn: &mut Conn| {
-        conn.exec(
-            "insert workflow",
-            &format!(
-                "INSERT INTO {} (id, name, metadata, created_at, updated_at) VALUES ({})",
-                d.t("workflows"),
-                d.phs(1, 5)
-            ),
-            &[
-                Param::Text(workflow_id.clone()),
-                Param::Text(name.clone()),
-                d.json(metadata.as_ref()),
-                d.time(ts),
-                d.time(ts),
-            ],
-            trace.as_deref_mut(),
-        )
-        .await?;
-        tasks::insert_tasks(conn, d, &parsed, trace).await
+        store
+            .insert_workflow(
+                conn,
+                &workflow_id,
+                &name,
+                metadata.as_ref(),
+                ts,
+                trace.as_deref_mut(),
+            )
+            .await?;
+        service::insert_tasks(conn, store, &parsed, trace).await
     })
     .await?;
     Ok(Workflow {
@@ -179,7 +172,7 @@ pub struct Progress {
     pub workflow_id: String,
     pub name: String,
     /// derived: `pending`, `running`, `completed`, `failed` or `cancelled`
-    pub status: String,
+    pub status: TaskStatus,
     pub total: i64,
     pub pending: i64,
     pub running: i64,
@@ -199,44 +192,20 @@ pub struct Progress {
 /// otherwise; `pending` while nothing has started.
 pub async fn progress(
     conn: &mut Conn,
-    d: &Dialect,
+    store: &Store,
     v: &Json,
     mut trace: Option<&mut Trace>,
 ) -> Result<Progress> {
-    let id = tasks::uuid_of("workflowId", v.get("workflowId").unwrap_or(&Json::Null))?;
-    let wf = conn
-        .exec(
-            "select workflow",
-            &format!(
-                "SELECT name, metadata FROM {} WHERE id = {}",
-                d.t("workflows"),
-                d.ph(1)
-            ),
-            &[Param::Text(id.clone())],
-            trace.as_deref_mut(),
-        )
-        .await?;
-    let row = wf
-        .rows
-        .first()
+    let id = uuid_of("workflowId", v.get("workflowId").unwrap_or(&Json::Null))?;
+    let (name, metadata) = store
+        .fetch_workflow(conn, &id, trace.as_deref_mut())
+        .await?
         .ok_or_else(|| DbcError::NotFound(format!("workflow {id} does not exist")))?;
-    let (name, metadata) = (read_text(&row[0]).unwrap_or_default(), read_json(&row[1]));
-    let counts = conn
-        .exec(
-            "count tasks",
-            &format!(
-                "SELECT status, count(*), min(started_at), max(finished_at) FROM {} WHERE workflow_id = {} GROUP BY status",
-                d.t("tasks"),
-                d.ph(1)
-            ),
-            &[Param::Text(id.clone())],
-            trace,
-        )
-        .await?;
+    let counts = store.count_workflow_tasks(conn, &id, trace).await?;
     let mut p = Progress {
         workflow_id: id,
         name,
-        status: String::new(),
+        status: TaskStatus::Pending,
         total: 0,
         pending: 0,
         running: 0,
@@ -248,25 +217,25 @@ pub async fn progress(
         finished_at: None,
         metadata,
     };
-    for r in &counts.rows {
-        let n = read_int(&r[1]);
-        match read_text(&r[0]).as_deref() {
-            Some("pending") => p.pending = n,
-            Some("running") => p.running = n,
-            Some("completed") => p.completed = n,
-            Some("failed") => p.failed = n,
-            Some("cancelled") => p.cancelled = n,
-            _ => {}
+    for c in &counts {
+        let n = c.count;
+        match c.status {
+            Some(TaskStatus::Pending) => p.pending = n,
+            Some(TaskStatus::Running) => p.running = n,
+            Some(TaskStatus::Completed) => p.completed = n,
+            Some(TaskStatus::Failed) => p.failed = n,
+            Some(TaskStatus::Cancelled) => p.cancelled = n,
+            None => {}
         }
         p.total += n;
-        if let Some(s) = read_time(&r[2]) {
-            if p.started_at.as_ref().is_none_or(|cur| &s < cur) {
-                p.started_at = Some(s);
+        if let Some(s) = &c.first_started_at {
+            if p.started_at.as_ref().is_none_or(|cur| s < cur) {
+                p.started_at = Some(s.clone());
             }
         }
-        if let Some(f) = read_time(&r[3]) {
-            if p.finished_at.as_ref().is_none_or(|cur| &f > cur) {
-                p.finished_at = Some(f);
+        if let Some(f) = &c.last_finished_at {
+            if p.finished_at.as_ref().is_none_or(|cur| f > cur) {
+                p.finished_at = Some(f.clone());
             }
         }
     }
@@ -279,18 +248,17 @@ pub async fn progress(
     let unfinished = p.pending + p.running;
     p.status = if unfinished > 0 {
         if p.running > 0 || finished > 0 || p.started_at.is_some() {
-            "running"
+            TaskStatus::Running
         } else {
-            "pending"
+            TaskStatus::Pending
         }
     } else if p.failed > 0 {
-        "failed"
+        TaskStatus::Failed
     } else if p.total > 0 && p.cancelled == p.total {
-        "cancelled"
+        TaskStatus::Cancelled
     } else {
-        "completed"
-    }
-    .to_string();
+        TaskStatus::Completed
+    };
     if unfinished > 0 {
         p.finished_at = None;
     }

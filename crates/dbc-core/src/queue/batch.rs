@@ -14,9 +14,9 @@
 //! resolve as they would one by one (the batch runs `ON CONFLICT DO NOTHING` and then
 //! looks the duplicates up).
 //!
-//! Two lanes exist: single `insertTask` calls (every provider), and `updateTaskStatus`
-//! to `completed` on PostgreSQL, where one set-based statement completes the batch and
-//! writes the attempts' history rows; a task the statement does not take (not running,
+//! Two lanes exist: single `insertTask` calls (every store), and `updateTaskStatus`
+//! to `completed` where the store completes many tasks in one statement
+//! ([`Store::complete_many`], PostgreSQL), which also writes the attempts' history rows; a task the statement does not take (not running,
 //! lease lost, another worker) goes the one-by-one way, which yields the same error as
 //! before, and so does a completion that names no worker.
 
@@ -30,8 +30,12 @@ use tokio::sync::oneshot;
 use crate::db::Conn;
 use crate::failover::{Backend, Router};
 use crate::metrics::Metrics;
-use crate::tasks::{self, Backoff, Dialect, NewTask, StatusChange, Task};
-use crate::value::Param;
+use crate::queue::input::{Limits, NewTask, StatusChange};
+use crate::queue::service;
+use crate::queue::status::{Backoff, TaskStatus};
+use crate::queue::task::Task;
+use crate::queue::now;
+use crate::store::{in_tx, Completion, Store};
 use crate::{DbcError, Result};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -142,12 +146,14 @@ pub struct Coalescer {
 }
 
 impl Coalescer {
-    /// Lanes of one database; completions are coalesced on PostgreSQL only.
-    fn new(acquire: Acquire, d: &Dialect, backoff: Backoff) -> Coalescer {
+    /// Lanes of one database; completions are coalesced where the store completes many
+    /// tasks in one statement.
+    fn new(acquire: Acquire, store: &Arc<Store>, backoff: Backoff) -> Coalescer {
         Coalescer {
-            inserts: insert_lane(acquire.clone(), d.clone()),
-            completions: (d.provider == crate::Provider::Postgres)
-                .then(|| complete_lane(acquire, d.clone(), backoff)),
+            inserts: insert_lane(acquire.clone(), store.clone()),
+            completions: store
+                .completes_many_at_once()
+                .then(|| complete_lane(acquire, store.clone(), backoff)),
         }
     }
 
@@ -160,7 +166,7 @@ impl Coalescer {
         operation: &str,
         payload: &Json,
         queue: &str,
-        limits: tasks::Limits,
+        limits: Limits,
     ) -> Option<Result<Json>> {
         let to_json = |t: Result<Task>| {
             t.and_then(|t| serde_json::to_value(t).map_err(|e| DbcError::Internal(e.to_string())))
@@ -184,7 +190,7 @@ impl Coalescer {
                     Ok(c) => c,
                     Err(e) => return Some(Err(e)),
                 };
-                if change.status != "completed" {
+                if change.status != TaskStatus::Completed {
                     return None;
                 }
                 Some(to_json(lane.submit(change).await))
@@ -232,11 +238,11 @@ impl Lanes {
             })
         };
         Lanes {
-            primary: Coalescer::new(acquire(false), &router.primary.dialect, backoff),
+            primary: Coalescer::new(acquire(false), &router.primary.store, backoff),
             fallback: router
                 .fallback
                 .as_ref()
-                .map(|f| Coalescer::new(acquire(true), &f.dialect, backoff)),
+                .map(|f| Coalescer::new(acquire(true), &f.store, backoff)),
         }
     }
 
@@ -268,9 +274,9 @@ pub type InsertLane = Lane<NewTask, Task>;
 pub type CompleteLane = Lane<StatusChange, Task>;
 
 /// Single inserts: one `insert_tasks` call for the batch; if it fails, each task alone.
-fn insert_lane(acquire: Acquire, d: Dialect) -> Arc<InsertLane> {
+fn insert_lane(acquire: Acquire, store: Arc<Store>) -> Arc<InsertLane> {
     Lane::new(MAX_BATCH, flushers(), move |items: Vec<NewTask>| {
-        let (acquire, d) = (acquire.clone(), d.clone());
+        let (acquire, store) = (acquire.clone(), store.clone());
         async move {
             let n = items.len();
             let mut conn = match acquire().await {
@@ -278,7 +284,7 @@ fn insert_lane(acquire: Acquire, d: Dialect) -> Arc<InsertLane> {
                 Err(e) => return fail_all(n, &e),
             };
             if n > 1 {
-                match tasks::insert_tasks(&mut conn, &d, &items, None).await {
+                match service::insert_tasks(&mut conn, &store, &items, None).await {
                     Ok(out) => return out.into_iter().map(Ok).collect(),
                     Err(e) if reaches_all(&e) => return fail_all(n, &e),
                     Err(_) => {}
@@ -287,7 +293,7 @@ fn insert_lane(acquire: Acquire, d: Dialect) -> Arc<InsertLane> {
             let mut out = Vec::with_capacity(n);
             for t in items.chunks(1) {
                 out.push(
-                    tasks::insert_tasks(&mut conn, &d, t, None)
+                    service::insert_tasks(&mut conn, &store, t, None)
                         .await
                         .map(|mut v| v.remove(0)),
                 );
@@ -300,9 +306,9 @@ fn insert_lane(acquire: Acquire, d: Dialect) -> Arc<InsertLane> {
 /// Completions on PostgreSQL: one statement completes every task of the batch that is
 /// running under a live lease held by the reporting worker (or any worker when none is
 /// named); the rest run one by one through `update_task_status`.
-fn complete_lane(acquire: Acquire, d: Dialect, backoff: Backoff) -> Arc<CompleteLane> {
+fn complete_lane(acquire: Acquire, store: Arc<Store>, backoff: Backoff) -> Arc<CompleteLane> {
     Lane::new(MAX_BATCH, flushers(), move |items: Vec<StatusChange>| {
-        let (acquire, d) = (acquire.clone(), d.clone());
+        let (acquire, store) = (acquire.clone(), store.clone());
         async move {
             let n = items.len();
             let mut conn = match acquire().await {
@@ -320,8 +326,16 @@ fn complete_lane(acquire: Acquire, d: Dialect, backoff: Backoff) -> Arc<Complete
             if !firsts.is_empty() {
                 // in a transaction like the one-by-one path: a connection that breaks
                 // before COMMIT was sent leaves nothing applied (the router may rerun it)
-                let batch = tasks::in_tx(&mut conn, async |conn: &mut Conn| {
-                    complete_many(conn, &d, &items, &firsts).await
+                let batch = in_tx(&mut conn, async |conn: &mut Conn| {
+                    let which: Vec<Completion> = firsts
+                        .iter()
+                        .map(|i| Completion {
+                            id: &items[*i].id,
+                            worker_id: items[*i].worker_id.as_deref().unwrap_or_default(),
+                            result: items[*i].result.as_ref(),
+                        })
+                        .collect();
+                    store.complete_many(conn, &which, now()).await
                 })
                 .await;
                 match batch {
@@ -341,7 +355,8 @@ fn complete_lane(acquire: Acquire, d: Dialect, backoff: Backoff) -> Arc<Complete
             for (i, slot) in out.iter_mut().enumerate() {
                 if slot.is_none() {
                     *slot = Some(
-                        tasks::update_task_status(&mut conn, &d, &items[i], backoff, None).await,
+                        service::update_task_status(&mut conn, &store, &items[i], backoff, None)
+                            .await,
                     );
                 }
             }
@@ -363,56 +378,4 @@ fn reaches_all(e: &DbcError) -> bool {
         e,
         DbcError::Connection { .. } | DbcError::PoolTimeout(_) | DbcError::QueryTimeout(_)
     )
-}
-
-/// `running → completed` for many tasks in one statement (PostgreSQL): completes each
-/// task, writes its attempt's history row, releases its dependents, and returns the tasks
-/// it took.
-async fn complete_many(
-    conn: &mut Conn,
-    d: &Dialect,
-    items: &[StatusChange],
-    which: &[usize],
-) -> Result<Vec<Task>> {
-    let rows: Vec<Json> = which
-        .iter()
-        .map(|i| {
-            let c = &items[*i];
-            serde_json::json!({ "id": c.id, "worker": c.worker_id, "result": c.result })
-        })
-        .collect();
-    let (t, te, td) = (
-        d.t("tasks"),
-        d.t("task_executions"),
-        d.t("task_dependencies"),
-    );
-    let cols = tasks::TASK_COLS;
-    // the history row's worker is the reporting one (every item here names it: the
-    // statement takes a task only from that worker), its start the task row's
-    // attempt_started_at, which the completion keeps
-    let duration = d.duration_ms("$2::timestamptz", "u.attempt_started_at");
-    let sql = format!(
-        "WITH i AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(id uuid, worker text, result jsonb)), \
-         u AS (UPDATE {t} t SET status = 'completed', result = i.result, worker_id = NULL, lease_expires_at = NULL, \
-               started_at = COALESCE(t.started_at, $2::timestamptz), finished_at = $2::timestamptz, updated_at = $2::timestamptz FROM i \
-               WHERE t.id = i.id AND t.status = 'running' AND t.attempts > 0 \
-               AND (t.lease_expires_at IS NULL OR t.lease_expires_at >= $2::timestamptz) \
-               AND t.worker_id = i.worker RETURNING t.*, i.worker AS attempt_worker), \
-         e AS (INSERT INTO {te} (task_id, attempt, worker_id, status, started_at, finished_at, duration_ms) \
-               SELECT u.id, u.attempts, u.attempt_worker, 'completed', u.attempt_started_at, $2::timestamptz, {duration} \
-               FROM u WHERE u.attempt_started_at IS NOT NULL), \
-         r AS (UPDATE {t} k SET deps_pending = GREATEST(k.deps_pending - c.n, 0) \
-               FROM (SELECT dep.task_id, count(*) AS n FROM {td} dep JOIN u ON dep.depends_on = u.id \
-                     GROUP BY dep.task_id) c WHERE k.id = c.task_id AND k.deps_pending > 0) \
-         SELECT {cols} FROM u"
-    );
-    let out = conn
-        .exec(
-            "complete tasks",
-            &sql,
-            &[Param::Json(Json::Array(rows)), d.time(tasks::now())],
-            None,
-        )
-        .await?;
-    Ok(out.rows.iter().map(|r| tasks::task_from_row(r)).collect())
 }

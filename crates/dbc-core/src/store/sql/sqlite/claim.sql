@@ -1,0 +1,15 @@
+-- Claiming tasks on SQLite: in one transaction (BEGIN IMMEDIATE: no other writer runs
+-- meanwhile, so no row locks), pick the candidates, start them, read them back.
+
+-- name: pick_tasks
+-- up to ? tasks of queue ? due at ? with their dependencies done, highest priority first
+SELECT id FROM {{prefix}}tasks WHERE queue = ? AND status = 'pending' AND deps_pending = 0 AND run_at <= ?
+ORDER BY priority DESC, run_at, id LIMIT ?
+
+-- name: start_tasks
+-- {{ids}}: the picked ids, after the five fixed parameters
+UPDATE {{prefix}}tasks SET status = 'running', attempts = attempts + 1, worker_id = ?, lease_expires_at = ?,
+  started_at = COALESCE(started_at, ?), attempt_started_at = ?, updated_at = ? WHERE id IN ({{ids}})
+
+-- name: read_tasks
+SELECT {{task_columns}} FROM {{prefix}}tasks WHERE id IN ({{ids}}) ORDER BY priority DESC, run_at, id

@@ -1,0 +1,113 @@
+//! Loading a dialect's SQL files (`sql/<dialect>/*.sql`, embedded with `include_str!`):
+//! each statement is a `-- name: <name>` section; `--` lines inside a section are
+//! comments. `{{prefix}}` and `{{task_columns}}` are put in once, when a store is built,
+//! so no statement is formatted again per call; the markers that depend on a row count
+//! (`{{rows}}`, `{{ids}}`, `{{where}}`, `{{limit}}`) are left for the call to fill.
+
+use std::collections::HashMap;
+
+use crate::{DbcError, Result};
+
+/// The columns a [`crate::queue::Task`] is read from, in the order of `Task::from_row`.
+const TASK_COLUMNS: &str = "id, queue, name, payload, status, priority, run_at, attempts, \
+     max_attempts, workflow_id, idempotency_key, worker_id, lease_expires_at, result, \
+     last_error, created_at, updated_at, started_at, finished_at";
+
+/// The named statements of one dialect's files, rendered for one table prefix.
+pub(crate) struct Sections {
+    dialect: &'static str,
+    by_name: HashMap<String, String>,
+}
+
+impl Sections {
+    /// Splits `files` into named statements and puts the prefix in.
+    pub(crate) fn parse(dialect: &'static str, files: &[&str], prefix: &str) -> Sections {
+        let mut by_name = HashMap::new();
+        for file in files {
+            let mut name: Option<String> = None;
+            let mut body = String::new();
+            for line in file.lines().chain(std::iter::once("-- name: ")) {
+                if let Some(next) = line.strip_prefix("-- name: ") {
+                    if let Some(done) = name.take() {
+                        let sql = body
+                            .trim()
+                            .replace("{{prefix}}", prefix)
+                            .replace("{{task_columns}}", TASK_COLUMNS);
+                        by_name.insert(done, sql);
+                    }
+                    body.clear();
+                    name = Some(next.trim().to_string()).filter(|n| !n.is_empty());
+                } else if name.is_some() && !line.trim_start().starts_with("--") {
+                    body.push_str(line.trim_end());
+                    body.push('\n');
+                }
+            }
+        }
+        Sections { dialect, by_name }
+    }
+
+    /// The statement `name`; its absence is a defect of the embedded files.
+    pub(crate) fn take(&mut self, name: &str) -> Result<String> {
+        self.by_name.remove(name).ok_or_else(|| {
+            DbcError::Internal(format!(
+                "the {} store has no statement {name:?}",
+                self.dialect
+            ))
+        })
+    }
+}
+
+macro_rules! statements {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// The statements every store has, each in its own dialect's text.
+        pub(crate) struct Statements {
+            $($(#[$doc])* pub(crate) $name: String,)*
+        }
+
+        impl Statements {
+            pub(crate) fn take(s: &mut Sections) -> Result<Statements> {
+                Ok(Statements { $($name: s.take(stringify!($name))?,)* })
+            }
+        }
+    };
+}
+
+statements! {
+    /// new tasks, one `{{rows}}` group each (PostgreSQL: one JSON parameter)
+    insert_tasks,
+    /// the same, skipping a task whose idempotency key exists
+    insert_keyed_tasks,
+    insert_dependencies,
+    check_dependencies,
+    count_dependencies,
+    find_duplicates,
+    select_task,
+    select_task_for_update,
+    select_task_with_attempt,
+    select_dependencies,
+    select_history,
+    select_errors,
+    list_tasks,
+    delete_task,
+    start_task,
+    record_attempt,
+    record_running_attempt,
+    complete_task,
+    release_dependents,
+    record_error,
+    retry_task,
+    fail_task,
+    cancel_task,
+    give_back_task,
+    find_dependents,
+    cancel_dependents,
+    requeue_task,
+    find_expired,
+    record_expired_attempts,
+    fail_expired,
+    requeue_expired,
+    purge_finished,
+    insert_workflow,
+    select_workflow,
+    count_workflow_tasks,
+}
