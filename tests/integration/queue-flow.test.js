@@ -8,9 +8,9 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const helper = require('node-red-node-test-helper');
-const dbNode = require('../nodes/database-connector/database-connector.js');
-const service = require('../nodes/database-connector/database-service');
-const { PG_URL, configFor, nodeConfigFor, requireDatabases, spawnNodeRed, uniquePrefix, RED_DIR } = require('./support');
+const dbNode = require('../../nodes/database-connector/database-connector.js');
+const service = require('../../nodes/database-connector/database-service');
+const { PG_URL, configFor, nodeConfigFor, requireDatabases, spawnNodeRed, uniquePrefix, RED_DIR } = require('../support');
 
 const functionNode = require(require.resolve('@node-red/nodes/core/function/10-function.js', { paths: [RED_DIR] }));
 helper.init(require.resolve('node-red', { paths: [RED_DIR] }));

@@ -8,8 +8,8 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('net');
-const service = require('../nodes/database-connector/database-service');
-const { PG_URL, requireDatabases } = require('./support');
+const service = require('../../nodes/database-connector/database-service');
+const { PG_URL, requireDatabases } = require('../support');
 
 test.before(() => requireDatabases(service));
 

@@ -11,10 +11,10 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const helper = require('node-red-node-test-helper');
-const dbNode = require('../nodes/database-connector/database-connector.js');
-const service = require('../nodes/database-connector/database-service');
-const { buildConnectorConfig } = require('../nodes/database-connector/database-connector-helpers');
-const { nodeConfigFor, requireDatabases, root } = require('./support');
+const dbNode = require('../../nodes/database-connector/database-connector.js');
+const service = require('../../nodes/database-connector/database-service');
+const { buildConnectorConfig } = require('../../nodes/database-connector/database-connector-helpers');
+const { nodeConfigFor, requireDatabases, root } = require('../support');
 
 const catchNode = require(require.resolve('@node-red/nodes/core/common/25-catch.js', { paths: [root] }));
 

@@ -7,9 +7,9 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const helpers = require('../nodes/database-connector/database-connector-helpers');
-const service = require('../nodes/database-connector/database-service');
-const { configFor, requireDatabases } = require('./support');
+const helpers = require('../../nodes/database-connector/database-connector-helpers');
+const service = require('../../nodes/database-connector/database-service');
+const { configFor, requireDatabases } = require('../support');
 
 test.before(() => requireDatabases(service));
 

@@ -49,7 +49,7 @@
  *                        in a fresh temp dir; it must succeed (and a CA made by it must
  *                        verify the certificates made with it).
  *   LANG mirrors=PATH    checked by another file: PATH exists and names this doc (e.g. a
- *                        shell session that tests/package.test.js performs).
+ *                        shell session that tests/integration/package.test.js performs).
  *   text, LANG text      not code (a log line, a field's content, a directory tree); not run.
  *
  * The generated part of docs/API.md (scripts/api-docs.js) must be current.
@@ -65,9 +65,9 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const vm = require('vm');
-const helpers = require('../nodes/database-connector/database-connector-helpers');
-const service = require('../nodes/database-connector/database-service');
-const { PG_URL, RED_DIR, root, requireDatabases, spawnNodeRed } = require('./support');
+const helpers = require('../../nodes/database-connector/database-connector-helpers');
+const service = require('../../nodes/database-connector/database-service');
+const { PG_URL, RED_DIR, root, requireDatabases, spawnNodeRed } = require('../support');
 
 const { util: redUtil } = require(require.resolve('@node-red/util', { paths: [RED_DIR] }));
 
@@ -305,11 +305,11 @@ test.after(async () => {
 test('every fenced block in README.md and docs/*.md has a role this test knows', () => {
   assert.ok(SAMPLES.length > 20, `found only ${SAMPLES.length} samples`);
   const unknown = SAMPLES.filter((s) => !KINDS.includes(kind(s)));
-  assert.deepEqual(unknown.map(where), [], 'give each block a role (see the top of tests/docs.test.js or docs/CONTRIBUTING.md)');
+  assert.deepEqual(unknown.map(where), [], 'give each block a role (see the top of tests/integration/docs.test.js or docs/CONTRIBUTING.md)');
 });
 
 test('the generated registry reference in docs/API.md is current (npm run docs:api)', async () => {
-  const { generate, splice } = require('../scripts/api-docs');
+  const { generate, splice } = require('../../scripts/api-docs');
   const text = fs.readFileSync(path.join(root, 'docs', 'API.md'), 'utf8');
   assert.equal(splice(text, await generate()), text, 'docs/API.md is stale: run `npm run docs:api`');
 });

@@ -14,11 +14,11 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const helper = require('node-red-node-test-helper');
-const dbNode = require('../nodes/database-connector/database-connector.js');
-const service = require('../nodes/database-connector/database-service');
-const { PG_URL, MARIADB_URL, root, requireDatabases, uniquePrefix } = require('./support');
-const { startPrivatePostgres } = require('./private-pg');
-const { startProxy, viaProxy } = require('./tcp-proxy');
+const dbNode = require('../../nodes/database-connector/database-connector.js');
+const service = require('../../nodes/database-connector/database-service');
+const { PG_URL, MARIADB_URL, root, requireDatabases, uniquePrefix } = require('../support');
+const { startPrivatePostgres } = require('../support/private-pg');
+const { startProxy, viaProxy } = require('../support/tcp-proxy');
 
 const catchNode = require(require.resolve('@node-red/nodes/core/common/25-catch.js', { paths: [root] }));
 helper.init(require.resolve('node-red', { paths: [root] }));

@@ -11,9 +11,9 @@ const assert = require('node:assert/strict');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const service = require('../nodes/database-connector/database-service');
-const { PG_URL, MARIADB_URL, root, requireDatabases, spawnNodeRed } = require('./support');
-const { startProxy, viaProxy } = require('./tcp-proxy');
+const service = require('../../nodes/database-connector/database-service');
+const { PG_URL, MARIADB_URL, root, requireDatabases, spawnNodeRed } = require('../support');
+const { startProxy, viaProxy } = require('../support/tcp-proxy');
 
 test.before(() => requireDatabases(service));
 

@@ -7,8 +7,8 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const service = require('../nodes/database-connector/database-service');
-const { configFor, requireDatabases } = require('./support');
+const service = require('../../nodes/database-connector/database-service');
+const { configFor, requireDatabases } = require('../support');
 
 const PROVIDERS = ['postgres', 'mariadb', 'sqlite'];
 

@@ -12,8 +12,8 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
-const service = require('../nodes/database-connector/database-service');
-const { MARIADB_URL, requireDatabases, spawnNodeRed, uniquePrefix } = require('./support');
+const service = require('../../nodes/database-connector/database-service');
+const { MARIADB_URL, requireDatabases, spawnNodeRed, uniquePrefix } = require('../support');
 
 test.before(() => requireDatabases(service));
 

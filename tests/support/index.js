@@ -11,7 +11,7 @@ const path = require('path');
 const http = require('http');
 const { spawn } = require('child_process');
 
-const root = path.resolve(__dirname, '..');
+const root = path.resolve(__dirname, '..', '..');
 const PG_URL = process.env.DBC_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const MARIADB_URL = process.env.DBC_TEST_MARIADB_URL || 'mysql://root@127.0.0.1:3306/test';
 /**
