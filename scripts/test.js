@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `npm test`: every test, against the real databases, with coverage and lints.
- * (README.md "Test" and docs/CONTRIBUTING.md describe it for people.)
+ * (README.md "Test" and docs/CONTRIBUTING.md "Running the checks" describe it for people.)
  *  1. developer tools a fresh machine lacks (scripts/dev-setup.js: llvm-tools-preview,
  *     cargo-llvm-cov, else cargo-tarpaulin; Debian's chromium for the browser tests) —
  *     installed once, when missing;

@@ -314,11 +314,38 @@ test('the generated registry reference in docs/API.md is current (npm run docs:a
   assert.equal(splice(text, await generate()), text, 'docs/API.md is stale: run `npm run docs:api`');
 });
 
-test('mirrored samples: the linked file exists and names the doc', () => {
-  for (const s of SAMPLES.filter((x) => kind(x) === 'mirrors')) {
+/** The heading of the section a sample is in (the nearest one above it). */
+function sectionOf(s) {
+  const lines = fs.readFileSync(path.join(root, s.file), 'utf8').split('\n').slice(0, s.line - 1);
+  let inFence = false;
+  let heading = '';
+  for (const l of lines) {
+    if (/^\s*(`{3,}|~{3,})/.test(l)) inFence = !inFence;
+    else if (!inFence && /^#{1,6} /.test(l)) heading = l.replace(/^#+ /, '').trim();
+  }
+  return heading;
+}
+
+/**
+ * Whether `text` names the section: `<doc> "<heading>"`, `<doc>'s "<heading>"` or
+ * `<doc>#<anchor>`, across comment line breaks. A doc's name alone is not enough: files
+ * name README.md or docs/API.md for other reasons (a packed-files list).
+ */
+function namesSection(text, doc, heading) {
+  const flat = text.replace(/\s*\n\s*(?:\*(?!\/)|\/\/)?\s*/g, ' ');
+  const anchor = heading.toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-');
+  return flat.includes(`${doc} "${heading}"`) || flat.includes(`${doc}'s "${heading}"`) || flat.includes(`${doc}#${anchor}`);
+}
+
+test('mirrored samples: the linked file exists and names the doc and the sample\'s section', () => {
+  const mirrored = SAMPLES.filter((x) => kind(x) === 'mirrors');
+  assert.ok(mirrored.length >= 5, `found only ${mirrored.length} mirrored samples`);
+  for (const s of mirrored) {
     const target = path.join(root, s.attrs.mirrors);
     assert.ok(fs.existsSync(target), `${where(s)}: ${s.attrs.mirrors} does not exist`);
-    assert.ok(fs.readFileSync(target, 'utf8').includes(path.basename(s.file)), `${where(s)}: ${s.attrs.mirrors} does not mention ${path.basename(s.file)}`);
+    const section = sectionOf(s);
+    assert.ok(section, `${where(s)}: no heading above the sample`);
+    assert.ok(namesSection(fs.readFileSync(target, 'utf8'), s.file, section), `${where(s)}: ${s.attrs.mirrors} does not name ${s.file} "${section}" (or ${s.file}#anchor)`);
   }
 });
 

@@ -175,4 +175,49 @@ async function spawnNodeRed(opts) {
   };
 }
 
-module.exports = { root, RED_DIR, PG_URL, MARIADB_URL, uniquePrefix, configFor, nodeConfigFor, requireDatabases, request, spawnNodeRed, freePort };
+/**
+ * Polls `probe` (sync or async) every `every` ms until `done(value)` holds and returns that
+ * value; throws, naming `what` and the last value seen, when `ms` pass first. It waits on
+ * real state (a row, a pool figure, a session), never for a fixed time.
+ * @param {string} what what is awaited, for the failure message
+ * @param {() => any} probe reads the state
+ * @param {(v: any) => boolean} [done] the condition (default: truthy)
+ * @param {{ms?: number, every?: number}} [opts]
+ */
+async function pollUntil(what, probe, done = Boolean, { ms = 10000, every = 20 } = {}) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (done(v)) return v;
+    if (Date.now() > until) throw new Error(`${what}: not within ${ms} ms (last seen: ${JSON.stringify(v)})`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/**
+ * The local ports of the TCP connections process `pid` holds to `remotePort` (Linux:
+ * /proc/<pid>/fd's socket inodes matched in /proc/net/tcp{,6}). With pg_stat_activity's
+ * client_port they name that process's server sessions.
+ */
+function tcpPortsOf(pid, remotePort) {
+  const inodes = new Set();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    let target = '';
+    try { target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { continue; }
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m) inodes.add(m[1]);
+  }
+  const ports = [];
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!fs.existsSync(table)) continue;
+    for (const line of fs.readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || !inodes.has(f[9])) continue;
+      const port = (addr) => parseInt(addr.split(':')[1], 16);
+      if (port(f[2]) === remotePort) ports.push(port(f[1]));
+    }
+  }
+  return ports;
+}
+
+module.exports = { root, RED_DIR, PG_URL, MARIADB_URL, uniquePrefix, configFor, nodeConfigFor, requireDatabases, request, spawnNodeRed, freePort, pollUntil, tcpPortsOf };
