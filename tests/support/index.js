@@ -94,7 +94,8 @@ function freePort() {
 /**
  * Starts a real Node-RED (this package linked into a temp user dir) with `flows`, and
  * resolves once the flows have started and its HTTP server listens.
- * @param {{flows: object[], credentials?: object, userDir?: string, command?: string[]}} opts
+ * `settings` is more of settings.js, as source text (e.g. an `adminAuth` with functions).
+ * @param {{flows: object[], credentials?: object, userDir?: string, command?: string[], settings?: string, env?: object}} opts
  */
 async function spawnNodeRed(opts) {
   const port = await freePort();
@@ -109,7 +110,7 @@ async function spawnNodeRed(opts) {
   }
   fs.writeFileSync(
     path.join(userDir, 'settings.js'),
-    "module.exports = { uiHost: '127.0.0.1', flowFile: 'flows.json', credentialSecret: false, logging: { console: { level: 'info' } } };\n",
+    `module.exports = { uiHost: '127.0.0.1', flowFile: 'flows.json', credentialSecret: false, logging: { console: { level: 'info' } },${opts.settings ? ` ${opts.settings}` : ''} };\n`,
   );
   const args = opts.command || [require.resolve('node-red/red.js', { paths: [RED_DIR] }), '-u', userDir, '-s', path.join(userDir, 'settings.js'), '-p', String(port)];
   const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, PORT: String(port), DBC_USER_DIR: userDir, ...(opts.env || {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
