@@ -20,10 +20,10 @@ use crate::db::{Chunk, ChunkSink, Conn};
 use crate::db::{Pool, PoolState, QueryOutput, StatementTiming, Trace};
 use crate::failover::{Backend, MoveReport, Router, RouterConfig};
 use crate::migrate::{self, Pending, SchemaStatus};
+use crate::queue::{service, workflows};
 use crate::sqltext::bind_named;
-use crate::tasks::{self, Backoff, Claim, Limits, NewTask, StatusChange};
+use crate::task::{self, Backoff, Claim, Limits, NewTask, StatusChange};
 use crate::value::{Param, Params};
-use crate::workflows;
 use crate::{DbcError, Provider, Result};
 
 /// Per-call options from the node.
@@ -254,10 +254,10 @@ pub struct Connector {
     closed: AtomicBool,
     worker_id: String,
     background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    waker: std::sync::Arc<crate::wake::Waker>,
+    waker: std::sync::Arc<crate::queue::wake::Waker>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// group commit of concurrent single inserts and completions, per database
-    lanes: crate::coalesce::Lanes,
+    lanes: crate::queue::batch::Lanes,
 }
 
 /// The operations `execute` knows (plus `query` inside `executeTransaction`; a plain
@@ -309,12 +309,12 @@ impl Connector {
             spawn_maintenance(router.clone(), cfg.retention_days),
         ];
 
-        let waker = crate::wake::Waker::new(match &router.primary.pool() {
+        let waker = crate::queue::wake::Waker::new(match &router.primary.pool() {
             Pool::Pg(p) => Some((p.clone(), format!("{}wake", cfg.table_prefix))),
             _ => None,
         });
-        let worker_id = format!("dbc-{}", &tasks::new_id()[24..]);
-        let lanes = crate::coalesce::Lanes::new(
+        let worker_id = format!("dbc-{}", &task::new_id()[24..]);
+        let lanes = crate::queue::batch::Lanes::new(
             &router,
             backoff_of(&cfg),
             std::time::Duration::from_millis(cfg.pool.statement_timeout_ms + 2_000),
@@ -861,7 +861,7 @@ impl Connector {
             .as_deref()
             .filter(|q| !q.is_empty())
             .unwrap_or("default");
-        let id_of = |p: &Json| tasks::uuid_of("id", p.get("id").unwrap_or(&Json::Null));
+        let id_of = |p: &Json| task::input::uuid_of("id", p.get("id").unwrap_or(&Json::Null));
         let json = |v: std::result::Result<Json, serde_json::Error>| {
             v.map_err(|e| DbcError::Internal(e.to_string()))
         };
@@ -880,7 +880,7 @@ impl Connector {
                     ),
                     other => (vec![NewTask::parse(other, "", queue, self.limits())?], true),
                 };
-                let mut out = tasks::insert_tasks(conn, store, &list, trace).await?;
+                let mut out = service::insert_tasks(conn, store, &list, trace).await?;
                 if single {
                     json(serde_json::to_value(out.remove(0)))
                 } else {
@@ -890,28 +890,30 @@ impl Connector {
             "claimTasks" => {
                 let claim = Claim::parse(payload, queue, &self.worker_id)?;
                 json(serde_json::to_value(
-                    tasks::claim_tasks(conn, store, &claim, trace).await?,
+                    service::claim_tasks(conn, store, &claim, trace).await?,
                 ))
             }
             "updateTaskStatus" => {
                 let change = StatusChange::parse(payload)?;
                 change.check_size(self.limits())?;
                 json(serde_json::to_value(
-                    tasks::update_task_status(conn, store, &change, self.backoff(), trace).await?,
+                    service::update_task_status(conn, store, &change, self.backoff(), trace)
+                        .await?,
                 ))
             }
             "requeueFailedTask" => json(serde_json::to_value(
-                tasks::requeue_failed(conn, store, &id_of(payload)?, trace).await?,
+                service::requeue_failed(conn, store, &id_of(payload)?, trace).await?,
             )),
             "getTask" => json(serde_json::to_value(
-                tasks::get_task(conn, store, &id_of(payload)?, trace).await?,
+                service::get_task(conn, store, &id_of(payload)?, trace).await?,
             )),
             "listTasks" => json(serde_json::to_value(
-                tasks::list_tasks(conn, store, payload, trace).await?,
+                service::list_tasks(conn, store, payload, trace).await?,
             )),
-            "deleteTask" => tasks::delete_task(conn, store, &id_of(payload)?, trace).await,
+            "deleteTask" => service::delete_task(conn, store, &id_of(payload)?, trace).await,
             "createWorkflow" => json(serde_json::to_value(
-                workflows::create_workflow(conn, store, payload, queue, self.limits(), trace).await?,
+                workflows::create_workflow(conn, store, payload, queue, self.limits(), trace)
+                    .await?,
             )),
             "getWorkflowProgress" => json(serde_json::to_value(
                 workflows::progress(conn, store, payload, trace).await?,
@@ -973,21 +975,13 @@ impl Connector {
         }
         let b = self.router.active();
         let mut conn = self.acquire(b).await?;
-        let out = conn
-            .exec(
-                "queue depth",
-                &format!("SELECT queue, status, count(*) FROM {} GROUP BY queue, status ORDER BY queue, status", b.dialect.t("tasks")),
-                &[],
-                None,
-            )
-            .await?;
-        Ok(out
-            .rows
-            .iter()
-            .map(|r| QueueDepth {
-                queue: tasks::read_text(&r[0]).unwrap_or_default(),
-                status: tasks::read_text(&r[1]).unwrap_or_default(),
-                count: tasks::read_int(&r[2]),
+        let counts = b.store.count_by_queue_and_status(&mut conn).await?;
+        Ok(counts
+            .into_iter()
+            .map(|(queue, status, count)| QueueDepth {
+                queue,
+                status,
+                count,
             })
             .collect())
     }
@@ -1201,10 +1195,10 @@ fn spawn_maintenance(
                 let _t = router.ticket().await;
                 let b = router.active();
                 let mut conn = b.pool().acquire().await?;
-                let n = tasks::reap_expired(&mut conn, &b.store).await?;
+                let n = service::reap_expired(&mut conn, &b.store).await?;
                 if purge {
                     let removed =
-                        tasks::purge_finished(&mut conn, &b.store, retention_days).await?;
+                        service::purge_finished(&mut conn, &b.store, retention_days).await?;
                     if removed > 0 {
                         tracing::info!(
                             tasks = removed,

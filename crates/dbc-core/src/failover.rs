@@ -31,7 +31,8 @@ use serde::Serialize;
 use crate::config::{ConnectionConfig, PoolConfig};
 use crate::db::Pool;
 use crate::metrics::Metrics;
-use crate::tasks::{read_int, read_json, read_text, read_time, Dialect};
+use crate::store::Dialect;
+use crate::task::{read_int, read_json, read_text, read_time};
 use crate::value::{parse_any_time, Param, Value};
 use crate::{migrate, DbcError, Provider, Result};
 

@@ -4,7 +4,7 @@
 //! one typed sqlx pool per provider ([`db`]), the same value mapping on PostgreSQL,
 //! MariaDB and SQLite ([`value`]), the connector's own schema and its embedded,
 //! lock-protected migrations ([`migrate`]), the task queue and workflows
-//! ([`queue`]) over one store per database ([`store`]), and the coded errors every
+//! ([`queue`], with what a task is in [`task`]) over one store per database ([`store`]), and the coded errors every
 //! caller sees ([`error`]).
 //!
 //! The entry point is [`Connector`]: built from a [`ConnectorConfig`], it probes and
@@ -19,9 +19,10 @@ pub mod error;
 pub mod failover;
 pub mod metrics;
 pub mod migrate;
-pub mod sqltext;
 pub mod queue;
+pub mod sqltext;
 pub mod store;
+pub mod task;
 pub mod tasks;
 pub mod value;
 

@@ -150,7 +150,7 @@ async fn read_applied(conn: &mut Conn, prefix: &str) -> Result<Vec<Applied>> {
             let applied_at = it
                 .next()
                 .as_ref()
-                .and_then(crate::tasks::read_time)
+                .and_then(crate::task::read_time)
                 .unwrap_or_default();
             Applied {
                 version,
@@ -373,8 +373,8 @@ async fn warn_on_edited(conn: &mut Conn, prefix: &str) {
         return;
     };
     for r in &out.rows {
-        let version = crate::tasks::read_int(&r[0]);
-        let stored = crate::tasks::read_text(&r[1]).unwrap_or_default();
+        let version = crate::task::read_int(&r[0]);
+        let stored = crate::task::read_text(&r[1]).unwrap_or_default();
         if let Some(m) = MIGRATIONS.iter().find(|m| m.version == version) {
             if m.checksum(provider) != stored {
                 tracing::warn!(version, name = m.name, %provider, "an applied migration file has changed since it ran");

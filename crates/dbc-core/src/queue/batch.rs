@@ -30,12 +30,12 @@ use tokio::sync::oneshot;
 use crate::db::Conn;
 use crate::failover::{Backend, Router};
 use crate::metrics::Metrics;
-use crate::queue::input::{Limits, NewTask, StatusChange};
 use crate::queue::service;
-use crate::queue::status::{Backoff, TaskStatus};
-use crate::queue::task::Task;
-use crate::queue::now;
 use crate::store::{in_tx, Completion, Store};
+use crate::task::input::{Limits, NewTask, StatusChange};
+use crate::task::now;
+use crate::task::status::{Backoff, TaskStatus};
+use crate::task::Task;
 use crate::{DbcError, Result};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

@@ -9,13 +9,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
 use crate::db::{Conn, Trace};
-use crate::queue::input::{error_parts, Claim, NewTask, StatusChange, TaskFilter, MAX_BATCH};
-use crate::queue::input::MAX_WORKFLOW_TASKS;
-use crate::queue::status::{Backoff, TaskStatus};
-use crate::queue::task::{Execution, Task, TaskDetail, TaskPage};
-use crate::queue::now;
 use crate::store::common::Attempt;
 use crate::store::{finish_tx, in_tx, Store};
+use crate::task::input::MAX_WORKFLOW_TASKS;
+use crate::task::input::{error_parts, Claim, NewTask, StatusChange, TaskFilter, MAX_BATCH};
+use crate::task::now;
+use crate::task::status::{Backoff, TaskStatus};
+use crate::task::{Execution, Task, TaskDetail, TaskPage};
 use crate::{DbcError, Result};
 
 /// Inserts tasks in one transaction. A task whose idempotency key exists already is not
@@ -256,7 +256,11 @@ pub async fn update_task_status(
         let starts = from == Pending && to != Cancelled;
         let attempt = Attempt {
             id: &task.id,
-            attempt: if starts { task.attempts + 1 } else { task.attempts },
+            attempt: if starts {
+                task.attempts + 1
+            } else {
+                task.attempts
+            },
             at: ts,
         };
         if starts && to == Running {

@@ -5,13 +5,13 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::db::{Conn, Trace};
-use crate::queue::input::{check_keys, check_no_nul, opt_str, uuid_of, Limits, NewTask};
-use crate::queue::input::MAX_WORKFLOW_TASKS;
 use crate::queue::service;
-use crate::queue::status::TaskStatus;
-use crate::queue::task::Task;
-use crate::queue::{new_id, now};
 use crate::store::{in_tx, Store};
+use crate::task::input::MAX_WORKFLOW_TASKS;
+use crate::task::input::{check_keys, check_no_nul, opt_str, uuid_of, Limits, NewTask};
+use crate::task::status::TaskStatus;
+use crate::task::Task;
+use crate::task::{new_id, now};
 use crate::value::iso_utc;
 use crate::{DbcError, Result};
 

@@ -6,11 +6,11 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
-use crate::db::{Conn, QueryOutput, Trace};
-use crate::queue::input::{NewTask, TaskFilter};
-use crate::queue::task::{read_int, read_json, read_text, read_time, ErrorLog, Execution, Task};
-use crate::queue::TaskStatus;
+use crate::db::{Conn, Trace};
 use crate::store::Store;
+use crate::task::input::{NewTask, TaskFilter};
+use crate::task::TaskStatus;
+use crate::task::{read_int, read_text, read_time, ErrorLog, Execution, Task};
 use crate::value::Param;
 use crate::{DbcError, Result};
 
@@ -25,20 +25,7 @@ pub struct Attempt<'a> {
     pub at: DateTime<Utc>,
 }
 
-/// A workflow's tasks with one status ([`Store::count_workflow_tasks`]).
-#[derive(Debug, Clone)]
-pub struct StatusCount {
-    /// the status (`None` for a word the queue does not know)
-    pub status: Option<TaskStatus>,
-    /// how many tasks have it
-    pub count: i64,
-    /// the earliest start among them
-    pub first_started_at: Option<String>,
-    /// the latest finish among them
-    pub last_finished_at: Option<String>,
-}
-
-fn text(s: &str) -> Param {
+pub(crate) fn text(s: &str) -> Param {
     Param::Text(s.to_string())
 }
 
@@ -51,17 +38,6 @@ fn opt_text(s: Option<&str>) -> Param {
 }
 
 impl Store {
-    async fn run(
-        &self,
-        conn: &mut Conn,
-        name: &str,
-        sql: &str,
-        params: &[Param],
-        trace: Option<&mut Trace>,
-    ) -> Result<QueryOutput> {
-        conn.exec(name, sql, params, trace).await
-    }
-
     /// `statement` with `{{ids}}` as `count` placeholders numbered from `from`.
     fn with_ids(&self, statement: &str, from: usize, count: usize) -> String {
         statement.replace("{{ids}}", &self.placeholders(from, count))
@@ -85,8 +61,11 @@ impl Store {
                 params.push(text(dep));
             }
         }
-        let sql = self.sql().insert_dependencies.replace("{{rows}}", &rows.join(", "));
-        self.run(conn, "insert dependencies", &sql, &params, trace)
+        let sql = self
+            .sql()
+            .insert_dependencies
+            .replace("{{rows}}", &rows.join(", "));
+        conn.exec("insert dependencies", &sql, &params, trace)
             .await?;
         Ok(())
     }
@@ -99,8 +78,8 @@ impl Store {
         trace: Option<&mut Trace>,
     ) -> Result<i64> {
         let sql = self.with_ids(&self.sql().check_dependencies, 1, ids.len());
-        let out = self
-            .run(conn, "check dependencies", &sql, &texts(ids), trace)
+        let out = conn
+            .exec("check dependencies", &sql, &texts(ids), trace)
             .await?;
         Ok(out.rows.first().map(|r| read_int(&r[0])).unwrap_or(0))
     }
@@ -113,7 +92,7 @@ impl Store {
         trace: Option<&mut Trace>,
     ) -> Result<()> {
         let sql = self.with_ids(&self.sql().count_dependencies, 1, ids.len());
-        self.run(conn, "count dependencies", &sql, &texts(ids), trace)
+        conn.exec("count dependencies", &sql, &texts(ids), trace)
             .await?;
         Ok(())
     }
@@ -126,8 +105,8 @@ impl Store {
         trace: Option<&mut Trace>,
     ) -> Result<Vec<Task>> {
         let sql = self.with_ids(&self.sql().find_duplicates, 1, keys.len());
-        let out = self
-            .run(conn, "find duplicates", &sql, &texts(keys), trace)
+        let out = conn
+            .exec("find duplicates", &sql, &texts(keys), trace)
             .await?;
         Task::from_rows(&out.rows)
     }
@@ -171,7 +150,7 @@ impl Store {
         id: &str,
         trace: Option<&mut Trace>,
     ) -> Result<Vec<crate::value::Value>> {
-        let out = self.run(conn, "select task", sql, &[text(id)], trace).await?;
+        let out = conn.exec("select task", sql, &[text(id)], trace).await?;
         out.rows
             .into_iter()
             .next()
@@ -186,8 +165,8 @@ impl Store {
         trace: Option<&mut Trace>,
     ) -> Result<Vec<String>> {
         let sql = &self.sql().select_dependencies;
-        let out = self
-            .run(conn, "select dependencies", sql, &[text(id)], trace)
+        let out = conn
+            .exec("select dependencies", sql, &[text(id)], trace)
             .await?;
         Ok(out.rows.iter().filter_map(|r| read_text(&r[0])).collect())
     }
@@ -200,9 +179,7 @@ impl Store {
         trace: Option<&mut Trace>,
     ) -> Result<Vec<Execution>> {
         let sql = &self.sql().select_history;
-        let out = self
-            .run(conn, "select history", sql, &[text(id)], trace)
-            .await?;
+        let out = conn.exec("select history", sql, &[text(id)], trace).await?;
         Ok(out.rows.iter().map(|r| Execution::from_row(r)).collect())
     }
 
@@ -214,9 +191,7 @@ impl Store {
         trace: Option<&mut Trace>,
     ) -> Result<Vec<ErrorLog>> {
         let sql = &self.sql().select_errors;
-        let out = self
-            .run(conn, "select errors", sql, &[text(id)], trace)
-            .await?;
+        let out = conn.exec("select errors", sql, &[text(id)], trace).await?;
         Ok(out.rows.iter().map(|r| ErrorLog::from_row(r)).collect())
     }
 
@@ -256,7 +231,7 @@ impl Store {
             .list_tasks
             .replace("{{where}}", &where_)
             .replace("{{limit}}", &self.placeholders(params.len(), 1));
-        let out = self.run(conn, "list tasks", &sql, &params, trace).await?;
+        let out = conn.exec("list tasks", &sql, &params, trace).await?;
         Task::from_rows(&out.rows)
     }
 
@@ -268,7 +243,7 @@ impl Store {
         trace: Option<&mut Trace>,
     ) -> Result<()> {
         let sql = &self.sql().delete_task;
-        self.run(conn, "delete task", sql, &[text(id)], trace).await?;
+        conn.exec("delete task", sql, &[text(id)], trace).await?;
         Ok(())
     }
 
@@ -295,7 +270,7 @@ impl Store {
             text(a.id),
         ];
         let sql = &self.sql().start_task;
-        self.run(conn, "start task", sql, &params, trace).await?;
+        conn.exec("start task", sql, &params, trace).await?;
         Ok(())
     }
 
@@ -318,7 +293,7 @@ impl Store {
             Param::Int(0),
         ];
         let sql = &self.sql().record_attempt;
-        self.run(conn, "record attempt", sql, &params, trace).await?;
+        conn.exec("record attempt", sql, &params, trace).await?;
         Ok(())
     }
 
@@ -333,7 +308,7 @@ impl Store {
     ) -> Result<()> {
         let params = [text(outcome), self.time(at), self.time(at), text(id)];
         let sql = &self.sql().record_running_attempt;
-        self.run(conn, "record attempt", sql, &params, trace).await?;
+        conn.exec("record attempt", sql, &params, trace).await?;
         Ok(())
     }
 
@@ -355,7 +330,7 @@ impl Store {
             text(a.id),
         ];
         let sql = &self.sql().complete_task;
-        self.run(conn, "complete task", sql, &params, trace).await?;
+        conn.exec("complete task", sql, &params, trace).await?;
         Ok(())
     }
 
@@ -367,7 +342,7 @@ impl Store {
         trace: Option<&mut Trace>,
     ) -> Result<()> {
         let sql = &self.sql().release_dependents;
-        self.run(conn, "release dependents", sql, &[text(id)], trace)
+        conn.exec("release dependents", sql, &[text(id)], trace)
             .await?;
         Ok(())
     }
@@ -382,7 +357,7 @@ impl Store {
         trace: Option<&mut Trace>,
     ) -> Result<()> {
         let params = [
-            text(&crate::queue::new_id()),
+            text(&crate::task::new_id()),
             text(a.id),
             Param::Int(a.attempt),
             text("updateTaskStatus"),
@@ -392,7 +367,7 @@ impl Store {
             self.time(a.at),
         ];
         let sql = &self.sql().record_error;
-        self.run(conn, "log error", sql, &params, trace).await?;
+        conn.exec("log error", sql, &params, trace).await?;
         Ok(())
     }
 
@@ -413,7 +388,7 @@ impl Store {
             text(a.id),
         ];
         let sql = &self.sql().retry_task;
-        self.run(conn, "retry task", sql, &params, trace).await?;
+        conn.exec("retry task", sql, &params, trace).await?;
         Ok(())
     }
 
@@ -426,9 +401,15 @@ impl Store {
         trace: Option<&mut Trace>,
     ) -> Result<()> {
         let ts = self.time(a.at);
-        let params = [Param::Int(a.attempt), text(message), ts.clone(), ts, text(a.id)];
+        let params = [
+            Param::Int(a.attempt),
+            text(message),
+            ts.clone(),
+            ts,
+            text(a.id),
+        ];
         let sql = &self.sql().fail_task;
-        self.run(conn, "fail task", sql, &params, trace).await?;
+        conn.exec("fail task", sql, &params, trace).await?;
         Ok(())
     }
 
@@ -442,7 +423,7 @@ impl Store {
     ) -> Result<()> {
         let params = [self.time(at), self.time(at), text(id)];
         let sql = &self.sql().cancel_task;
-        self.run(conn, "cancel task", sql, &params, trace).await?;
+        conn.exec("cancel task", sql, &params, trace).await?;
         Ok(())
     }
 
@@ -456,7 +437,7 @@ impl Store {
     ) -> Result<()> {
         let params = [self.time(at), text(id)];
         let sql = &self.sql().give_back_task;
-        self.run(conn, "release task", sql, &params, trace).await?;
+        conn.exec("release task", sql, &params, trace).await?;
         Ok(())
     }
 
@@ -468,8 +449,8 @@ impl Store {
         trace: Option<&mut Trace>,
     ) -> Result<Vec<String>> {
         let sql = self.with_ids(&self.sql().find_dependents, 1, ids.len());
-        let out = self
-            .run(conn, "find dependents", &sql, &texts(ids), trace)
+        let out = conn
+            .exec("find dependents", &sql, &texts(ids), trace)
             .await?;
         Ok(out.rows.iter().filter_map(|r| read_text(&r[0])).collect())
     }
@@ -486,8 +467,7 @@ impl Store {
         let mut params = vec![self.time(at), self.time(at)];
         params.extend(texts(ids));
         let sql = self.with_ids(&self.sql().cancel_dependents, 3, ids.len());
-        self.run(conn, "cancel dependents", &sql, &params, trace)
-            .await?;
+        conn.exec("cancel dependents", &sql, &params, trace).await?;
         Ok(())
     }
 
@@ -501,7 +481,7 @@ impl Store {
     ) -> Result<()> {
         let params = [self.time(at), self.time(at), text(id)];
         let sql = &self.sql().requeue_task;
-        self.run(conn, "requeue task", sql, &params, trace).await?;
+        conn.exec("requeue task", sql, &params, trace).await?;
         Ok(())
     }
 
@@ -510,8 +490,8 @@ impl Store {
     /// Whether any lease expired before `at` (one indexed read, no lock).
     pub async fn any_expired(&self, conn: &mut Conn, at: DateTime<Utc>) -> Result<bool> {
         let sql = &self.sql().find_expired;
-        let out = self
-            .run(conn, "find expired", sql, &[self.time(at)], None)
+        let out = conn
+            .exec("find expired", sql, &[self.time(at)], None)
             .await?;
         Ok(!out.rows.is_empty())
     }
@@ -520,7 +500,7 @@ impl Store {
     pub async fn record_expired_attempts(&self, conn: &mut Conn, at: DateTime<Utc>) -> Result<()> {
         let sql = &self.sql().record_expired_attempts;
         let params = [self.time(at), self.time(at)];
-        self.run(conn, "expire attempts", sql, &params, None).await?;
+        conn.exec("expire attempts", sql, &params, None).await?;
         Ok(())
     }
 
@@ -528,7 +508,7 @@ impl Store {
     pub async fn fail_expired(&self, conn: &mut Conn, at: DateTime<Utc>) -> Result<u64> {
         let sql = &self.sql().fail_expired;
         let params = [self.time(at), self.time(at), self.time(at)];
-        let out = self.run(conn, "fail expired", sql, &params, None).await?;
+        let out = conn.exec("fail expired", sql, &params, None).await?;
         Ok(out.rows_affected)
     }
 
@@ -536,77 +516,33 @@ impl Store {
     pub async fn requeue_expired(&self, conn: &mut Conn, at: DateTime<Utc>) -> Result<u64> {
         let sql = &self.sql().requeue_expired;
         let params = [self.time(at), self.time(at)];
-        let out = self.run(conn, "requeue expired", sql, &params, None).await?;
+        let out = conn.exec("requeue expired", sql, &params, None).await?;
         Ok(out.rows_affected)
     }
 
     /// Deletes up to 500 completed or cancelled tasks that finished before `cutoff`.
     pub async fn purge_finished(&self, conn: &mut Conn, cutoff: DateTime<Utc>) -> Result<u64> {
         let sql = &self.sql().purge_finished;
-        let out = self
-            .run(conn, "purge finished", sql, &[self.time(cutoff)], None)
+        let out = conn
+            .exec("purge finished", sql, &[self.time(cutoff)], None)
             .await?;
         Ok(out.rows_affected)
     }
 
-    // ---- workflows ------------------------------------------------------------------
-
-    /// The workflow row.
-    pub async fn insert_workflow(
+    /// How many tasks each queue holds in each status (queue, status, count), in that
+    /// order.
+    pub async fn count_by_queue_and_status(
         &self,
         conn: &mut Conn,
-        id: &str,
-        name: &str,
-        metadata: Option<&Json>,
-        at: DateTime<Utc>,
-        trace: Option<&mut Trace>,
-    ) -> Result<()> {
-        let params = [
-            text(id),
-            text(name),
-            self.json(metadata),
-            self.time(at),
-            self.time(at),
-        ];
-        let sql = &self.sql().insert_workflow;
-        self.run(conn, "insert workflow", sql, &params, trace).await?;
-        Ok(())
-    }
-
-    /// The workflow's name and metadata, if it exists.
-    pub async fn fetch_workflow(
-        &self,
-        conn: &mut Conn,
-        id: &str,
-        trace: Option<&mut Trace>,
-    ) -> Result<Option<(String, Json)>> {
-        let sql = &self.sql().select_workflow;
-        let out = self
-            .run(conn, "select workflow", sql, &[text(id)], trace)
-            .await?;
-        Ok(out
-            .rows
-            .first()
-            .map(|r| (read_text(&r[0]).unwrap_or_default(), read_json(&r[1]))))
-    }
-
-    /// The workflow's tasks counted by status.
-    pub async fn count_workflow_tasks(
-        &self,
-        conn: &mut Conn,
-        id: &str,
-        trace: Option<&mut Trace>,
-    ) -> Result<Vec<StatusCount>> {
-        let sql = &self.sql().count_workflow_tasks;
-        let out = self.run(conn, "count tasks", sql, &[text(id)], trace).await?;
+    ) -> Result<Vec<(String, String, i64)>> {
+        let sql = &self.sql().count_by_queue_and_status;
+        let out = conn.exec("queue depth", sql, &[], None).await?;
         Ok(out
             .rows
             .iter()
-            .map(|r| StatusCount {
-                status: read_text(&r[0]).as_deref().and_then(TaskStatus::parse),
-                count: read_int(&r[1]),
-                first_started_at: read_time(&r[2]),
-                last_finished_at: read_time(&r[3]),
+            .map(|r| {
+                let queue = read_text(&r[0]).unwrap_or_default();
+                (queue, read_text(&r[1]).unwrap_or_default(), read_int(&r[2]))
             })
             .collect())
     }

@@ -16,13 +16,14 @@ pub mod mariadb;
 pub mod postgres;
 pub mod sqlite;
 mod statements;
+pub mod workflows;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
 use crate::db::{Conn, Trace};
-use crate::queue::input::{Claim, NewTask};
-use crate::queue::task::{read_text, Task};
+use crate::task::input::{Claim, NewTask};
+use crate::task::{read_text, Task};
 use crate::value::Param;
 use crate::{DbcError, Provider, Result};
 
@@ -225,7 +226,11 @@ async fn claim_in_steps(
     mut trace: Option<&mut Trace>,
 ) -> Result<Vec<Task>> {
     in_tx(conn, async |conn: &mut Conn| {
-        let pick = [Param::Text(c.queue.clone()), store.time(ts), Param::Int(c.limit)];
+        let pick = [
+            Param::Text(c.queue.clone()),
+            store.time(ts),
+            Param::Int(c.limit),
+        ];
         let picked = conn
             .exec("pick tasks", &sql.pick_tasks, &pick, trace.as_deref_mut())
             .await?;
@@ -279,13 +284,19 @@ async fn insert_rows(
             Param::Text(t.queue.clone()),
             t.name.clone().map(Param::Text).unwrap_or(Param::Null),
             store.json(t.payload.as_ref()),
-            Param::Text(crate::queue::TaskStatus::Pending.as_str().into()),
+            Param::Text(crate::task::TaskStatus::Pending.as_str().into()),
             Param::Int(t.priority),
             store.time(t.run_at),
             Param::Int(t.max_attempts),
             Param::Int(t.max_attempts),
-            t.workflow_id.clone().map(Param::Text).unwrap_or(Param::Null),
-            t.idempotency_key.clone().map(Param::Text).unwrap_or(Param::Null),
+            t.workflow_id
+                .clone()
+                .map(Param::Text)
+                .unwrap_or(Param::Null),
+            t.idempotency_key
+                .clone()
+                .map(Param::Text)
+                .unwrap_or(Param::Null),
             store.time(ts),
             store.time(ts),
         ]);
@@ -298,7 +309,10 @@ async fn insert_rows(
         &store.sql().insert_tasks
     };
     let sql = sql.replace("{{rows}}", &rows.join(", "));
-    Ok(conn.exec("insert tasks", &sql, &params, trace).await?.rows_affected)
+    Ok(conn
+        .exec("insert tasks", &sql, &params, trace)
+        .await?
+        .rows_affected)
 }
 
 /// Runs `body` inside a transaction: its own one, committed on success and rolled back on
@@ -394,9 +408,15 @@ mod tests {
         for p in [Provider::Postgres, Provider::Mariadb, Provider::Sqlite] {
             let store = Store::new(p, "pre_").unwrap();
             let sql = &store.sql().complete_task;
-            assert!(sql.starts_with("UPDATE pre_tasks SET status = 'completed'"), "{sql}");
+            assert!(
+                sql.starts_with("UPDATE pre_tasks SET status = 'completed'"),
+                "{sql}"
+            );
             assert!(!store.sql().select_task.contains("{{"), "{p:?}");
-            assert!(store.sql().select_task.contains("finished_at FROM pre_tasks"));
+            assert!(store
+                .sql()
+                .select_task
+                .contains("finished_at FROM pre_tasks"));
         }
     }
 }

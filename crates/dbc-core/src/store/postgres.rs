@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
 use crate::db::{Conn, Trace};
-use crate::queue::input::{Claim, NewTask};
-use crate::queue::task::Task;
 use crate::store::statements::{Sections, Statements};
 use crate::store::Completion;
+use crate::task::input::{Claim, NewTask};
+use crate::task::Task;
 use crate::value::{iso_utc, Param};
 use crate::Result;
 
@@ -86,7 +86,10 @@ impl PostgresStore {
             &self.sql.insert_tasks
         };
         let params = [Param::Json(Json::Array(rows)), time(ts)];
-        Ok(conn.exec("insert tasks", sql, &params, trace).await?.rows_affected)
+        Ok(conn
+            .exec("insert tasks", sql, &params, trace)
+            .await?
+            .rows_affected)
     }
 
     /// Claims with one statement.

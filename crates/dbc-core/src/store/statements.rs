@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::{DbcError, Result};
 
-/// The columns a [`crate::queue::Task`] is read from, in the order of `Task::from_row`.
+/// The columns a [`crate::task::Task`] is read from, in the order of `Task::from_row`.
 const TASK_COLUMNS: &str = "id, queue, name, payload, status, priority, run_at, attempts, \
      max_attempts, workflow_id, idempotency_key, worker_id, lease_expires_at, result, \
      last_error, created_at, updated_at, started_at, finished_at";
@@ -107,6 +107,7 @@ statements! {
     fail_expired,
     requeue_expired,
     purge_finished,
+    count_by_queue_and_status,
     insert_workflow,
     select_workflow,
     count_workflow_tasks,

@@ -27,3 +27,7 @@ UPDATE {{prefix}}tasks SET status = 'pending', last_error = 'lease expired', wor
 -- 500 at a time, so no single statement holds locks for long
 DELETE FROM {{prefix}}tasks WHERE id IN (SELECT id FROM {{prefix}}tasks
   WHERE status IN ('completed', 'cancelled') AND finished_at < ? LIMIT 500)
+
+-- name: count_by_queue_and_status
+-- queue depth (metrics, admin API)
+SELECT queue, status, count(*) FROM {{prefix}}tasks GROUP BY queue, status ORDER BY queue, status

@@ -1,15 +1,33 @@
-//! What the queue returns: [`Task`], [`TaskDetail`] with its attempts ([`Execution`]) and
-//! error log ([`ErrorLog`]), [`TaskPage`]; and the decoding of stored values into them
-//! (times, JSON, text and integers as each provider gives them back).
+//! What a task is, shared by the queue's rules (`crate::queue`) and the stores
+//! (`crate::store`), which both depend on it and not on each other's types: the inputs,
+//! validated once at the boundary ([`input`]), the statuses and their transitions
+//! ([`status`]), and what the queue returns — [`Task`], [`TaskDetail`] with its attempts
+//! ([`Execution`]) and error log ([`ErrorLog`]), [`TaskPage`] — with the decoding of
+//! stored values into them (times, JSON, text and integers as each provider gives them).
+
+pub mod input;
+pub mod status;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::queue::input::NewTask;
-use crate::queue::status::TaskStatus;
 use crate::value::{iso_utc, Value};
 use crate::{DbcError, Result};
+
+pub use input::{Claim, Limits, NewTask, StatusChange, TaskFilter};
+pub use status::{Backoff, TaskStatus};
+
+/// The connector's clock, truncated to what every provider stores (milliseconds).
+pub fn now() -> DateTime<Utc> {
+    let ms = Utc::now().timestamp_millis();
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_else(Utc::now)
+}
+
+/// A new UUIDv7, as text.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
 
 /// Reads a stored time back into ISO-8601 UTC.
 pub fn read_time(v: &Value) -> Option<String> {

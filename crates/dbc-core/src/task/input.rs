@@ -6,9 +6,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 
-use crate::queue::new_id;
-use crate::queue::now;
-use crate::queue::status::TaskStatus;
+use crate::task::new_id;
+use crate::task::now;
+use crate::task::status::TaskStatus;
 use crate::value::{parse_time, Param};
 use crate::{DbcError, Result};
 
