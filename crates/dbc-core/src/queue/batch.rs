@@ -222,18 +222,19 @@ impl Lanes {
             Arc::new(move || {
                 let (router, metrics) = (router.clone(), metrics.clone());
                 Box::pin(async move {
-                    let b = if fallback {
+                    let database = if fallback {
                         router.fallback.as_ref()
                     } else {
                         Some(&router.primary)
                     };
-                    let b = b.ok_or_else(|| DbcError::Internal("no fallback database".into()))?;
+                    let database = database
+                        .ok_or_else(|| DbcError::Internal("no fallback database".into()))?;
                     let started = std::time::Instant::now();
-                    let c = b.pool().acquire().await;
+                    let conn = database.pool().acquire().await;
                     metrics.acquire.record(started.elapsed());
-                    let mut c = c?;
-                    c.set_limit(limit);
-                    Ok(c)
+                    let mut conn = conn?;
+                    conn.set_limit(limit);
+                    Ok(conn)
                 })
             })
         };
@@ -246,10 +247,10 @@ impl Lanes {
         }
     }
 
-    /// The lanes of the database `b` (one of the router's).
-    pub fn of(&self, router: &Router, b: &Backend) -> &Coalescer {
+    /// The lanes of `database` (one of the router's).
+    pub fn of(&self, router: &Router, database: &Backend) -> &Coalescer {
         match &self.fallback {
-            Some(f) if !std::ptr::eq(b, &router.primary) => f,
+            Some(f) if !std::ptr::eq(database, &router.primary) => f,
             _ => &self.primary,
         }
     }
