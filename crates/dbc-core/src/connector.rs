@@ -271,10 +271,10 @@ impl Connector {
         Ok(c)
     }
 
-    fn debug_info(&self, provider: Provider, trace: Option<Trace>) -> Option<DebugInfo> {
+    fn debug_info(&self, ran_on: Provider, trace: Option<Trace>) -> Option<DebugInfo> {
         trace.map(|t| DebugInfo {
-            provider,
-            failover: provider != self.router.primary.provider() || self.router.on_fallback(),
+            provider: ran_on,
+            failover: ran_on != self.router.primary.provider() || self.router.on_fallback(),
             connection_state: self.connection_state(),
             db_ms: t.db_ms(),
             statements: t.statements,

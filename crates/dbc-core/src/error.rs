@@ -29,18 +29,6 @@ impl Provider {
             Provider::Sqlite => "sqlite",
         }
     }
-
-    /// Parses a provider name as written in a config node.
-    pub fn parse(s: &str) -> Result<Self, DbcError> {
-        match s {
-            "postgres" | "postgresql" => Ok(Provider::Postgres),
-            "mariadb" | "mysql" => Ok(Provider::Mariadb),
-            "sqlite" => Ok(Provider::Sqlite),
-            other => Err(DbcError::Config(format!(
-                "unknown provider {other:?}: use postgres, mariadb or sqlite"
-            ))),
-        }
-    }
 }
 
 impl fmt::Display for Provider {

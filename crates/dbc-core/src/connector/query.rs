@@ -84,15 +84,15 @@ impl Connector {
 /// The statement for `provider`: the form bound up front when the operation still runs
 /// where it started, else bound again for the provider it moved to.
 pub(super) fn bound_for<'a>(
-    provider: Provider,
-    first: Provider,
+    runs_on: Provider,
+    bound_on: Provider,
     bound: &'a (String, Vec<Param>),
     sql: &str,
     params: &Params,
 ) -> Result<std::borrow::Cow<'a, (String, Vec<Param>)>> {
-    if provider == first {
+    if runs_on == bound_on {
         Ok(std::borrow::Cow::Borrowed(bound))
     } else {
-        bind_named(provider, sql, params.clone()).map(std::borrow::Cow::Owned)
+        bind_named(runs_on, sql, params.clone()).map(std::borrow::Cow::Owned)
     }
 }

@@ -11,7 +11,7 @@
 //! - `driver_error`: driver errors classified into `DbcError`s.
 
 use crate::value::Value;
-use crate::DbcError;
+use crate::{DbcError, Provider};
 
 macro_rules! collect_rows {
     ($stream:expr, $decode:path) => {{
@@ -123,6 +123,23 @@ mod postgres;
 mod sqlite;
 pub mod sqltext;
 pub mod stream;
+
+/// What the rest of the connector may ask about a provider without branching on it.
+impl Provider {
+    /// True for an embedded database (SQLite: a file in this process, no server).
+    pub fn is_embedded(self) -> bool {
+        matches!(self, Provider::Sqlite)
+    }
+
+    /// The server's default TCP port; `None` for an embedded database.
+    pub fn default_port(self) -> Option<u32> {
+        match self {
+            Provider::Postgres => Some(5432),
+            Provider::Mariadb => Some(3306),
+            Provider::Sqlite => None,
+        }
+    }
+}
 
 pub use conn::Conn;
 pub use pool::{Pool, PoolState};
