@@ -24,11 +24,12 @@ export declare class Connector {
    */
   execute(operation: string, payloadJson: string, options?: CallOptions | undefined | null): Promise<{provider: string, valueJson?: string, value?: any, debug?: any}>
   /**
-   * Runs several single-task operations (`insertTask` of one task, `updateTaskStatus`)
-   * as concurrent calls, crossing from JS into Rust and back once for all of them:
-   * database-service.js gathers the calls of one event-loop turn here. Resolves JSON
-   * text, an array in call order of `{"provider", "value"}` or `{"error": {...}}` (the
-   * fields a rejected `execute` carries). Debug calls never come here.
+   * Runs several single-task calls of the operations `gatheredOperations()` names
+   * (`insertTask` of one task, `updateTaskStatus`) as concurrent calls, crossing from
+   * JS into Rust and back once for all of them: database-service.js gathers the calls
+   * of one event-loop turn here. Resolves JSON text, an array in call order of
+   * `{"provider", "value"}` or `{"error": {...}}` (the fields a rejected `execute`
+   * carries). Debug calls never come here.
    */
   executeMany(operations: Array<string>, payloadsJson: Array<string>, options?: CallOptions | undefined | null): Promise<string>
   /**
@@ -108,11 +109,23 @@ export interface CallOptions {
 }
 
 /**
+ * The operations whose single-task calls (one task, without debug) may be gathered
+ * into one `Connector.executeMany` call.
+ */
+export declare function gatheredOperations(): Array<string>
+
+/**
  * Opens a connector from its configuration (JSON text, see docs/API.md): probes the
  * database, opens the pool and applies migrations when `autoMigrate` is on.
  * Rejects with `DBC_CONFIG`, `DBC_CONNECTION` or `DBC_SCHEMA`.
  */
 export declare function open(configJson: string): Promise<Connector>
+
+/**
+ * The operations `Connector.execute` runs, in the core's order (`query` has its own
+ * entry point). database-service.js reads its list from here, so it is kept in one place.
+ */
+export declare function operations(): Array<string>
 
 /**
  * Connects once with the given settings (JSON text of a connector config) and reports

@@ -265,11 +265,12 @@ impl Connector {
         })
     }
 
-    /// Runs several single-task operations (`insertTask` of one task, `updateTaskStatus`)
-    /// as concurrent calls, crossing from JS into Rust and back once for all of them:
-    /// database-service.js gathers the calls of one event-loop turn here. Resolves JSON
-    /// text, an array in call order of `{"provider", "value"}` or `{"error": {...}}` (the
-    /// fields a rejected `execute` carries). Debug calls never come here.
+    /// Runs several single-task calls of the operations `gatheredOperations()` names
+    /// (`insertTask` of one task, `updateTaskStatus`) as concurrent calls, crossing from
+    /// JS into Rust and back once for all of them: database-service.js gathers the calls
+    /// of one event-loop turn here. Resolves JSON text, an array in call order of
+    /// `{"provider", "value"}` or `{"error": {...}}` (the fields a rejected `execute`
+    /// carries). Debug calls never come here.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn execute_many<'e>(
         &self,
@@ -293,7 +294,7 @@ impl Connector {
                 let calls = operations.iter().zip(&payloads_json).map(|(op, text)| {
                     let (inner, opts) = (&inner, &opts);
                     async move {
-                        if !matches!(op.as_str(), "insertTask" | "updateTaskStatus") || opts.debug {
+                        if !GATHERED.contains(&op.as_str()) || opts.debug {
                             return Err(failure(
                                 DbcError::validation(
                                     "operation",
@@ -587,4 +588,25 @@ impl QueryStream {
 #[napi]
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
+}
+
+/// The operations `Connector.execute` runs, in the core's order (`query` has its own
+/// entry point). database-service.js reads its list from here, so it is kept in one place.
+#[napi]
+pub fn operations() -> Vec<String> {
+    dbc_core::connector::OPERATIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Single-task operations `Connector.executeMany` accepts: database-service.js gathers
+/// the calls of one event-loop turn of these (one task, without debug) into one call.
+const GATHERED: &[&str] = &["insertTask", "updateTaskStatus"];
+
+/// The operations whose single-task calls (one task, without debug) may be gathered
+/// into one `Connector.executeMany` call.
+#[napi]
+pub fn gathered_operations() -> Vec<String> {
+    GATHERED.iter().map(|s| s.to_string()).collect()
 }
