@@ -3,7 +3,7 @@
  * `npm run docs:api`: writes the generated reference of the method registry and the
  * helpers into docs/API.md, between the `<!-- jsdoc:start -->` and `<!-- jsdoc:end -->`
  * markers, from the JSDoc in nodes/database-connector/database-connector-helpers.js
- * (jsdoc-to-markdown). `@example`s become `js run` samples, which tests/docs.test.js
+ * (jsdoc-to-markdown). `@example`s become `js run` samples, which tests/integration/docs.test.js
  * runs. With `--check` it writes nothing and exits 1 when the doc is stale.
  */
 'use strict';

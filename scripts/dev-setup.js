@@ -8,7 +8,7 @@
  *   (`cargo install cargo-llvm-cov --locked`, about 2 minutes once).
  *   If cargo-llvm-cov cannot be installed, `cargo-tarpaulin` is tried instead; the
  *   chosen tool is printed, and scripts/test.js uses whichever is present.
- * - Chromium for the browser tests (tests/browser-support.js drives /usr/bin/chromium):
+ * - Chromium for the browser tests (tests/support/browser.js drives /usr/bin/chromium):
  *   when it is missing and this is a Debian-like machine where we are root, Debian's
  *   `chromium` package is installed with apt-get (`apt-get update` first; its failure is
  *   reported but not fatal — one foreign-architecture index can fail while the amd64

@@ -28,7 +28,7 @@
  *
  * Environment: DBC_SKIP_BUILD=1 skips all of it; DBC_BUILD_FROM_SOURCE=1 forces step 4;
  * DBC_INSTALL_PLATFORM=<napi platform> pretends to run on another platform (for
- * tests/install.test.js only: nothing built for that name would load here).
+ * tests/integration/install.test.js only: nothing built for that name would load here).
  */
 'use strict';
 

@@ -18,7 +18,7 @@
  * A failing target does not stop the others; its error (the last compiler lines) is
  * recorded and the exit status is 1 at the end. With --local nothing is cross-built:
  * the host's own native/dbc.<platform>.node (built by scripts/install.js when missing)
- * is packed instead — the quick path tests/package.test.js uses.
+ * is packed instead — the quick path tests/integration/package.test.js uses.
  *
  * Tarballs go to DIR (default dist/), with DIR/result.json rewritten after each target so
  * a consumer (scripts/test-platforms.js) can start early. The last stdout line is the

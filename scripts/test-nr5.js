@@ -6,7 +6,7 @@
  * directory (not this package's devDependencies, so `npm install` stays light):
  * `npm install node@22 node-red@5` gives node_modules/node/bin/node (a Node 22 binary)
  * and Node-RED 5. The same built addon (napi8) is loaded unchanged by Node 22.
- * The tests then run with that Node, and DBC_NODE_RED_DIR makes tests/support.js (and
+ * The tests then run with that Node, and DBC_NODE_RED_DIR makes tests/support/ (and
  * scripts/start.js) resolve `node-red` from there.
  *
  * Options (environment): DBC_NR5_DIR — the throwaway dir (default: <tmp>/dbc-nr5; kept,
@@ -24,7 +24,10 @@ const root = path.resolve(__dirname, '..');
 const dir = process.env.DBC_NR5_DIR || path.join(os.tmpdir(), 'dbc-nr5');
 const WANT = { node: '22', 'node-red': '5' };
 /** The tests that load Node-RED (helper or whole processes), plus the addon contract on Node 22. */
-const TESTS = ['addon', 'registry', 'nodes', 'consume', 'admin', 'debug', 'metrics', 'queue-flow', 'runtime', 'failover', 'docs'].map((n) => `tests/${n}.test.js`);
+const TESTS = [
+  ...['addon', 'registry', 'nodes', 'consume', 'admin', 'debug', 'metrics'].map((n) => `tests/unit/${n}.test.js`),
+  ...['queue-flow', 'runtime', 'failover', 'docs'].map((n) => `tests/integration/${n}.test.js`),
+];
 
 const say = (m) => process.stdout.write(`[test:nr5] ${m}\n`);
 const installedMajor = (name) => {

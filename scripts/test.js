@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `npm test`: every test, against the real databases, with coverage and lints.
- * (README.md "Test" and docs/CONTRIBUTING.md describe it for people.)
+ * (README.md "Test" and docs/CONTRIBUTING.md "Running the checks" describe it for people.)
  *  1. developer tools a fresh machine lacks (scripts/dev-setup.js: llvm-tools-preview,
  *     cargo-llvm-cov, else cargo-tarpaulin; Debian's chromium for the browser tests) —
  *     installed once, when missing;
@@ -12,14 +12,14 @@
  *  5. the JS unit suite under c8: lines of nodes/ must reach 90 %;
  *  6. the JS integration suite under c8: lines of nodes/ must reach 85 %.
  *
- * The two JS suites (docs/CONTRIBUTING.md says why):
- *  - unit: one module or node at a time, in this process — the addon contract, the
- *    helpers, each node in node-red-node-test-helper, debug, metrics, health
- *    (UNIT_SUITE below);
- *  - integration: everything else in tests/ — whole Node-RED processes, the browser
- *    editor, the docs' samples, the packed package. Spawned Node-RED processes inherit
- *    NODE_V8_COVERAGE, so c8 counts the code they run.
- * A new tests/*.test.js file is in the integration suite unless listed in UNIT_SUITE.
+ * The two JS suites are two directories (docs/CONTRIBUTING.md says why):
+ *  - tests/unit/: one module or node at a time, in this process — the addon contract,
+ *    the helpers, each node in node-red-node-test-helper, debug, metrics, health;
+ *  - tests/integration/: whole Node-RED processes, the browser editor, the docs'
+ *    samples, the packed package. Spawned Node-RED processes inherit NODE_V8_COVERAGE,
+ *    so c8 counts the code they run.
+ * A new test goes in by its directory: tests/<suite>/*.test.js. tests/support/ holds
+ * what the tests share; tests/platforms/ is `npm run test:platforms`, not run here.
  * Coverage reports: coverage/{unit,integration}/ (HTML-free: text + JSON summary), coverage/rust.json.
  * Database URLs: DBC_TEST_PG_URL, DBC_TEST_MARIADB_URL (defaults: this machine's servers).
  * An unreachable database fails the run; nothing is skipped.
@@ -35,9 +35,10 @@ const root = path.resolve(__dirname, '..');
 const coverageDir = path.join(root, 'coverage');
 
 const THRESHOLDS = { rust: 85, unit: 90, integration: 85 };
-const UNIT_SUITE = ['addon', 'helpers', 'registry', 'nodes', 'consume', 'admin', 'debug', 'metrics', 'health'].map((n) => `tests/${n}.test.js`);
-const ALL_TESTS = fs.readdirSync(path.join(root, 'tests')).filter((f) => f.endsWith('.test.js')).map((f) => `tests/${f}`).sort();
-const INTEGRATION_SUITE = ALL_TESTS.filter((f) => !UNIT_SUITE.includes(f));
+/** The test files of one suite: tests/<suite>/*.test.js, sorted. */
+const suiteFiles = (suite) => fs.readdirSync(path.join(root, 'tests', suite)).filter((f) => f.endsWith('.test.js')).sort().map((f) => `tests/${suite}/${f}`);
+const UNIT_SUITE = suiteFiles('unit');
+const INTEGRATION_SUITE = suiteFiles('integration');
 
 const figures = {};
 const failed = [];

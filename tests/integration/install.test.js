@@ -19,10 +19,10 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
-const { root } = require('./support');
-const { triple } = require('../scripts/install');
+const { root } = require('../support');
+const { triple } = require('../../scripts/install');
 
-const pkg = require('../package.json');
+const pkg = require('../../package.json');
 const rustVersion = fs.readFileSync(path.join(root, 'Cargo.toml'), 'utf8').match(/^rust-version\s*=\s*"([\d.]+)"/m)[1];
 const prebuilt = Object.keys(pkg.optionalDependencies).map((n) => n.slice(pkg.name.length + 1));
 
@@ -33,7 +33,7 @@ const fakeBin = path.join(tmp, 'bin');
 const cargoLog = path.join(tmp, 'cargo-calls.log');
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-// the packed files scripts/install.js reads (tests/package.test.js checks they are packed)
+// the packed files scripts/install.js reads (tests/integration/package.test.js checks they are packed)
 for (const f of ['package.json', 'Cargo.toml', 'Cargo.lock', 'scripts/install.js', 'native/index.js', 'native/index.d.ts',
   'crates/dbc-core/Cargo.toml', 'crates/dbc-node/Cargo.toml', 'crates/dbc-node/build.rs']) {
   fs.mkdirSync(path.dirname(path.join(pkgDir, f)), { recursive: true });

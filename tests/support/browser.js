@@ -8,7 +8,7 @@ const fs = require('fs');
 const path = require('path');
 
 const CHROMIUM = '/usr/bin/chromium';
-const SCREENSHOTS = path.join(__dirname, '.tmp', 'screenshots');
+const SCREENSHOTS = path.join(__dirname, '..', '.tmp', 'screenshots');
 const VIEWPORT = { width: 1280, height: 800 };
 
 /** Launches headless Chromium; fails (never skips) when it is not installed. */

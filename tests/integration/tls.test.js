@@ -13,10 +13,10 @@ const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
 const helper = require('node-red-node-test-helper');
-const dbNode = require('../nodes/database-connector/database-connector.js');
-const { root } = require('./support');
-const { startPrivatePostgres } = require('./private-pg');
-const { makeCerts } = require('./tls-certs');
+const dbNode = require('../../nodes/database-connector/database-connector.js');
+const { root } = require('../support');
+const { startPrivatePostgres } = require('../support/private-pg');
+const { makeCerts } = require('../support/tls-certs');
 
 const catchNode = require(require.resolve('@node-red/nodes/core/common/25-catch.js', { paths: [root] }));
 

@@ -6,6 +6,8 @@
  *              accepted and then hang (what a dropped route or a firewall looks like)
  *   slow(ms)   forward each chunk after `ms` milliseconds
  *   restore()  forward again (listening on the same port)
+ * upstreamPorts() gives the local ports of its connections to the target: with
+ * pg_stat_activity's client_port they name the sessions that go through the proxy.
  */
 'use strict';
 
@@ -13,6 +15,7 @@ const net = require('net');
 
 async function startProxy(target) {
   const sockets = new Set();
+  const upstreams = new Set();
   let server = null;
   let port = 0;
   let mode = 'pass';
@@ -30,6 +33,8 @@ async function startProxy(target) {
   const listen = () => new Promise((resolve, reject) => {
     server = net.createServer((client) => {
       const upstream = net.connect(target.port, target.host);
+      upstreams.add(upstream);
+      upstream.on('close', () => upstreams.delete(upstream));
       for (const s of [client, upstream]) {
         sockets.add(s);
         s.on('close', () => sockets.delete(s));
@@ -51,6 +56,8 @@ async function startProxy(target) {
   return {
     get port() { return port; },
     get mode() { return mode; },
+    /** Local ports of the open connections to the target. */
+    upstreamPorts() { return [...upstreams].map((s) => s.localPort).filter(Boolean); },
     /** Refuse: reset every connection and close the listener. */
     cut() {
       mode = 'cut';

@@ -17,9 +17,9 @@ const assert = require('node:assert/strict');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const service = require('../nodes/database-connector/database-service');
-const { PG_URL, configFor, spawnNodeRed, uniquePrefix } = require('./support');
-const { VIEWPORT, launchBrowser, screenshotter, nodeSel, dragFromPalette, openSidebarTab, wire, deploy, dismissNotifications } = require('./browser-support');
+const service = require('../../nodes/database-connector/database-service');
+const { PG_URL, configFor, spawnNodeRed, uniquePrefix } = require('../support');
+const { VIEWPORT, launchBrowser, screenshotter, nodeSel, dragFromPalette, openSidebarTab, wire, deploy, dismissNotifications } = require('../support/browser');
 
 const PG_FROM_ENV = Boolean(process.env.DBC_TEST_PG_URL);
 const PG = new URL(PG_URL);

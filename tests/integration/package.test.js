@@ -14,10 +14,10 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
-const { root, spawnNodeRed } = require('./support');
-const { napiPlatform, hostPlatform, linuxTargets, inspect, checkBinary } = require('../scripts/prebuilt');
+const { root, spawnNodeRed } = require('../support');
+const { napiPlatform, hostPlatform, linuxTargets, inspect, checkBinary } = require('../../scripts/prebuilt');
 
-const pkg = require('../package.json');
+const pkg = require('../../package.json');
 
 /** Paths in `npm pack --dry-run` of this checkout. */
 function packedFiles() {

@@ -14,11 +14,11 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const helper = require('node-red-node-test-helper');
-const dbNode = require('../nodes/database-connector/database-connector.js');
-const service = require('../nodes/database-connector/database-service');
-const { PG_URL, MARIADB_URL, root, requireDatabases, uniquePrefix } = require('./support');
-const { startPrivatePostgres } = require('./private-pg');
-const { startProxy, viaProxy } = require('./tcp-proxy');
+const dbNode = require('../../nodes/database-connector/database-connector.js');
+const service = require('../../nodes/database-connector/database-service');
+const { PG_URL, MARIADB_URL, root, requireDatabases, uniquePrefix, pollUntil } = require('../support');
+const { startPrivatePostgres } = require('../support/private-pg');
+const { startProxy, viaProxy } = require('../support/tcp-proxy');
 
 const catchNode = require(require.resolve('@node-red/nodes/core/common/25-catch.js', { paths: [root] }));
 helper.init(require.resolve('node-red', { paths: [root] }));
@@ -67,6 +67,29 @@ async function load({ primaryUrl, prefix, fallback = true, failback = 'auto', ex
     nodes[node].receive({ ...msg, _req: req });
   });
   return nodes;
+}
+
+/**
+ * Resolves once `n` health checks (`SELECT 1`) went through `link` to PostgreSQL and were
+ * answered, as pg_stat_activity shows them: an answered check leaves its session idle
+ * with that query and a query_start of its own. What a connection did between checks
+ * (an insert) hides nothing: the next check shows again.
+ */
+async function healthChecksThrough(link, n, ms = 20000) {
+  const pg = await service.open({ primary: { provider: 'postgres', url: PG_URL }, autoMigrate: false, pool: { poolMax: 1 } });
+  const seen = new Set();
+  try {
+    await pollUntil(`${n} answered health checks through the link`, async () => {
+      const ports = link.upstreamPorts();
+      if (ports.length) {
+        const r = await pg.query(`SELECT pid, query_start::text AS at FROM pg_stat_activity WHERE client_port IN (${ports.join(', ')}) AND query = 'SELECT 1' AND state = 'idle'`);
+        for (const row of r.rows) seen.add(`${row.pid}@${row.at}`);
+      }
+      return seen.size;
+    }, (k) => k >= n, { ms });
+  } finally {
+    await pg.close();
+  }
 }
 
 async function waitState(cfgNode, want, ms) {
@@ -251,7 +274,9 @@ test('a slow link (100 ms per packet) is not an outage: no failover, operations 
       assert.ok(r.ok, JSON.stringify(r.err));
       assert.equal(r.ok._debug.provider, 'postgres');
     }
-    await sleep(6 * HEALTH_MS);
+    // enough answered health checks through the slow link that failing ones (threshold 2)
+    // would have switched over
+    await healthChecksThrough(link, 3);
     assert.equal(nodes.cfg.state, 'connected');
     const metrics = await nodes.cfg.getRegistry().then((r) => r.metrics());
     assert.deepEqual(metrics.stateLog.map((c) => c.state), ['connected']);
@@ -279,7 +304,8 @@ test('failback manual: stays on the fallback until POST /database-connector/:id/
     await waitState(nodes.cfg, 'failover', 2000);
     assert.ok(ids.length >= 19, `${ids.length} acknowledged`);
     await link.restore();
-    await sleep(8 * HEALTH_MS);
+    // the primary answers health checks again: automatic failback would follow the 2nd
+    await healthChecksThrough(link, 3);
     assert.equal(nodes.cfg.state, 'failover', 'manual failback waits for the admin call');
     const res = await helper.request().post('/database-connector/cfg/failback').expect(200);
     assert.equal(res.body.ok, true);

@@ -8,9 +8,9 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const helper = require('node-red-node-test-helper');
-const dbNode = require('../nodes/database-connector/database-connector.js');
-const service = require('../nodes/database-connector/database-service');
-const { PG_URL, configFor, nodeConfigFor, requireDatabases, spawnNodeRed, uniquePrefix, RED_DIR } = require('./support');
+const dbNode = require('../../nodes/database-connector/database-connector.js');
+const service = require('../../nodes/database-connector/database-service');
+const { PG_URL, configFor, nodeConfigFor, requireDatabases, spawnNodeRed, uniquePrefix, RED_DIR, pollUntil, tcpPortsOf } = require('../support');
 
 const functionNode = require(require.resolve('@node-red/nodes/core/function/10-function.js', { paths: [RED_DIR] }));
 helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
@@ -132,10 +132,13 @@ test('two runtimes share one PostgreSQL queue of 20,000 tasks; one is killed wit
     while ((await held()) === 0) {
       assert.ok(Date.now() < until, 'the first runtime holds tasks');
     }
+    // its server sessions, by their client ports (read while it lives)
+    const ports = tcpPortsOf(a.child.pid, Number(new URL(PG_URL).port || 5432));
+    assert.ok(ports.length > 0, 'the first runtime has sessions on PostgreSQL');
     a.child.kill('SIGKILL');
     await new Promise((r) => a.child.once('exit', r));
     // its server sessions end with it: a commit already sent still lands, the rest rolls back
-    await new Promise((r) => setTimeout(r, 500));
+    await pollUntil('the killed runtime\'s sessions end', async () => count(`SELECT count(*) AS n FROM pg_stat_activity WHERE client_port IN (${ports.join(', ')})`), (n) => n === 0, { ms: 30000 });
     // what it held at its death: only the lease can give these back
     const orphaned = await held();
     while ((await count(`SELECT count(*) AS n FROM ${prefix}tasks WHERE status = 'completed'`)) < TOTAL) {

@@ -9,9 +9,9 @@ const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
 const helper = require('node-red-node-test-helper');
-const dbNode = require('../nodes/database-connector/database-connector.js');
-const service = require('../nodes/database-connector/database-service');
-const { nodeConfigFor, requireDatabases, root, RED_DIR } = require('./support');
+const dbNode = require('../../nodes/database-connector/database-connector.js');
+const service = require('../../nodes/database-connector/database-service');
+const { nodeConfigFor, requireDatabases, root, RED_DIR } = require('../support');
 
 const catchNode = require(require.resolve('@node-red/nodes/core/common/25-catch.js', { paths: [RED_DIR] }));
 

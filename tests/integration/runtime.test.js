@@ -11,9 +11,9 @@ const assert = require('node:assert/strict');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const service = require('../nodes/database-connector/database-service');
-const { PG_URL, MARIADB_URL, root, requireDatabases, spawnNodeRed } = require('./support');
-const { startProxy, viaProxy } = require('./tcp-proxy');
+const service = require('../../nodes/database-connector/database-service');
+const { PG_URL, MARIADB_URL, root, requireDatabases, spawnNodeRed, pollUntil } = require('../support');
+const { startProxy, viaProxy } = require('../support/tcp-proxy');
 
 test.before(() => requireDatabases(service));
 
@@ -95,6 +95,11 @@ async function ownDatabases(tag) {
       const pg = await pgAdmin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]);
       const my = await myAdmin.query('SELECT count(*) AS n FROM information_schema.processlist WHERE db = ?', [name]);
       return { pg: pg.rows[0].n, mariadb: Number(my.rows[0].n) };
+    },
+    /** Statements `sql` running now on the PostgreSQL database. */
+    async running(sql) {
+      const r = await pgAdmin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND query = $2", [name, sql]);
+      return r.rows[0].n;
     },
     async drop() {
       await pgAdmin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
@@ -182,7 +187,7 @@ test('a redeploy with queries in flight on a dead link finishes within Node-RED\
   try {
     assert.equal((await red.poll('/ping')).status, 200);
     const sleepers = [1, 2].map(() => red.request('GET', '/sleep').catch((e) => ({ status: 0, text: String(e) })));
-    await new Promise((r) => setTimeout(r, 700));
+    await pollUntil('both pg_sleep queries running', () => dbs.running('SELECT pg_sleep(20)'), (n) => n === 2);
     await link.blackhole();
     const t0 = Date.now();
     await red.deploy([{ id: 'tab', type: 'tab', label: 'empty' }]);

@@ -12,8 +12,8 @@ const path = require('path');
 const net = require('net');
 const { execFile } = require('child_process');
 const { promisify } = require('util');
-const { startPrivatePostgres, isAlive, PG_BIN } = require('./private-pg');
-const { makeCerts } = require('./tls-certs');
+const { startPrivatePostgres, isAlive, PG_BIN } = require('../support/private-pg');
+const { makeCerts } = require('../support/tls-certs');
 
 const run = promisify(execFile);
 

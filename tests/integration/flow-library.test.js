@@ -22,11 +22,11 @@ const os = require('os');
 const path = require('path');
 const Module = require('module');
 const { spawn, spawnSync } = require('child_process');
-const { root } = require('./support');
+const { root } = require('../support');
 // node-red-dev's own semver, the one its P06/P07 checks use
 const semver = require(require.resolve('semver', { paths: [path.dirname(require.resolve('node-red-dev/package.json', { paths: [root] }))] }));
 
-const pkg = require('../package.json');
+const pkg = require('../../package.json');
 const TYPES = ['database-connector', 'database-connector-config'];
 
 /** node-red-dev's own getNodeDefinitions (src/libs/checknodes.js does not export it). */

@@ -11,7 +11,7 @@ const path = require('path');
 const http = require('http');
 const { spawn } = require('child_process');
 
-const root = path.resolve(__dirname, '..');
+const root = path.resolve(__dirname, '..', '..');
 const PG_URL = process.env.DBC_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const MARIADB_URL = process.env.DBC_TEST_MARIADB_URL || 'mysql://root@127.0.0.1:3306/test';
 /**
@@ -94,7 +94,8 @@ function freePort() {
 /**
  * Starts a real Node-RED (this package linked into a temp user dir) with `flows`, and
  * resolves once the flows have started and its HTTP server listens.
- * @param {{flows: object[], credentials?: object, userDir?: string, command?: string[]}} opts
+ * `settings` is more of settings.js, as source text (e.g. an `adminAuth` with functions).
+ * @param {{flows: object[], credentials?: object, userDir?: string, command?: string[], settings?: string, env?: object}} opts
  */
 async function spawnNodeRed(opts) {
   const port = await freePort();
@@ -109,7 +110,7 @@ async function spawnNodeRed(opts) {
   }
   fs.writeFileSync(
     path.join(userDir, 'settings.js'),
-    "module.exports = { uiHost: '127.0.0.1', flowFile: 'flows.json', credentialSecret: false, logging: { console: { level: 'info' } } };\n",
+    `module.exports = { uiHost: '127.0.0.1', flowFile: 'flows.json', credentialSecret: false, logging: { console: { level: 'info' } },${opts.settings ? ` ${opts.settings}` : ''} };\n`,
   );
   const args = opts.command || [require.resolve('node-red/red.js', { paths: [RED_DIR] }), '-u', userDir, '-s', path.join(userDir, 'settings.js'), '-p', String(port)];
   const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, PORT: String(port), DBC_USER_DIR: userDir, ...(opts.env || {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -175,4 +176,49 @@ async function spawnNodeRed(opts) {
   };
 }
 
-module.exports = { root, RED_DIR, PG_URL, MARIADB_URL, uniquePrefix, configFor, nodeConfigFor, requireDatabases, request, spawnNodeRed, freePort };
+/**
+ * Polls `probe` (sync or async) every `every` ms until `done(value)` holds and returns that
+ * value; throws, naming `what` and the last value seen, when `ms` pass first. It waits on
+ * real state (a row, a pool figure, a session), never for a fixed time.
+ * @param {string} what what is awaited, for the failure message
+ * @param {() => any} probe reads the state
+ * @param {(v: any) => boolean} [done] the condition (default: truthy)
+ * @param {{ms?: number, every?: number}} [opts]
+ */
+async function pollUntil(what, probe, done = Boolean, { ms = 10000, every = 20 } = {}) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (done(v)) return v;
+    if (Date.now() > until) throw new Error(`${what}: not within ${ms} ms (last seen: ${JSON.stringify(v)})`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/**
+ * The local ports of the TCP connections process `pid` holds to `remotePort` (Linux:
+ * /proc/<pid>/fd's socket inodes matched in /proc/net/tcp{,6}). With pg_stat_activity's
+ * client_port they name that process's server sessions.
+ */
+function tcpPortsOf(pid, remotePort) {
+  const inodes = new Set();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    let target = '';
+    try { target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { continue; }
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m) inodes.add(m[1]);
+  }
+  const ports = [];
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!fs.existsSync(table)) continue;
+    for (const line of fs.readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || !inodes.has(f[9])) continue;
+      const port = (addr) => parseInt(addr.split(':')[1], 16);
+      if (port(f[2]) === remotePort) ports.push(port(f[1]));
+    }
+  }
+  return ports;
+}
+
+module.exports = { root, RED_DIR, PG_URL, MARIADB_URL, uniquePrefix, configFor, nodeConfigFor, requireDatabases, request, spawnNodeRed, freePort, pollUntil, tcpPortsOf };

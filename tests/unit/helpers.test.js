@@ -7,7 +7,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('path');
-const helpers = require('../nodes/database-connector/database-connector-helpers');
+const helpers = require('../../nodes/database-connector/database-connector-helpers');
 
 test('${ENV} works in properties and credentials; numbers come from strings', () => {
   process.env.DBC_T_HOST = 'db.internal';
@@ -88,7 +88,7 @@ test('TLS material: a path in the properties wins; PEM text comes from the crede
 });
 
 test('runOperation without emit collects a streamed query into an array of parts; an incoming sequence nests', async () => {
-  const { configFor } = require('./support');
+  const { configFor } = require('../support');
   const registry = await helpers.connectToDatabase('sqlite', configFor('sqlite'));
   try {
     const sql = 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5) SELECT x FROM c';

@@ -7,9 +7,9 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const helper = require('node-red-node-test-helper');
-const dbNode = require('../nodes/database-connector/database-connector.js');
-const service = require('../nodes/database-connector/database-service');
-const { PG_URL, requireDatabases, uniquePrefix, RED_DIR } = require('./support');
+const dbNode = require('../../nodes/database-connector/database-connector.js');
+const service = require('../../nodes/database-connector/database-service');
+const { PG_URL, requireDatabases, uniquePrefix, RED_DIR } = require('../support');
 
 helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
 

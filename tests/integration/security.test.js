@@ -12,8 +12,8 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
-const service = require('../nodes/database-connector/database-service');
-const { MARIADB_URL, requireDatabases, spawnNodeRed, uniquePrefix } = require('./support');
+const service = require('../../nodes/database-connector/database-service');
+const { MARIADB_URL, requireDatabases, spawnNodeRed, uniquePrefix } = require('../support');
 
 test.before(() => requireDatabases(service));
 
@@ -164,8 +164,11 @@ test('no secret in flows.json, errors, logs, _debug, admin answers or metrics', 
     const prom = await red.request('GET', '/database-connector/cfg_pgurl/metrics?format=prometheus');
     assert.match(prom.text, /# TYPE/);
 
-    // Give the health checks and their state-change log lines a moment, then grep everything.
-    await new Promise((r) => setTimeout(r, 1000));
+    // The state-change lines the failures and the failover wrote (a health check that fails
+    // again on a connection already reconnecting writes no line), then grep everything.
+    await red.waitFor(/DBC_CONNECTION/);
+    await red.waitFor(/failover to mariadb/);
+    await red.waitFor(/sec-unreach\] postgres: reconnecting/);
     for (const a of answers) leaks.push(...findSecrets(a.text, `${a.name} answer (${a.status})`));
     leaks.push(...findSecrets(red.log(), 'runtime stdout/stderr'));
     for (const name of ['unreach', 'mypass', 'badurl', 'failover']) {

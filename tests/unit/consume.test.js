@@ -9,9 +9,9 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const helper = require('node-red-node-test-helper');
-const dbNode = require('../nodes/database-connector/database-connector.js');
-const service = require('../nodes/database-connector/database-service');
-const { configFor, nodeConfigFor, requireDatabases, RED_DIR } = require('./support');
+const dbNode = require('../../nodes/database-connector/database-connector.js');
+const service = require('../../nodes/database-connector/database-service');
+const { configFor, nodeConfigFor, requireDatabases, RED_DIR } = require('../support');
 
 const catchNode = require(require.resolve('@node-red/nodes/core/common/25-catch.js', { paths: [RED_DIR] }));
 helper.init(require.resolve('node-red', { paths: [RED_DIR] }));

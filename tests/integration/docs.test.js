@@ -49,7 +49,7 @@
  *                        in a fresh temp dir; it must succeed (and a CA made by it must
  *                        verify the certificates made with it).
  *   LANG mirrors=PATH    checked by another file: PATH exists and names this doc (e.g. a
- *                        shell session that tests/package.test.js performs).
+ *                        shell session that tests/integration/package.test.js performs).
  *   text, LANG text      not code (a log line, a field's content, a directory tree); not run.
  *
  * The generated part of docs/API.md (scripts/api-docs.js) must be current.
@@ -65,9 +65,9 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const vm = require('vm');
-const helpers = require('../nodes/database-connector/database-connector-helpers');
-const service = require('../nodes/database-connector/database-service');
-const { PG_URL, RED_DIR, root, requireDatabases, spawnNodeRed } = require('./support');
+const helpers = require('../../nodes/database-connector/database-connector-helpers');
+const service = require('../../nodes/database-connector/database-service');
+const { PG_URL, RED_DIR, root, requireDatabases, spawnNodeRed } = require('../support');
 
 const { util: redUtil } = require(require.resolve('@node-red/util', { paths: [RED_DIR] }));
 
@@ -305,20 +305,47 @@ test.after(async () => {
 test('every fenced block in README.md and docs/*.md has a role this test knows', () => {
   assert.ok(SAMPLES.length > 20, `found only ${SAMPLES.length} samples`);
   const unknown = SAMPLES.filter((s) => !KINDS.includes(kind(s)));
-  assert.deepEqual(unknown.map(where), [], 'give each block a role (see the top of tests/docs.test.js or docs/CONTRIBUTING.md)');
+  assert.deepEqual(unknown.map(where), [], 'give each block a role (see the top of tests/integration/docs.test.js or docs/CONTRIBUTING.md)');
 });
 
 test('the generated registry reference in docs/API.md is current (npm run docs:api)', async () => {
-  const { generate, splice } = require('../scripts/api-docs');
+  const { generate, splice } = require('../../scripts/api-docs');
   const text = fs.readFileSync(path.join(root, 'docs', 'API.md'), 'utf8');
   assert.equal(splice(text, await generate()), text, 'docs/API.md is stale: run `npm run docs:api`');
 });
 
-test('mirrored samples: the linked file exists and names the doc', () => {
-  for (const s of SAMPLES.filter((x) => kind(x) === 'mirrors')) {
+/** The heading of the section a sample is in (the nearest one above it). */
+function sectionOf(s) {
+  const lines = fs.readFileSync(path.join(root, s.file), 'utf8').split('\n').slice(0, s.line - 1);
+  let inFence = false;
+  let heading = '';
+  for (const l of lines) {
+    if (/^\s*(`{3,}|~{3,})/.test(l)) inFence = !inFence;
+    else if (!inFence && /^#{1,6} /.test(l)) heading = l.replace(/^#+ /, '').trim();
+  }
+  return heading;
+}
+
+/**
+ * Whether `text` names the section: `<doc> "<heading>"`, `<doc>'s "<heading>"` or
+ * `<doc>#<anchor>`, across comment line breaks. A doc's name alone is not enough: files
+ * name README.md or docs/API.md for other reasons (a packed-files list).
+ */
+function namesSection(text, doc, heading) {
+  const flat = text.replace(/\s*\n\s*(?:\*(?!\/)|\/\/)?\s*/g, ' ');
+  const anchor = heading.toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-');
+  return flat.includes(`${doc} "${heading}"`) || flat.includes(`${doc}'s "${heading}"`) || flat.includes(`${doc}#${anchor}`);
+}
+
+test('mirrored samples: the linked file exists and names the doc and the sample\'s section', () => {
+  const mirrored = SAMPLES.filter((x) => kind(x) === 'mirrors');
+  assert.ok(mirrored.length >= 5, `found only ${mirrored.length} mirrored samples`);
+  for (const s of mirrored) {
     const target = path.join(root, s.attrs.mirrors);
     assert.ok(fs.existsSync(target), `${where(s)}: ${s.attrs.mirrors} does not exist`);
-    assert.ok(fs.readFileSync(target, 'utf8').includes(path.basename(s.file)), `${where(s)}: ${s.attrs.mirrors} does not mention ${path.basename(s.file)}`);
+    const section = sectionOf(s);
+    assert.ok(section, `${where(s)}: no heading above the sample`);
+    assert.ok(namesSection(fs.readFileSync(target, 'utf8'), s.file, section), `${where(s)}: ${s.attrs.mirrors} does not name ${s.file} "${section}" (or ${s.file}#anchor)`);
   }
 });
 

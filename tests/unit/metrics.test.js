@@ -8,8 +8,8 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const helper = require('node-red-node-test-helper');
 const parsePrometheus = require('parse-prometheus-text-format');
-const dbNode = require('../nodes/database-connector/database-connector.js');
-const { nodeConfigFor, RED_DIR } = require('./support');
+const dbNode = require('../../nodes/database-connector/database-connector.js');
+const { nodeConfigFor, RED_DIR } = require('../support');
 
 helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
 
