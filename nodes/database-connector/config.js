@@ -19,7 +19,11 @@ function resolveEnv(value) {
   return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, name) => process.env[name] ?? '');
 }
 
-/** @private @returns {DatabaseError} a DBC_CONFIG error of connecting */
+/**
+ * a DBC_CONFIG error of connecting
+ * @private
+ * @returns {DatabaseError}
+ */
 function configError(message) {
   return new DatabaseError(message, { code: 'DBC_CONFIG', operation: 'connect', retryable: false });
 }

@@ -7,7 +7,11 @@
 
 const { buildDebug } = require('./messages');
 
-/** @private @returns {string} the consumer's key of one attempt at a task */
+/**
+ * the consumer's key of one attempt at a task
+ * @private
+ * @returns {string}
+ */
 const attemptKey = (task) => `${task.id}#${task.attempts}`;
 
 /**
@@ -21,7 +25,7 @@ const attemptKey = (task) => `${task.id}#${task.attempts}`;
 class Consumer {
   /**
    * @param {object} node the Node-RED node (send, status, error)
-   * @param {function(): Promise<import('./database-connector-helpers').Registry>} getRegistry the config node's open connection
+   * @param {function(): Promise<Registry>} getRegistry the config node's open connection
    * @param {object} opts
    * @param {string} [opts.queue] default `default`
    * @param {(number|string)} [opts.concurrency] most tasks in flight, 1–1000, default 4
@@ -58,7 +62,10 @@ class Consumer {
     this.schedule(0);
   }
 
-  /** @private Polls after `ms` (0: on the next turn), unless a poll is already due. */
+  /**
+   * Polls after `ms` (0: on the next turn), unless a poll is already due.
+   * @private
+   */
   schedule(ms) {
     if (this.stopped || this.timer) return;
     const run = () => {
@@ -75,7 +82,10 @@ class Consumer {
     }
   }
 
-  /** @private Frees the slot of one attempt (`id#attempts`), settled or its lease run out. */
+  /**
+   * Frees the slot of one attempt (`id#attempts`), settled or its lease run out.
+   * @private
+   */
   settle(key) {
     const lease = this.inFlight.get(key);
     if (lease === undefined) return;
@@ -85,7 +95,10 @@ class Consumer {
     this.schedule(0);
   }
 
-  /** @private Shows the number of tasks in flight. */
+  /**
+   * Shows the number of tasks in flight.
+   * @private
+   */
   showStatus() {
     // a busy consumer settles thousands of tasks a second: the status (and its translated
     // text) follows at most every 250 ms, and always ends on the current count
@@ -103,7 +116,10 @@ class Consumer {
     }, 250);
   }
 
-  /** @private One claim: fills free slots, or waits for work while the queue is empty. */
+  /**
+   * One claim: fills free slots, or waits for work while the queue is empty.
+   * @private
+   */
   async poll() {
     // A busy consumer works as a pipeline: a claim takes at most a quarter of its slots
     // (at least 25, or all when fewer), and up to two claims are on their way at once,

@@ -32,8 +32,8 @@ const { Connector, DatabaseError } = service;
  */
 class Registry extends Connector {
   /**
-   * The registry itself. It was once a separate object wrapping the connection; code
-   * that still reads `registry.db` gets the same methods.
+   * The open connection under the registry's methods, which is the registry itself
+   * (a Registry is a Connector).
    * @returns {Registry}
    */
   get db() {

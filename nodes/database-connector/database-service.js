@@ -79,7 +79,11 @@ function toDatabaseError(err, operation, provider) {
   return new DatabaseError(e.message || String(err), details);
 }
 
-/** @private @returns {object} the detail fields of an error-like object */
+/**
+ * the detail fields of an error-like object
+ * @private
+ * @returns {object}
+ */
 function pick(e) {
   const out = {};
   for (const k of DETAIL_FIELDS) out[k] = e[k];
@@ -111,7 +115,11 @@ function operations() {
   return known.operations.slice();
 }
 
-/** @private @returns {Set<string>} the operations whose single-task calls may be gathered */
+/**
+ * the operations whose single-task calls may be gathered
+ * @private
+ * @returns {Set<string>}
+ */
 function gathered() {
   operations();
   return known.gathered;
@@ -146,8 +154,8 @@ function payloadJson(payload, operation, provider) {
  * The addon answers an operation with JSON text: one JSON.parse beats building a large
  * answer (a thousand tasks) property by property through napi.
  * @private
- * @param {{valueJson?: string}} r the addon's answer
- * @returns {{provider: string, value: *, debug?: object}}
+ * @param {{valueJson: (string|undefined)}} r the addon's answer
+ * @returns {{provider: string, value: *, debug: (object|undefined)}}
  */
 function parsed(r) {
   if (r.valueJson !== undefined) {
@@ -205,7 +213,7 @@ class Connector extends EventEmitter {
    * Runs an operation by name (any of {@link operations}).
    * @param {string} operation e.g. `insertTask`
    * @param {unknown} payload the operation's input (msg.payload)
-   * @param {{debug?: boolean, queue?: string}} [options] `debug`: also return the debug figures; `queue`: the default queue
+   * @param {{debug: (boolean|undefined), queue: (string|undefined)}} [options] `debug`: also return the debug figures; `queue`: the default queue
    * @returns {Promise<{provider: string, value: *, debug: (object|undefined)}>} `value` is the result
    */
   async execute(operation, payload, options) {
@@ -253,7 +261,10 @@ class Connector extends EventEmitter {
     });
   }
 
-  /** @private Sends the calls gathered in this turn (see gather). */
+  /**
+   * Sends the calls gathered in this turn (see gather).
+   * @private
+   */
   flushTurn() {
     const turn = this.turn;
     this.turn = null;
@@ -275,7 +286,7 @@ class Connector extends EventEmitter {
    * Runs SQL with parameters.
    * @param {string} sql `$1`/`?` placeholders for an array, `:name` for an object
    * @param {Array|object|null} [params] array: positional; object: `:name`
-   * @param {{debug?: boolean}} [options] `debug`: also return the debug figures
+   * @param {{debug: (boolean|undefined)}} [options] `debug`: also return the debug figures
    * @returns {Promise<{provider: string, rows: object[], rowCount: number, lastInsertId: (number|string|undefined), debug: (object|undefined)}>}
    */
   async query(sql, params, options) {
@@ -292,7 +303,7 @@ class Connector extends EventEmitter {
    * @param {string} sql `$1`/`?` placeholders for an array, `:name` for an object
    * @param {Array|object|null} [params] array: positional; object: `:name`
    * @param {number} chunkRows rows per chunk (at least 1)
-   * @param {{debug?: boolean}} [options] `debug`: the last chunk carries the debug figures
+   * @param {{debug: (boolean|undefined)}} [options] `debug`: the last chunk carries the debug figures
    * @returns {{next: function(): Promise<{rows: object[], done: boolean, rowCount: (number|undefined), lastInsertId: (number|string|undefined), debug: (object|undefined)}>, close: function(): void}}
    *   `next()` rejects with a DatabaseError; after the last chunk (`done`), an error or
    *   `close()` it resolves `{rows: [], done: true}`

@@ -21,7 +21,11 @@ function nodeOperationNames() {
   return nodeOperations;
 }
 
-/** @private @returns {DatabaseError} a DBC_VALIDATION error naming the bad field */
+/**
+ * a DBC_VALIDATION error naming the bad field
+ * @private
+ * @returns {DatabaseError}
+ */
 function validation(field, message, operation, provider) {
   return new DatabaseError(message, { code: 'DBC_VALIDATION', field, operation, provider, retryable: false });
 }
@@ -75,7 +79,7 @@ function buildDebug(operation, startedAt, t0, debug) {
  * node's streaming mode; the join node's automatic mode completes on that part. At least
  * one part is sent (`[]` with count 1 when there are no rows). Once `signal` aborts (the
  * node closes), the query stops and nothing more is sent.
- * @param {import('./database-service').Connector} registry the open connection
+ * @param {Connector} registry the open connection
  * @param {string} sql
  * @param {object} msg the incoming message
  * @param {number} size rows per part
@@ -116,7 +120,7 @@ async function streamRows(registry, sql, msg, size, ctx) {
 
 /**
  * Runs the operation a message asks for and returns the message(s) to send.
- * @param {import('./database-connector-helpers').Registry} registry the open connection
+ * @param {Registry} registry the open connection
  * @param {object} node the operation node's config (`operation`, `queue`, `debug`, `sql`, `rowsPerMsg`)
  * @param {object} msg the incoming message (kept, with `payload` replaced)
  * @param {object} [stream] how a query with `rowsPerMsg` sends its parts as they arrive
