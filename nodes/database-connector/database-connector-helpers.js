@@ -64,7 +64,7 @@ class Registry extends Connector {
   }
 
   /**
-   * Moves a task to a new status (SPEC.md's task life).
+   * Moves a task to a new status (the changes allowed: docs/API.md, updateTaskStatus).
    * @param {string} id task id
    * @param {string} status `pending|running|completed|failed|cancelled`
    * @param {object} [extra]

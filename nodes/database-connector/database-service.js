@@ -220,6 +220,8 @@ class Connector extends EventEmitter {
     let r;
     try {
       const text = payloadJson(payload, operation, this.provider);
+      // the addon names the operations it gathers; it takes single tasks without debug
+      // (a bulk insert is one statement already)
       if (gathered().has(operation) && !Array.isArray(payload) && !(options && options.debug)) {
         r = await this.gather(operation, text, options && options.queue);
         if (r.error) throw r.error;
