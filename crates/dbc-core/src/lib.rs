@@ -3,9 +3,10 @@
 //! A plain Rust library (no napi) that owns everything a flow's database work needs:
 //! one typed sqlx pool per provider ([`db`]), the same value mapping on PostgreSQL,
 //! MariaDB and SQLite ([`value`]), the connector's own schema and its embedded,
-//! lock-protected migrations ([`migrate`]), the task queue and workflows
-//! ([`queue`], with what a task is in [`task`]) over one store per database ([`store`]), and the coded errors every
-//! caller sees ([`error`]).
+//! lock-protected migrations ([`migrate`]), the task queue and workflows ([`queue`],
+//! with what a task is in [`task`]) over one store per database ([`store`]), the routing between a primary and a fallback database ([`route`]), the
+//! operations by name ([`op`]), metrics ([`metrics`]) and the coded errors every caller
+//! sees ([`error`]).
 //!
 //! The entry point is [`Connector`]: built from a [`ConnectorConfig`], it probes and
 //! opens its pools, applies migrations, and runs operations. Every operation is `async`
@@ -16,19 +17,21 @@ pub mod config;
 pub mod connector;
 pub mod db;
 pub mod error;
-pub mod failover;
 pub mod metrics;
 pub mod migrate;
+pub mod op;
 pub mod queue;
-pub mod sqltext;
+pub mod route;
+pub mod state;
 pub mod store;
 pub mod task;
-pub mod tasks;
 pub mod value;
 
-/// The queue modules' old paths, kept until the modules that import them move.
-pub use queue::{batch as coalesce, wake, workflows};
+/// SQL text per dialect, now under [`db`].
+pub use db::sqltext;
 
 pub use config::{ConnectionConfig, ConnectorConfig, PoolConfig};
 pub use connector::Connector;
 pub use error::{DbcError, Provider, Result};
+pub use op::Op;
+pub use state::ConnState;

@@ -28,9 +28,9 @@ use serde_json::Value as Json;
 use tokio::sync::oneshot;
 
 use crate::db::Conn;
-use crate::failover::{Backend, Router};
 use crate::metrics::Metrics;
 use crate::queue::service;
+use crate::route::{Backend, Router};
 use crate::store::{in_tx, Completion, Store};
 use crate::task::input::{Limits, NewTask, StatusChange};
 use crate::task::now;
