@@ -405,13 +405,24 @@ pub(crate) async fn tasks_lease_lost(p: Provider) {
             .set_status(json!({"id": id, "status": "completed", "workerId": "a"}))
             .await;
         assert_eq!(s(&done, "status"), "completed");
-        // an expired lease is lost too
+        // an expired lease is lost too: once the lease reaper (every 500 ms) has put the
+        // task back to pending, the worker's report changes nothing
         let t = db.insert_task(json!({"name": "expires"})).await;
         let id = s(&t, "id").to_string();
         db.set_status(json!({"id": id, "status": "running", "workerId": "a", "leaseMs": 100}))
             .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let before = db.get_task(&id).await;
+        let before = wait_for_status(
+            &db,
+            &id,
+            "pending",
+            Instant::now() + Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(
+            before["history"][0]["status"],
+            json!("lease_expired"),
+            "{before}"
+        );
         let f = db
             .op_err(
                 "updateTaskStatus",
