@@ -23,6 +23,7 @@ mod debug;
 mod errors;
 mod migrations;
 mod params;
+mod retention;
 mod streaming;
 mod tasks;
 mod types;
@@ -40,6 +41,7 @@ use debug::*;
 use errors::*;
 use migrations::*;
 use params::*;
+use retention::*;
 use streaming::*;
 use tasks::*;
 use types::*;
@@ -77,6 +79,7 @@ conformance!(
     tasks_lease_expiry_history,
     migrations_running_attempt_survives_upgrade,
     tasks_validation_writes_nothing,
+    retention_purges_old_finished_tasks,
     debug_info,
     test_connection_and_close,
     stream_chunks,
