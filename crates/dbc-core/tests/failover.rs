@@ -18,10 +18,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// A loopback proxy to PostgreSQL that can refuse (cut) and forward again (restore).
+/// `upstream_ports` are the local ports of its connections to PostgreSQL: with
+/// pg_stat_activity's client_port they name the sessions that go through it.
 struct Proxy {
     port: u16,
     target: String,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    upstream_ports: Arc<Mutex<Vec<u16>>>,
 }
 
 impl Proxy {
@@ -32,6 +35,7 @@ impl Proxy {
             port,
             target,
             tasks: Default::default(),
+            upstream_ports: Default::default(),
         };
         p.serve(listener);
         p
@@ -39,11 +43,15 @@ impl Proxy {
 
     fn serve(&self, listener: TcpListener) {
         let (target, tasks) = (self.target.clone(), self.tasks.clone());
+        let ports = self.upstream_ports.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
-                let target = target.clone();
+                let (target, ports) = (target.clone(), ports.clone());
                 let conn = tokio::spawn(async move {
                     if let Ok(mut upstream) = TcpStream::connect(&target).await {
+                        if let Ok(a) = upstream.local_addr() {
+                            ports.lock().unwrap().push(a.port());
+                        }
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                     }
                 });
@@ -140,6 +148,43 @@ async fn assert_in_primary(s: &Setup, id: &Json) {
         .await
         .unwrap_or_else(|f| panic!("task {id}: {} {}", f.error.code(), f.error));
     assert_eq!(o.provider, Provider::Postgres);
+}
+
+/// Waits until `n` health checks (`SELECT 1`) went through the proxy to PostgreSQL and
+/// were answered, as pg_stat_activity shows them: an answered check leaves its session
+/// idle with that query and a query_start of its own.
+async fn health_checks_through(proxy: &Proxy, n: usize, within: Duration) {
+    let cfg = json!({"primary": {"provider": "postgres", "url": server_url(Provider::Postgres).unwrap()}, "autoMigrate": false, "pool": {"poolMax": 1}});
+    let pg = Connector::open(ConnectorConfig::from_json(&cfg.to_string()).unwrap())
+        .await
+        .expect("a direct PostgreSQL connection");
+    let until = Instant::now() + within;
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < n {
+        assert!(
+            Instant::now() < until,
+            "{} of {n} answered health checks through the proxy within {within:?}",
+            seen.len()
+        );
+        let ports = proxy.upstream_ports.lock().unwrap().clone();
+        if !ports.is_empty() {
+            let list = ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("SELECT pid, query_start::text FROM pg_stat_activity WHERE client_port IN ({list}) AND query = 'SELECT 1' AND state = 'idle'");
+            let o = pg
+                .query(&sql, Default::default(), &Default::default())
+                .await
+                .unwrap_or_else(|f| panic!("pg_stat_activity: {}", f.error));
+            for row in rows_of(o).rows {
+                seen.insert(format!("{row:?}"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pg.close().await;
 }
 
 async fn wait_state(c: &Connector, want: &str, within: Duration) {
@@ -241,7 +286,8 @@ async fn manual_failback_waits_for_the_call() {
     let err = s.conn.failback().await.expect_err("primary down");
     assert_eq!(err.code(), "DBC_CONNECTION");
     s.proxy.restore().await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // the primary answers health checks again: automatic failback would follow the 2nd
+    health_checks_through(&s.proxy, 3, Duration::from_secs(10)).await;
     assert_eq!(s.conn.connection_state(), "failover", "manual waits");
     let moved = s.conn.failback().await.expect("failback");
     assert_eq!(moved.tasks, 1);

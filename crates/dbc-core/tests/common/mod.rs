@@ -1,4 +1,4 @@
-//! Shared fixture of the integration suites (`conformance.rs`, `queue.rs`): the test
+//! Shared fixture of the integration suites (`conformance/`, `queue.rs`): the test
 //! databases and their environment variables, a connector under a unique table prefix
 //! per test (tables dropped at the end), result helpers, and the macros that instantiate
 //! one `async fn(Provider)` body per provider.
