@@ -43,6 +43,10 @@
  *   mermaid states       a stateDiagram of the connection: every state is one the addon
  *                        reports and the node shows (helpers.statusFor), and every state
  *                        the node shows is in it.
+ *   mermaid layers       a flowchart of the code's layers (docs/ARCHITECTURE.md): every file
+ *                        path it names exists (from the repository root, or under
+ *                        crates/dbc-core/src/), and every `Type::fn` / `Type.fn` it names
+ *                        appears in the file of its box.
  *   mermaid schema       an erDiagram: every entity (as `<prefix>name`) and every column
  *                        exists in a freshly migrated PostgreSQL database.
  *   sh run               a shell session: run by bash (-e) with HOME and the working dir
@@ -116,7 +120,7 @@ const kind = (s) => {
   if (s.attrs.output) return 'output';
   return `${s.lang} ${s.role}`;
 };
-const KINDS = ['mirrors', 'text', 'input', 'output', 'json flow', 'js function', 'js worker', 'js catch', 'js run', 'js config', 'mermaid schema', 'mermaid states', 'sh run'];
+const KINDS = ['mirrors', 'text', 'input', 'output', 'json flow', 'js function', 'js worker', 'js catch', 'js run', 'js config', 'mermaid layers', 'mermaid schema', 'mermaid states', 'sh run'];
 
 /** Parses JSON, or several JSON values one per line. */
 function parseJsonValues(code) {
@@ -532,6 +536,27 @@ test('the schema diagram names real tables and columns', async () => {
       }
     }
     assert.ok(entities >= 5, `${where(s)}: only ${entities} entities`);
+  }
+});
+
+test('layer diagrams name files and functions that exist', () => {
+  const samples = SAMPLES.filter((s) => kind(s) === 'mermaid layers');
+  assert.ok(samples.length >= 1);
+  const resolve = (p) => [path.join(root, p), path.join(root, 'crates/dbc-core/src', p)].find((f) => fs.existsSync(f));
+  for (const s of samples) {
+    let boxes = 0;
+    for (const m of s.code.matchAll(/\["([^"]*)"\]/g)) {
+      const parts = m[1].split('<br/>');
+      const paths = parts.flatMap((p) => p.match(/[\w./-]+\.(?:rs|js|sql)\b/g) || []);
+      for (const p of paths) assert.ok(resolve(p), `${where(s)}: ${p} does not exist`);
+      if (!paths.length) continue;
+      boxes++;
+      const text = fs.readFileSync(resolve(paths[0]), 'utf8');
+      for (const [, type, fn] of m[1].matchAll(/\b([A-Z]\w*)(?:::|\.)([a-z]\w*)\b/g)) {
+        assert.ok(text.includes(type) && new RegExp(`\\b${fn}\\b`).test(text), `${where(s)}: ${paths[0]} has no ${type} / ${fn}`);
+      }
+    }
+    assert.ok(boxes >= 5, `${where(s)}: only ${boxes} boxes name a file`);
   }
 });
 
