@@ -99,6 +99,12 @@ export declare class QueryStream {
   close(): void
 }
 
+/**
+ * The names of the operations a single call of which may join `executeMany` (when
+ * debug is off): the one batching rule, read by the JS side from here.
+ */
+export declare function batchOperations(): Array<string>
+
 /** Per-call options. */
 export interface CallOptions {
   /** collect `_debug` timings and pool state */
@@ -113,6 +119,12 @@ export interface CallOptions {
  * Rejects with `DBC_CONFIG`, `DBC_CONNECTION` or `DBC_SCHEMA`.
  */
 export declare function open(configJson: string): Promise<Connector>
+
+/**
+ * The names of the operations `execute` runs (`query` first): the one list of them,
+ * which the JS side reads from here.
+ */
+export declare function operations(): Array<string>
 
 /**
  * Connects once with the given settings (JSON text of a connector config) and reports

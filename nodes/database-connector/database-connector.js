@@ -47,7 +47,7 @@ module.exports = function (RED) {
             opening = null;
             if (closing) {
               r.close().catch(() => {});
-              throw helpers.handleDatabaseError(new Error('the connection was closed by a redeploy'), { operation: 'connect' });
+              throw new helpers.DatabaseError('the connection was closed by a redeploy', { code: 'DBC_INTERNAL', operation: 'connect' });
             }
             registry = r;
             setState(r.state, r.stateReason);
@@ -110,9 +110,7 @@ module.exports = function (RED) {
     if (!conn) {
       node.status({ fill: 'red', shape: 'ring', text: RED._('database-connector.status.disconnected') });
       node.on('input', (msg, send, done) => {
-        const err = helpers.handleDatabaseError(
-          new helpers.DatabaseError('no database connection is configured for this node', { code: 'DBC_CONFIG', operation: 'input' }),
-        );
+        const err = new helpers.DatabaseError('no database connection is configured for this node', { code: 'DBC_CONFIG', operation: 'input' });
         msg.error = { code: err.code, message: err.message, retryable: err.retryable };
         done(err);
       });
@@ -146,7 +144,7 @@ module.exports = function (RED) {
             done();
           },
           (error) => {
-            const err = helpers.handleDatabaseError(error, { operation: config.operation });
+            const err = helpers.handleDatabaseError(error, { operation: config.operation }); // as it is, unless it is no DatabaseError
             msg.error = { code: err.code, message: err.message, retryable: err.retryable };
             done(err);
           },

@@ -1,13 +1,22 @@
 /**
- * database-service.js — the only file that talks to the Rust addon.
+ * database-service.js — the one JS layer over the Rust addon; nothing else loads it.
  *
- * It loads the native binding, and wraps each addon call so that a rejection becomes a
- * {@link DatabaseError} with the addon's `code`, `retryable`, `provider`, `operation`
- * (and `field`, `index`, `sqlState`, `outcome` where they apply) plus a JS stack that
- * points at the caller — the addon's own error object has no JS frames.
+ * It loads the native binding and wraps its `Connector` (a config node's pools) in a JS
+ * {@link Connector} of the same name. Every addon call goes through here, and this is
+ * the one place where a failure becomes a {@link DatabaseError}: the addon's `code`,
+ * `retryable`, `provider`, `operation` (and `field`, `index`, `sqlState`, `outcome`
+ * where they apply), a JS stack that points at the caller (the addon's own error object
+ * has no JS frames), and `cause` holding the same details for a Catch node. The layers
+ * above pass these errors through unchanged.
+ *
+ * The names of the operations, and which of them may be gathered into one crossing,
+ * come from the addon (`operations()`, `batchOperations()`): the Rust core keeps the
+ * one list.
  * @module database-service
  */
 'use strict';
+
+const { EventEmitter } = require('events');
 
 let addon = null;
 let loadError = null;
@@ -19,7 +28,12 @@ try {
 
 const DETAIL_FIELDS = ['code', 'retryable', 'provider', 'operation', 'field', 'index', 'sqlState', 'outcome'];
 
-/** An operation failure with a stable `DBC_*` code (docs/ERRORS.md). */
+/**
+ * An operation failure with a stable `DBC_*` code (docs/ERRORS.md). Node-RED copies only
+ * an error's own `message`, `code`, `stack` and `cause` into a Catch node's `msg.error`,
+ * so `cause` repeats the details: `{code, retryable, provider, operation, field?, index?,
+ * sqlState?, outcome?}`.
+ */
 class DatabaseError extends Error {
   /**
    * @param {string} message plain-words description, never containing a secret
@@ -28,11 +42,16 @@ class DatabaseError extends Error {
   constructor(message, details = {}) {
     super(message);
     this.name = 'DatabaseError';
+    const cause = {};
     for (const k of DETAIL_FIELDS) {
       if (details[k] !== undefined) this[k] = details[k];
     }
     if (this.code === undefined) this.code = 'DBC_INTERNAL';
     if (this.retryable === undefined) this.retryable = false;
+    for (const k of DETAIL_FIELDS) {
+      if (this[k] !== undefined) cause[k] = this[k];
+    }
+    this.cause = cause;
   }
 
   /** "DBC_CODE: message" — what Node-RED shows as msg.error.message and in the log. */
@@ -42,21 +61,32 @@ class DatabaseError extends Error {
 }
 
 /**
- * Turns anything thrown by the addon (or by JS while preparing a call) into a DatabaseError.
+ * Turns anything the addon rejects with (or JS throws while preparing a call) into a
+ * DatabaseError; a DatabaseError is returned as it is. An error with a `DBC_*` code keeps
+ * its details; anything else becomes `DBC_INTERNAL`.
  * @param {unknown} err
- * @param {string} operation
- * @param {string} [provider]
+ * @param {string} [operation] the operation, when the error does not name one
+ * @param {string} [provider] the provider, when the error does not name one
  * @returns {DatabaseError}
  */
 function toDatabaseError(err, operation, provider) {
-  let out = err;
-  if (!(err instanceof DatabaseError)) {
-    const e = err && typeof err === 'object' ? err : { message: String(err) };
-    const coded = typeof e.code === 'string' && e.code.startsWith('DBC_');
-    out = new DatabaseError(e.message || String(err), coded ? e : { code: 'DBC_INTERNAL', operation });
-  }
-  if (out.operation === undefined && operation) out.operation = operation;
-  if (out.provider === undefined && provider) out.provider = provider;
+  if (err instanceof DatabaseError) return err;
+  const e = err && typeof err === 'object' ? err : { message: String(err) };
+  const coded = typeof e.code === 'string' && e.code.startsWith('DBC_');
+  const details = coded ? { ...pick(e) } : { code: 'DBC_INTERNAL' };
+  if (details.operation === undefined) details.operation = operation;
+  if (details.provider === undefined) details.provider = provider;
+  return new DatabaseError(e.message || String(err), details);
+}
+
+/**
+ * the detail fields of an error-like object
+ * @private
+ * @returns {object}
+ */
+function pick(e) {
+  const out = {};
+  for (const k of DETAIL_FIELDS) out[k] = e[k];
   return out;
 }
 
@@ -70,14 +100,41 @@ function requireAddon() {
   return addon;
 }
 
+let known = null;
+
+/**
+ * The operations the addon runs by name (`Connector#execute`), in the core's order.
+ * `query` has its own method, {@link Connector#query}.
+ * @returns {string[]}
+ */
+function operations() {
+  if (!known) {
+    const a = requireAddon();
+    known = { operations: a.operations(), gathered: new Set(a.batchOperations()) };
+  }
+  return known.operations.slice();
+}
+
+/**
+ * the operations whose single-task calls may be gathered
+ * @private
+ * @returns {Set<string>}
+ */
+function gathered() {
+  operations();
+  return known.gathered;
+}
+
 /**
  * Serializes a payload for the addon. JSON.stringify rejects cycles and BigInt; the
  * replacer also rejects NaN and Infinity, which JSON would silently turn into null.
+ * @private
  * @param {unknown} payload
  * @param {string} operation
+ * @param {string} provider
  * @returns {string}
  */
-function payloadJson(payload, operation) {
+function payloadJson(payload, operation, provider) {
   try {
     const text = JSON.stringify(payload === undefined ? null : payload, (key, value) => {
       if (typeof value === 'number' && !Number.isFinite(value)) {
@@ -88,19 +145,17 @@ function payloadJson(payload, operation) {
     return text === undefined ? 'null' : text;
   } catch (err) {
     throw new DatabaseError(`msg.payload cannot be sent to the database: ${err.message}`, {
-      code: 'DBC_VALIDATION', field: 'payload', operation, retryable: false,
+      code: 'DBC_VALIDATION', field: 'payload', operation, provider, retryable: false,
     });
   }
 }
 
-/** Single-task operations whose calls of one event-loop turn cross into the addon together. */
-const GATHERED = new Set(['insertTask', 'updateTaskStatus']);
-
 /**
  * The addon answers an operation with JSON text: one JSON.parse beats building a large
  * answer (a thousand tasks) property by property through napi.
- * @param {{valueJson?: string}} r the addon's answer
- * @returns {{provider: string, value: *, debug?: object}}
+ * @private
+ * @param {{valueJson: (string|undefined)}} r the addon's answer
+ * @returns {{provider: string, value: *, debug: (object|undefined)}}
  */
 function parsed(r) {
   if (r.valueJson !== undefined) {
@@ -110,10 +165,19 @@ function parsed(r) {
   return r;
 }
 
-/** One open connector (a config node's pools). */
-class DatabaseService {
+/**
+ * One open connector: a config node's pools, the addon's `Connector` (`handle`) seen
+ * from JS. Every method resolves with the addon's answer or rejects with a
+ * {@link DatabaseError}.
+ *
+ * Event `settled` `(id, task)`: an `updateTaskStatus` through this connector left the
+ * task not `running` (`task` as stored); the consume nodes of this runtime free its slot.
+ */
+class Connector extends EventEmitter {
   /** @param {object} handle the addon's Connector */
   constructor(handle) {
+    super();
+    this.setMaxListeners(0);
     this.handle = handle;
   }
 
@@ -122,39 +186,53 @@ class DatabaseService {
     return this.handle.provider;
   }
 
-  /** @returns {string} `connected`, `failover`, `reconnecting` or `disconnected` */
+  /** @returns {string} `connected`, `failover`, `reconnecting` or `disconnected` (from the addon's health check) */
   get state() {
     return this.handle.state;
   }
 
-  /** @returns {string} why the connection state last changed (no secrets) */
+  /** @returns {string} why the connection state last changed, e.g. the error that caused a failover (no secrets) */
   get stateReason() {
     return this.handle.stateReason;
   }
 
-  /** @returns {{size:number, idle:number, inUse:number, max:number, waiting:number}} */
+  /** @returns {boolean} true while operations go to the fallback database */
+  get failover() {
+    return this.handle.failover;
+  }
+
+  /**
+   * Pool gauges.
+   * @returns {{size: number, idle: number, inUse: number, max: number, waiting: number}}
+   */
   pool() {
     return this.handle.pool();
   }
 
   /**
-   * Runs a queue operation.
+   * Runs an operation by name (any of {@link operations}).
    * @param {string} operation e.g. `insertTask`
    * @param {unknown} payload the operation's input (msg.payload)
-   * @param {{debug?: boolean, queue?: string}} [options]
-   * @returns {Promise<{provider: string, value: any, debug?: object}>}
+   * @param {{debug: (boolean|undefined), queue: (string|undefined)}} [options] `debug`: also return the debug figures; `queue`: the default queue
+   * @returns {Promise<{provider: string, value: *, debug: (object|undefined)}>} `value` is the result
    */
   async execute(operation, payload, options) {
+    let r;
     try {
-      if (GATHERED.has(operation) && !Array.isArray(payload) && !(options && options.debug)) {
-        const r = await this.gather(operation, payloadJson(payload, operation), options && options.queue);
+      const text = payloadJson(payload, operation, this.provider);
+      // the addon names the operations it gathers; it takes single tasks without debug
+      // (a bulk insert is one statement already)
+      if (gathered().has(operation) && !Array.isArray(payload) && !(options && options.debug)) {
+        r = await this.gather(operation, text, options && options.queue);
         if (r.error) throw r.error;
-        return r;
+      } else {
+        r = parsed(await this.handle.execute(operation, text, options));
       }
-      return parsed(await this.handle.execute(operation, payloadJson(payload, operation), options));
     } catch (err) {
       throw toDatabaseError(err, operation, this.provider);
     }
+    if (operation === 'updateTaskStatus' && r.value && r.value.status !== 'running') this.emit('settled', r.value.id, r.value);
+    return r;
   }
 
   /**
@@ -162,7 +240,8 @@ class DatabaseService {
    * the turn (per default queue) crosses into the addon at once (`executeMany`): one
    * napi call, one task on the addon's runtime and one answer for all of them, instead
    * of one each. The addon's group commit then sees them together.
-   * @param {string} operation `insertTask` or `updateTaskStatus`
+   * @private
+   * @param {string} operation one of the addon's `batchOperations()`
    * @param {string} text the payload's JSON
    * @param {string} [queue] the default queue option
    * @returns {Promise<{provider: string, value: *}|{error: object}>} never rejects
@@ -184,7 +263,10 @@ class DatabaseService {
     });
   }
 
-  /** Sends the calls gathered in this turn (see gather). */
+  /**
+   * Sends the calls gathered in this turn (see gather).
+   * @private
+   */
   flushTurn() {
     const turn = this.turn;
     this.turn = null;
@@ -204,10 +286,10 @@ class DatabaseService {
 
   /**
    * Runs SQL with parameters.
-   * @param {string} sql
+   * @param {string} sql `$1`/`?` placeholders for an array, `:name` for an object
    * @param {Array|object|null} [params] array: positional; object: `:name`
-   * @param {{debug?: boolean}} [options]
-   * @returns {Promise<{provider: string, rows: object[], rowCount: number, lastInsertId?: number|string, debug?: object}>}
+   * @param {{debug: (boolean|undefined)}} [options] `debug`: also return the debug figures
+   * @returns {Promise<{provider: string, rows: object[], rowCount: number, lastInsertId: (number|string|undefined), debug: (object|undefined)}>}
    */
   async query(sql, params, options) {
     try {
@@ -220,13 +302,21 @@ class DatabaseService {
   /**
    * Runs SQL with parameters and hands its rows over in chunks: the addon holds a few
    * chunks at a time, never the whole result. Nothing runs until the first `next()`.
-   * @param {string} sql
+   * @param {string} sql `$1`/`?` placeholders for an array, `:name` for an object
    * @param {Array|object|null} [params] array: positional; object: `:name`
    * @param {number} chunkRows rows per chunk (at least 1)
-   * @param {{debug?: boolean}} [options]
-   * @returns {{next: function(): Promise<{rows: object[], done: boolean, rowCount?: number, lastInsertId?: number|string, debug?: object}>, close: function(): void}}
+   * @param {{debug: (boolean|undefined)}} [options] `debug`: the last chunk carries the debug figures
+   * @returns {{next: function(): Promise<{rows: object[], done: boolean, rowCount: (number|undefined), lastInsertId: (number|string|undefined), debug: (object|undefined)}>, close: function(): void}}
    *   `next()` rejects with a DatabaseError; after the last chunk (`done`), an error or
    *   `close()` it resolves `{rows: [], done: true}`
+   * @example const stream = registry.queryStream('SELECT g AS n FROM generate_series(1, 2500) AS g', [], 1000);
+   * let rows = 0;
+   * for (;;) {
+   *   const chunk = await stream.next(); // 1000, 1000, then 500 rows with done: true
+   *   rows += chunk.rows.length;
+   *   if (chunk.done) break;
+   * }
+   * if (rows !== 2500) throw new Error(`${rows} rows`);
    */
   queryStream(sql, params, chunkRows, options) {
     let stream;
@@ -252,86 +342,104 @@ class DatabaseService {
   }
 
   /**
-   * Waits until new work may be in `queue`, or `timeoutMs` passes.
+   * Waits until new work may be in `queue` (an operation through this connector left a
+   * task `pending` there, or PostgreSQL NOTIFY from another runtime), or `timeoutMs` passes.
    * @param {string} queue
    * @param {number} timeoutMs
    * @returns {Promise<boolean>} true when woken by new work
    */
   waitForTasks(queue, timeoutMs) {
-    return this.handle.waitForTasks(queue, timeoutMs);
-  }
-
-  /** @returns {Promise<Array<{queue: string, status: string, count: number}>>} tasks by queue and status */
-  async queueDepth() {
-    try {
-      return await this.handle.queueDepth();
-    } catch (err) {
-      throw toDatabaseError(err, 'queueDepth', this.provider);
-    }
-  }
-
-  /** @returns {Promise<object>} metrics as JSON (see docs/API.md) */
-  metrics() {
-    return this.handle.metrics();
+    return this.call('waitForTasks', () => this.handle.waitForTasks(queue, timeoutMs));
   }
 
   /**
+   * Tasks by queue and status.
+   * @returns {Promise<Array<{queue: string, status: string, count: number}>>}
+   */
+  queueDepth() {
+    return this.call('queueDepth', () => this.handle.queueDepth());
+  }
+
+  /**
+   * Metrics as JSON (see docs/API.md).
+   * @returns {Promise<object>}
+   */
+  metrics() {
+    return this.call('metrics', () => this.handle.metrics());
+  }
+
+  /**
+   * Metrics in the Prometheus text format.
    * @param {string} connection label for every series (the config node's name or id)
-   * @returns {Promise<string>} metrics in the Prometheus text format
+   * @returns {Promise<string>}
    */
   metricsPrometheus(connection) {
-    return this.handle.metricsPrometheus(connection);
+    return this.call('metrics', () => this.handle.metricsPrometheus(connection));
   }
 
-  /** @returns {Promise<{provider: string, applied: object[], pending: object[]}>} */
-  async schema() {
+  /**
+   * Applied and pending migrations.
+   * @returns {Promise<{provider: string, applied: object[], pending: object[]}>}
+   */
+  schema() {
+    return this.call('schema', () => this.handle.schema());
+  }
+
+  /**
+   * Applies pending migrations.
+   * @returns {Promise<object[]>} the migrations applied
+   */
+  migrate() {
+    return this.call('migrate', () => this.handle.migrate());
+  }
+
+  /**
+   * Failback by hand (failback `manual`): moves what was written to the fallback during
+   * the outage to the primary, then routes new operations there.
+   * @returns {Promise<{workflows: number, tasks: number, executions: number, errors: number, dependencies: number, mergedByKey: number, ms: number}>} what moved
+   */
+  failback() {
+    return this.call('failback', () => this.handle.failback());
+  }
+
+  /**
+   * Closes the pools, waiting for operations in flight; later calls reject with `DBC_CONNECTION`.
+   * @returns {Promise<void>}
+   */
+  close() {
+    return this.call('close', () => this.handle.close());
+  }
+
+  /**
+   * Runs one addon call, its rejection as a DatabaseError.
+   * @private
+   * @param {string} operation names the call in the error
+   * @param {function(): Promise<*>} fn the call
+   * @returns {Promise<*>}
+   */
+  async call(operation, fn) {
     try {
-      return await this.handle.schema();
+      return await fn();
     } catch (err) {
-      throw toDatabaseError(err, 'schema', this.provider);
+      throw toDatabaseError(err, operation, this.provider);
     }
-  }
-
-  /** @returns {Promise<object[]>} the migrations applied */
-  async migrate() {
-    try {
-      return await this.handle.migrate();
-    } catch (err) {
-      throw toDatabaseError(err, 'migrate', this.provider);
-    }
-  }
-
-  /** @returns {boolean} true while operations go to the fallback database */
-  get failover() {
-    return this.handle.failover;
-  }
-
-  /** Moves the fallback's writes back to the primary and routes there again. @returns {Promise<object>} what moved */
-  async failback() {
-    try {
-      return await this.handle.failback();
-    } catch (err) {
-      throw toDatabaseError(err, 'failback', this.provider);
-    }
-  }
-
-  /** Closes the pools; waits for operations in flight. @returns {Promise<void>} */
-  async close() {
-    await this.handle.close();
   }
 }
 
 /**
  * Opens a connector: probes the database, opens the pool, applies migrations.
  * @param {object} config connector config (see docs/API.md)
- * @returns {Promise<DatabaseService>}
+ * @param {function(new:Connector, object)} [As] the class to wrap the addon's handle in: Connector or a subclass
+ * @returns {Promise<Connector>}
  */
-async function open(config) {
+async function open(config, As = Connector) {
+  let handle;
   try {
-    return new DatabaseService(await requireAddon().open(JSON.stringify(config)));
+    handle = await requireAddon().open(JSON.stringify(config));
   } catch (err) {
     throw toDatabaseError(err, 'connect');
   }
+  return new As(handle);
 }
 
 /**
@@ -347,4 +455,4 @@ async function testConnection(config) {
   }
 }
 
-module.exports = { open, testConnection, DatabaseError, toDatabaseError };
+module.exports = { open, testConnection, operations, Connector, DatabaseError, toDatabaseError };

@@ -208,6 +208,20 @@ impl ConnectorConfig {
     }
 }
 
+impl Provider {
+    /// Parses a provider name as written in a config node.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "postgresql" | "postgres" => Ok(Provider::Postgres),
+            "mariadb" | "mysql" => Ok(Provider::Mariadb),
+            "sqlite" => Ok(Provider::Sqlite),
+            other => Err(DbcError::Config(format!(
+                "unknown provider {other:?}: use postgres, mariadb or sqlite"
+            ))),
+        }
+    }
+}
+
 impl ConnectionConfig {
     /// The provider, parsed.
     pub fn provider(&self) -> Result<Provider> {
@@ -233,7 +247,7 @@ impl ConnectionConfig {
                 )));
             }
         }
-        if provider == Provider::Sqlite && self.sqlite_file.as_deref().unwrap_or("").is_empty() {
+        if provider.is_embedded() && self.sqlite_file.as_deref().unwrap_or("").is_empty() {
             return Err(DbcError::Config(format!("{which} sqlite file is missing")));
         }
         Ok(())
@@ -242,7 +256,9 @@ impl ConnectionConfig {
     /// Where this connection goes, for logs: never includes a password.
     pub fn describe(&self) -> String {
         match self.provider() {
-            Ok(Provider::Sqlite) => format!("sqlite:{}", self.sqlite_file.as_deref().unwrap_or("")),
+            Ok(p) if p.is_embedded() => {
+                format!("{p}:{}", self.sqlite_file.as_deref().unwrap_or(""))
+            }
             Ok(p) => {
                 if let Some(url) = &self.url {
                     format!("{p}:{}", redact_url(url))
@@ -250,8 +266,7 @@ impl ConnectionConfig {
                     format!(
                         "{p}://{}:{}/{}",
                         self.host.as_deref().unwrap_or("127.0.0.1"),
-                        self.port
-                            .unwrap_or(if p == Provider::Postgres { 5432 } else { 3306 }),
+                        self.port.unwrap_or(p.default_port().unwrap_or_default()),
                         self.database.as_deref().unwrap_or("")
                     )
                 }

@@ -1,13 +1,20 @@
-//! [`Connector`]: one config node's pools and the operations a flow can run on them.
+//! [`Connector`]: one config node's databases, and the facade every caller uses: open
+//! and close them, run an operation ([`Connector::execute`] by name, [`Connector::run`]
+//! by [`Op`]), run SQL ([`Connector::query`], or streamed: [`Connector::query_stream`]),
+//! and read state, schema and metrics.
 //!
-//! Operations arrive by name with a JSON payload ([`Connector::execute`]) or as SQL
-//! with parameters ([`Connector::query`]); each runs on one pooled connection and, with
-//! debug on, returns a [`DebugInfo`] measured here (statement timings, pool state).
-//! [`Connector::query_stream`] runs a query whose rows arrive in chunks ([`RowStream`]).
-//!
-//! Long (over the project's 600-line guide) because every operation's argument parsing and
-//! result shaping sits here beside the pools and debug timing; issue 15 moves the
-//! operations into an `Op` enum and per-dialect stores, which splits this file.
+//! How an operation runs, stage by stage, is in `run.rs`; SQL runs in `query.rs`, and
+//! streamed in `stream.rs`; the background upkeep (lease reaper, retention) in `upkeep.rs`; the routing between primary and fallback is
+//! `crate::route`'s. With debug on, an operation returns a [`DebugInfo`] measured
+//! here (statement timings, pool state).
+
+mod query;
+mod run;
+mod stream;
+mod upkeep;
+
+pub use run::MAX_RETRIES;
+pub use stream::{RowStream, StreamChunk, StreamStop};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -15,15 +22,17 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::config::{ConnectionConfig, ConnectorConfig};
-use crate::db::{Chunk, ChunkSink, Conn};
-use crate::db::{Pool, PoolState, QueryOutput, StatementTiming, Trace};
-use crate::failover::{Backend, MoveReport, Router, RouterConfig};
+use crate::config::ConnectorConfig;
+pub use crate::db::pool::{test_connection, TestResult};
+use crate::db::{PoolState, QueryOutput, StatementTiming, Trace};
+pub use crate::metrics::QueueDepth;
+use crate::metrics::Snapshot;
 use crate::migrate::{self, Pending, SchemaStatus};
-use crate::sqltext::bind_named;
-use crate::tasks::{self, Backoff, Claim, Limits, NewTask, StatusChange};
-use crate::value::{Param, Params};
-use crate::workflows;
+use crate::op::Op;
+use crate::route::{Backend, MoveReport, Router, RouterConfig};
+use crate::state::ConnState;
+use crate::tasks::{self, Backoff, Limits};
+use crate::value::Params;
 use crate::{DbcError, Provider, Result};
 
 /// Per-call options from the node.
@@ -41,7 +50,7 @@ pub struct OpOptions {
 pub struct DebugInfo {
     pub provider: Provider,
     pub failover: bool,
-    pub connection_state: &'static str,
+    pub connection_state: ConnState,
     pub db_ms: f64,
     pub statements: Vec<StatementTiming>,
     pub pool: PoolDebug,
@@ -88,164 +97,6 @@ pub struct Failure {
     pub operation: String,
 }
 
-/// One chunk of a streamed query ([`RowStream::next`]).
-#[derive(Debug)]
-pub struct StreamChunk {
-    /// the rows and counts
-    pub chunk: Chunk,
-    /// on the last chunk, when debug was on
-    pub debug: Option<DebugInfo>,
-}
-
-impl From<Chunk> for std::result::Result<StreamChunk, Failure> {
-    fn from(chunk: Chunk) -> Self {
-        Ok(StreamChunk { chunk, debug: None })
-    }
-}
-
-type ChunkReply = std::result::Result<StreamChunk, Failure>;
-
-/// What a stream needs to start on its first `next`.
-struct StreamStart {
-    connector: std::sync::Arc<Connector>,
-    sql: String,
-    params: Params,
-    chunk_rows: usize,
-    opts: OpOptions,
-}
-
-/// Stops a [`RowStream`] from anywhere, also while a `next` is waiting.
-#[derive(Clone)]
-pub struct StreamStop(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
-
-impl StreamStop {
-    /// Ends the stream: a waiting `next` returns `None`, the producing task stops and its
-    /// connection goes back to the pool.
-    pub fn stop(&self) {
-        self.0.send_replace(true);
-    }
-}
-
-/// A query whose rows arrive in chunks, made by [`Connector::query_stream`].
-///
-/// A task produces chunks into a channel of capacity 1, so the database read waits for
-/// the consumer: memory holds a few chunks, never the whole result. The task ends when
-/// the last chunk or an error is taken, when [`StreamStop::stop`] is called, or when
-/// the stream is dropped.
-pub struct RowStream {
-    start: Option<StreamStart>,
-    rx: Option<tokio::sync::mpsc::Receiver<ChunkReply>>,
-    provider: Provider,
-    stop: tokio::sync::watch::Receiver<bool>,
-    stopper: StreamStop,
-    finished: bool,
-}
-
-impl RowStream {
-    /// A handle that stops this stream.
-    pub fn stopper(&self) -> StreamStop {
-        self.stopper.clone()
-    }
-
-    /// Stops the stream (see [`StreamStop::stop`]).
-    pub fn close(&mut self) {
-        self.stopper.stop();
-        self.start = None;
-        self.rx = None;
-        self.finished = true;
-    }
-
-    /// The next chunk; `None` after the last one (marked `done`), after an error, or
-    /// once stopped. Must be called inside a tokio runtime (the first call starts the
-    /// producing task). Bad input fails here, before any connection is taken.
-    pub async fn next(&mut self) -> std::result::Result<Option<StreamChunk>, Failure> {
-        if self.finished || *self.stop.borrow() {
-            self.close();
-            return Ok(None);
-        }
-        if let Some(start) = self.start.take() {
-            match start.begin(self.stop.clone()) {
-                Ok(rx) => self.rx = Some(rx),
-                Err(f) => {
-                    self.close();
-                    return Err(f);
-                }
-            }
-        }
-        let Some(rx) = self.rx.as_mut() else {
-            self.close();
-            return Ok(None);
-        };
-        let mut stop = self.stop.clone();
-        let got = tokio::select! {
-            got = rx.recv() => got,
-            _ = stop.wait_for(|s| *s) => None,
-        };
-        let stopped = *self.stop.borrow();
-        match got {
-            Some(Ok(c)) if !c.chunk.done => Ok(Some(c)),
-            Some(r) => {
-                self.close();
-                r.map(Some)
-            }
-            None if stopped => {
-                self.close();
-                Ok(None)
-            }
-            // the producing task ended without its last chunk: it panicked
-            None => {
-                self.close();
-                Err(Failure {
-                    error: DbcError::Internal(
-                        "the query stream ended without its last chunk; please report this".into(),
-                    ),
-                    provider: self.provider,
-                    operation: "query".into(),
-                })
-            }
-        }
-    }
-}
-
-impl StreamStart {
-    /// Checks the input as `query` does and starts the producing task.
-    fn begin(
-        self,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> std::result::Result<tokio::sync::mpsc::Receiver<ChunkReply>, Failure> {
-        let StreamStart {
-            connector,
-            sql,
-            params,
-            chunk_rows,
-            opts,
-        } = self;
-        let bound = connector.check_query(&sql, &params)?;
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let gone = tx.clone();
-        tokio::spawn(async move {
-            // stopping or dropping the consumer drops the producer where it stands: its
-            // connection goes back to the pool, which first drains what the server still
-            // sends of the abandoned statement
-            tokio::select! {
-                _ = connector.produce(sql, bound, params, chunk_rows, opts, tx) => {}
-                _ = stop.wait_for(|s| *s) => {}
-                _ = gone.closed() => {}
-            }
-        });
-        Ok(rx)
-    }
-}
-
-/// The answer of a connection test.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TestResult {
-    pub provider: Provider,
-    pub server_version: String,
-    pub latency_ms: f64,
-}
-
 /// One config node's databases.
 pub struct Connector {
     cfg: ConnectorConfig,
@@ -259,27 +110,6 @@ pub struct Connector {
     /// group commit of concurrent single inserts and completions, per database
     lanes: crate::coalesce::Lanes,
 }
-
-/// The operations `execute` knows (plus `query` inside `executeTransaction`; a plain
-/// `query` has its own entry point).
-pub const OPERATIONS: &[&str] = &[
-    "insertTask",
-    "claimTasks",
-    "updateTaskStatus",
-    "requeueFailedTask",
-    "getTask",
-    "listTasks",
-    "deleteTask",
-    "createWorkflow",
-    "getWorkflowProgress",
-    "executeTransaction",
-];
-
-/// Most retries of an operation that failed with a deadlock or serialization failure.
-const MAX_RETRIES: u32 = 3;
-
-/// How often expired leases are looked for.
-const REAP_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Connector {
     /// Opens the router (probing the primary and applying migrations when configured
@@ -306,13 +136,16 @@ impl Connector {
         );
         let background = vec![
             tokio::spawn(router.clone().health_loop()),
-            spawn_maintenance(router.clone(), cfg.retention_days),
+            upkeep::spawn(router.clone(), cfg.retention_days),
         ];
 
-        let waker = crate::wake::Waker::new(match &router.primary.pool() {
-            Pool::Pg(p) => Some((p.clone(), format!("{}wake", cfg.table_prefix))),
-            _ => None,
-        });
+        let waker = crate::wake::Waker::new(
+            router
+                .primary
+                .pool()
+                .notify_pool()
+                .map(|p| (p, format!("{}wake", cfg.table_prefix))),
+        );
         let worker_id = format!("dbc-{}", &tasks::new_id()[24..]);
         let lanes = crate::coalesce::Lanes::new(
             &router,
@@ -343,10 +176,10 @@ impl Connector {
         self.router.active().provider()
     }
 
-    /// The connection state name of SPEC.md.
-    pub fn connection_state(&self) -> &'static str {
+    /// The connection state of SPEC.md.
+    pub fn connection_state(&self) -> ConnState {
         if self.closed.load(Ordering::Relaxed) {
-            "disconnected"
+            ConnState::Disconnected
         } else {
             self.router.state()
         }
@@ -401,7 +234,7 @@ impl Connector {
         let _a = self.router.ticket().await;
         let _b = dst.router.ticket().await;
         let (s, d) = (self.router.active(), dst.router.active());
-        crate::failover::reconcile(&s.pool(), &s.dialect, &d.pool(), &d.dialect).await
+        crate::route::reconcile(&s.pool(), &s.dialect, &d.pool(), &d.dialect).await
     }
 
     /// What the last failback moved.
@@ -438,84 +271,16 @@ impl Connector {
         Ok(c)
     }
 
-    fn debug_info(&self, provider: Provider, trace: Option<Trace>) -> Option<DebugInfo> {
+    fn debug_info(&self, ran_on: Provider, trace: Option<Trace>) -> Option<DebugInfo> {
         trace.map(|t| DebugInfo {
-            provider,
-            failover: provider != self.router.primary.provider() || self.router.on_fallback(),
+            provider: ran_on,
+            failover: ran_on != self.router.primary.provider() || self.router.on_fallback(),
             connection_state: self.connection_state(),
             db_ms: t.db_ms(),
             statements: t.statements,
             pool: self.pool_state(),
             retries: t.retries,
         })
-    }
-
-    /// The input checks of `query` and its streaming form: open, some SQL, placeholders
-    /// and values that bind — so bad input never waits for a connection. Returns the
-    /// statement bound for the current provider.
-    fn check_query(
-        &self,
-        sql: &str,
-        params: &Params,
-    ) -> std::result::Result<(String, Vec<Param>), Failure> {
-        self.check_open("query")?;
-        if sql.trim().is_empty() {
-            return Err(self.fail(
-                "query",
-                DbcError::validation("sql", "no SQL: set it in the node or in msg.topic"),
-            ));
-        }
-        bind_named(self.provider(), sql, params.clone()).map_err(|e| self.fail("query", e))
-    }
-
-    /// Runs SQL with parameters (`:name` placeholders for named parameters).
-    pub async fn query(
-        &self,
-        sql: &str,
-        params: Params,
-        opts: &OpOptions,
-    ) -> std::result::Result<Outcome, Failure> {
-        let bound = self.check_query(sql, &params)?;
-        let first = self.provider();
-        let started = Instant::now();
-        let mut trace = opts.debug.then(Trace::default);
-        let _ticket = self.router.ticket().await;
-        let (r, provider) = match self.router.pick() {
-            Err(e) => (Err(e), self.provider()),
-            Ok(mut b) => {
-                let mut attempt = 0;
-                loop {
-                    let r = async {
-                        let stmt = bound_for(b.provider(), first, &bound, sql, &params)?;
-                        if let Some(t) = trace.as_mut() {
-                            t.statements.clear();
-                        }
-                        let mut conn = self.acquire(b).await?;
-                        conn.exec("query", &stmt.0, &stmt.1, trace.as_mut()).await
-                    }
-                    .await;
-                    match &r {
-                        Err(e) => match self.router.reroute(b, e, attempt).await {
-                            Some(next) => {
-                                b = next;
-                                attempt += 1;
-                            }
-                            None => break (r, b.provider()),
-                        },
-                        Ok(_) => break (r, b.provider()),
-                    }
-                }
-            }
-        };
-        self.metrics.record("query", started.elapsed(), r.is_ok());
-        match r {
-            Ok(out) => Ok(Outcome {
-                provider,
-                value: OpValue::Rows(out),
-                debug: self.debug_info(provider, trace),
-            }),
-            Err(e) => Err(self.fail_on(provider, "query", e)),
-        }
     }
 
     /// Runs SQL like [`Connector::query`], its rows handed over `chunk_rows` at a time
@@ -527,91 +292,11 @@ impl Connector {
         chunk_rows: usize,
         opts: OpOptions,
     ) -> RowStream {
-        let (stopper, stop) = tokio::sync::watch::channel(false);
-        RowStream {
-            start: Some(StreamStart {
-                connector: self.clone(),
-                sql,
-                params,
-                chunk_rows,
-                opts,
-            }),
-            rx: None,
-            provider: self.provider(),
-            stop,
-            stopper: StreamStop(std::sync::Arc::new(stopper)),
-            finished: false,
-        }
+        RowStream::new(self.clone(), sql, params, chunk_rows, opts)
     }
 
-    /// The producing side of a [`RowStream`]: runs where `query` would (ticket, pick,
-    /// acquire, reroute while nothing was handed over yet) and puts chunks into `tx`,
-    /// the last one with the debug data; an error ends the stream.
-    async fn produce(
-        &self,
-        sql: String,
-        bound: (String, Vec<Param>),
-        params: Params,
-        chunk_rows: usize,
-        opts: OpOptions,
-        tx: tokio::sync::mpsc::Sender<ChunkReply>,
-    ) {
-        let first = self.provider();
-        let started = Instant::now();
-        let mut trace = opts.debug.then(Trace::default);
-        let ticket = self.router.ticket().await;
-        let (r, provider) = match self.router.pick() {
-            Err(e) => (Err(e), self.provider()),
-            Ok(mut b) => {
-                let mut attempt = 0;
-                loop {
-                    let mut sink = ChunkSink::new(&tx, chunk_rows);
-                    let r = async {
-                        let stmt = bound_for(b.provider(), first, &bound, &sql, &params)?;
-                        let mut conn = self.acquire(b).await?;
-                        conn.exec_chunked(&stmt.0, &stmt.1, &mut sink).await
-                    }
-                    .await;
-                    if let (Some(t), Ok(Some(last))) = (trace.as_mut(), &r) {
-                        t.statements = vec![StatementTiming {
-                            name: "query".into(),
-                            ms: sink.db_time.as_secs_f64() * 1000.0,
-                            rows: last.row_count,
-                        }];
-                    }
-                    match &r {
-                        // once rows went out, running the statement again would repeat them
-                        Err(e) if sink.sent == 0 => {
-                            match self.router.reroute(b, e, attempt).await {
-                                Some(next) => {
-                                    b = next;
-                                    attempt += 1;
-                                }
-                                None => break (r, b.provider()),
-                            }
-                        }
-                        _ => break (r, b.provider()),
-                    }
-                }
-            }
-        };
-        // the connection is back in the pool; a slow consumer of the last chunk must not
-        // hold off a failback either
-        drop(ticket);
-        self.metrics.record("query", started.elapsed(), r.is_ok());
-        let reply = match r {
-            Ok(Some(chunk)) => Ok(StreamChunk {
-                chunk,
-                debug: self.debug_info(provider, trace),
-            }),
-            Ok(None) => return,
-            Err(e) => Err(self.fail_on(provider, "query", e)),
-        };
-        let _ = tx.send(reply).await;
-    }
-
-    /// Runs a queue operation by name with its JSON payload. A deadlock or serialization
-    /// failure (the whole operation was rolled back) is retried up to 3 times with backoff.
+    /// Runs a queue operation by name with its JSON payload: the name is parsed here
+    /// (`DBC_VALIDATION` for an unknown one), then it runs as [`Connector::run`] says.
     pub async fn execute(
         &self,
         operation: &str,
@@ -619,307 +304,13 @@ impl Connector {
         opts: &OpOptions,
     ) -> std::result::Result<Outcome, Failure> {
         self.check_open(operation)?;
-        let started = Instant::now();
-        let mut trace = opts.debug.then(Trace::default);
-        let mut attempt = 0;
-        let (r, provider) = loop {
-            // boxed: the operations' futures are large, and every caller above would
-            // otherwise copy them on each move (measured as memmove in every call)
-            let (r, provider) =
-                Box::pin(self.routed(operation, &payload, opts, trace.as_mut())).await;
-            match &r {
-                Err(e) if attempt < MAX_RETRIES && is_safe_retry(e) => {
-                    attempt += 1;
-                    if let Some(t) = trace.as_mut() {
-                        t.retries += 1;
-                    }
-                    tracing::debug!(operation, attempt, "retrying after {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(10u64 << (2 * attempt)))
-                        .await;
-                }
-                _ => break (r, provider),
-            }
-        };
-        self.metrics.record(operation, started.elapsed(), r.is_ok());
-        if let Ok(v) = &r {
-            // new claimable work: wake consumers here at once, elsewhere via NOTIFY
-            let mut queues = Vec::new();
-            pending_queues(v, &mut queues);
-            for q in queues {
-                self.waker.poke(&q);
-            }
-        }
-        match r {
-            Ok(v) => Ok(Outcome {
-                provider,
-                value: OpValue::Json(v),
-                debug: self.debug_info(provider, trace),
-            }),
-            Err(e) => Err(self.fail_on(provider, operation, e)),
-        }
-    }
-
-    /// Runs an operation where the router says, once more elsewhere if it says so.
-    async fn routed(
-        &self,
-        operation: &str,
-        payload: &Json,
-        opts: &OpOptions,
-        mut trace: Option<&mut Trace>,
-    ) -> (Result<Json>, Provider) {
-        let _ticket = self.router.ticket().await;
-        let mut b = match self.router.pick() {
-            Ok(b) => b,
-            Err(e) => return (Err(e), self.provider()),
-        };
-        let mut attempt = 0;
-        loop {
-            let r = self
-                .dispatch(b, operation, payload, opts, trace.as_deref_mut())
-                .await;
-            let Err(e) = &r else {
-                return (r, b.provider());
-            };
-            match self.router.reroute(b, e, attempt).await {
-                Some(next) => {
-                    b = next;
-                    attempt += 1;
-                }
-                None => return (r, b.provider()),
-            }
-        }
+        let op = Op::parse(operation).map_err(|e| self.fail(operation, e))?;
+        self.run(op, payload, opts).await
     }
 
     fn limits(&self) -> Limits {
         Limits {
             max_payload_bytes: self.cfg.max_payload_bytes,
-        }
-    }
-
-    async fn dispatch(
-        &self,
-        b: &Backend,
-        operation: &str,
-        payload: &Json,
-        opts: &OpOptions,
-        trace: Option<&mut Trace>,
-    ) -> Result<Json> {
-        if !OPERATIONS.contains(&operation) {
-            return Err(DbcError::validation(
-                "operation",
-                format!(
-                    "unknown operation {operation:?}; known: query, {}",
-                    OPERATIONS.join(", ")
-                ),
-            ));
-        }
-        if trace.is_none() {
-            let queue = opts
-                .queue
-                .as_deref()
-                .filter(|q| !q.is_empty())
-                .unwrap_or("default");
-            let lanes = self.lanes.of(&self.router, b);
-            if let Some(r) = lanes.run(operation, payload, queue, self.limits()).await {
-                return r;
-            }
-        }
-        let mut conn = self.acquire(b).await?;
-        if operation == "executeTransaction" {
-            return self.transaction(b, &mut conn, payload, opts, trace).await;
-        }
-        self.run_on(b, &mut conn, operation, payload, opts, trace)
-            .await
-    }
-
-    async fn transaction(
-        &self,
-        b: &Backend,
-        conn: &mut Conn,
-        payload: &Json,
-        opts: &OpOptions,
-        mut trace: Option<&mut Trace>,
-    ) -> Result<Json> {
-        let steps = match payload {
-            Json::Array(s) if !s.is_empty() && s.len() <= 1000 => s,
-            _ => {
-                return Err(DbcError::validation(
-                    "payload",
-                    "executeTransaction takes an array of 1 to 1000 steps {operation, payload}",
-                ))
-            }
-        };
-        // validate the shape of every step before anything runs
-        let mut plan = Vec::with_capacity(steps.len());
-        for (i, step) in steps.iter().enumerate() {
-            let op = step.get("operation").and_then(Json::as_str).unwrap_or("");
-            if !(op == "query" || OPERATIONS.contains(&op)) || op == "executeTransaction" {
-                return Err(DbcError::Transaction {
-                    index: i,
-                    source: Box::new(DbcError::validation(
-                        format!("payload[{i}].operation"),
-                        format!("step {i}: operation {op:?} cannot run in a transaction"),
-                    )),
-                });
-            }
-            plan.push((op, step.get("payload").cloned().unwrap_or(Json::Null)));
-        }
-        conn.begin().await?;
-        let mut results = Vec::with_capacity(plan.len());
-        for (i, (op, p)) in plan.iter().enumerate() {
-            let r = if *op == "query" {
-                self.query_step(b, conn, p, trace.as_deref_mut()).await
-            } else {
-                self.run_on(b, conn, op, p, opts, trace.as_deref_mut())
-                    .await
-            };
-            match r {
-                Ok(v) => results.push(v),
-                Err(e) => {
-                    if conn.rollback().await.is_err() {
-                        tracing::warn!("rollback failed; the connection is closed instead");
-                    }
-                    return Err(DbcError::Transaction {
-                        index: i,
-                        source: Box::new(e),
-                    });
-                }
-            }
-        }
-        conn.commit().await?;
-        Ok(Json::Array(results))
-    }
-
-    async fn query_step(
-        &self,
-        b: &Backend,
-        conn: &mut Conn,
-        p: &Json,
-        trace: Option<&mut Trace>,
-    ) -> Result<Json> {
-        let sql = p
-            .get("sql")
-            .and_then(Json::as_str)
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| DbcError::validation("sql", "a query step needs {sql, params?}"))?;
-        let params = match p.get("params") {
-            None | Some(Json::Null) => Params::None,
-            Some(Json::Array(a)) => {
-                Params::Positional(a.iter().cloned().map(Param::from_json).collect())
-            }
-            Some(Json::Object(o)) => Params::Named(
-                o.iter()
-                    .map(|(k, v)| (k.clone(), Param::from_json(v.clone())))
-                    .collect(),
-            ),
-            Some(_) => {
-                return Err(DbcError::validation(
-                    "params",
-                    "params must be an array or an object",
-                ))
-            }
-        };
-        let (sql, params) = bind_named(b.provider(), sql, params)?;
-        let out = conn.exec("query", &sql, &params, trace).await?;
-        let count = if out.rows.is_empty() {
-            out.rows_affected
-        } else {
-            out.rows.len() as u64
-        };
-        let rows: Vec<Json> = out
-            .rows
-            .into_iter()
-            .map(|r| {
-                Json::Object(
-                    out.columns
-                        .iter()
-                        .cloned()
-                        .zip(r.into_iter().map(|v| v.into_json()))
-                        .collect(),
-                )
-            })
-            .collect();
-        let mut res = serde_json::json!({ "rows": rows, "rowCount": count });
-        if let Some(id) = out.last_insert_id {
-            res["lastInsertId"] = id.into_json();
-        }
-        Ok(res)
-    }
-
-    async fn run_on(
-        &self,
-        b: &Backend,
-        conn: &mut Conn,
-        operation: &str,
-        payload: &Json,
-        opts: &OpOptions,
-        trace: Option<&mut Trace>,
-    ) -> Result<Json> {
-        let d = &b.dialect;
-        let queue = opts
-            .queue
-            .as_deref()
-            .filter(|q| !q.is_empty())
-            .unwrap_or("default");
-        let id_of = |p: &Json| tasks::uuid_of("id", p.get("id").unwrap_or(&Json::Null));
-        let json = |v: std::result::Result<Json, serde_json::Error>| {
-            v.map_err(|e| DbcError::Internal(e.to_string()))
-        };
-        match operation {
-            "insertTask" => {
-                let (list, single) = match payload {
-                    Json::Array(items) => (
-                        items
-                            .iter()
-                            .enumerate()
-                            .map(|(i, t)| {
-                                NewTask::parse(t, &format!("payload[{i}]"), queue, self.limits())
-                            })
-                            .collect::<Result<Vec<_>>>()?,
-                        false,
-                    ),
-                    other => (vec![NewTask::parse(other, "", queue, self.limits())?], true),
-                };
-                let mut out = tasks::insert_tasks(conn, d, &list, trace).await?;
-                if single {
-                    json(serde_json::to_value(out.remove(0)))
-                } else {
-                    json(serde_json::to_value(out))
-                }
-            }
-            "claimTasks" => {
-                let claim = Claim::parse(payload, queue, &self.worker_id)?;
-                json(serde_json::to_value(
-                    tasks::claim_tasks(conn, d, &claim, trace).await?,
-                ))
-            }
-            "updateTaskStatus" => {
-                let change = StatusChange::parse(payload)?;
-                change.check_size(self.limits())?;
-                json(serde_json::to_value(
-                    tasks::update_task_status(conn, d, &change, self.backoff(), trace).await?,
-                ))
-            }
-            "requeueFailedTask" => json(serde_json::to_value(
-                tasks::requeue_failed(conn, d, &id_of(payload)?, trace).await?,
-            )),
-            "getTask" => json(serde_json::to_value(
-                tasks::get_task(conn, d, &id_of(payload)?, trace).await?,
-            )),
-            "listTasks" => json(serde_json::to_value(
-                tasks::list_tasks(conn, d, payload, trace).await?,
-            )),
-            "deleteTask" => tasks::delete_task(conn, d, &id_of(payload)?, trace).await,
-            "createWorkflow" => json(serde_json::to_value(
-                workflows::create_workflow(conn, d, payload, queue, self.limits(), trace).await?,
-            )),
-            "getWorkflowProgress" => json(serde_json::to_value(
-                workflows::progress(conn, d, payload, trace).await?,
-            )),
-            other => Err(DbcError::validation(
-                "operation",
-                format!("operation {other:?} cannot run here"),
-            )),
         }
     }
 
@@ -965,7 +356,7 @@ impl Connector {
     /// Number of tasks by queue and status.
     pub async fn queue_depth(&self) -> Result<Vec<QueueDepth>> {
         let _t = self.router.ticket().await;
-        if self.connection_state() == "reconnecting" {
+        if self.connection_state() == ConnState::Reconnecting {
             return Err(DbcError::Connection {
                 message: "the database is not reachable; reconnecting".into(),
                 outcome_unknown: false,
@@ -992,135 +383,40 @@ impl Connector {
             .collect())
     }
 
-    /// Metrics as JSON (SPEC.md "Admin HTTP API"): state and its change log, pool gauges
-    /// with acquire-time percentiles, per-operation counts, error rates and latency
-    /// percentiles, and queue depth by queue and status.
-    pub async fn metrics_json(&self) -> Json {
+    /// What the metrics renderings show besides the counters, as of now.
+    async fn snapshot(&self) -> Snapshot {
         let pool = self.pool_state();
-        let mut ops = serde_json::Map::new();
-        for (name, s) in self.metrics.operations() {
-            ops.insert(
-                name.to_string(),
-                serde_json::to_value(s).unwrap_or_default(),
-            );
+        Snapshot {
+            provider: self.provider(),
+            state: self.connection_state(),
+            failover: self.failover(),
+            primary: self.router.primary.provider(),
+            fallback: self.router.fallback.as_ref().map(|f| f.provider()),
+            last_failback: serde_json::to_value(self.last_failback()).unwrap_or_default(),
+            pool: pool.state,
+            waiting: pool.waiting,
+            queues: self.queue_depth().await,
         }
-        let mut out = serde_json::json!({
-            "provider": self.provider(),
-            "state": self.connection_state(),
-            "failover": self.failover(),
-            "primary": self.router.primary.provider(),
-            "fallback": self.router.fallback.as_ref().map(|f| f.provider()),
-            "lastFailback": self.last_failback(),
-            "stateLog": self.metrics.state_log(),
-            "pool": {
-                "size": pool.state.size, "idle": pool.state.idle, "inUse": pool.state.in_use,
-                "max": pool.state.max, "waiting": pool.waiting,
-                "acquireMs": { "p50": self.metrics.acquire.quantile_ms(0.5), "p99": self.metrics.acquire.quantile_ms(0.99) },
-            },
-            "operations": ops,
-        });
-        match self.queue_depth().await {
-            Ok(q) => out["queues"] = serde_json::to_value(q).unwrap_or_default(),
-            Err(e) => out["queuesError"] = Json::String(format!("{}: {e}", e.code())),
-        }
-        out
+    }
+
+    /// Metrics as JSON (SPEC.md "Admin HTTP API"; see [`crate::metrics::Metrics::to_json`]).
+    pub async fn metrics_json(&self) -> Json {
+        let s = self.snapshot().await;
+        self.metrics.to_json(s)
     }
 
     /// Metrics in the Prometheus text exposition format; `connection` labels every series.
     pub async fn metrics_prometheus(&self, connection: &str) -> String {
-        use std::fmt::Write;
-        let esc = |s: &str| {
-            s.replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n")
-        };
-        let base = format!(
-            "connection=\"{}\",provider=\"{}\"",
-            esc(connection),
-            self.provider()
-        );
-        let mut o = String::new();
-        let pool = self.pool_state();
-        let _ = writeln!(
-            o,
-            "# HELP dbc_up 1 while the connection is usable.\n# TYPE dbc_up gauge"
-        );
-        let _ = writeln!(
-            o,
-            "dbc_up{{{base}}} {}",
-            u8::from(self.connection_state() == "connected")
-        );
-        let _ = writeln!(o, "# HELP dbc_pool_connections Pool connections by state.\n# TYPE dbc_pool_connections gauge");
-        let _ = writeln!(
-            o,
-            "dbc_pool_connections{{{base},state=\"idle\"}} {}",
-            pool.state.idle
-        );
-        let _ = writeln!(
-            o,
-            "dbc_pool_connections{{{base},state=\"in_use\"}} {}",
-            pool.state.in_use
-        );
-        let _ = writeln!(o, "# HELP dbc_pool_max Configured pool maximum.\n# TYPE dbc_pool_max gauge\ndbc_pool_max{{{base}}} {}", pool.state.max);
-        let _ = writeln!(o, "# HELP dbc_pool_waiting Operations waiting for a connection.\n# TYPE dbc_pool_waiting gauge\ndbc_pool_waiting{{{base}}} {}", pool.waiting);
-        let _ = writeln!(
-            o,
-            "# HELP dbc_operations_total Operations run.\n# TYPE dbc_operations_total counter"
-        );
-        for (name, s) in self.metrics.histograms() {
-            let _ = writeln!(
-                o,
-                "dbc_operations_total{{{base},operation=\"{name}\"}} {}",
-                s.latency.count()
-            );
-        }
-        let _ = writeln!(o, "# HELP dbc_operation_errors_total Operations that failed.\n# TYPE dbc_operation_errors_total counter");
-        for (name, s) in self.metrics.histograms() {
-            let _ = writeln!(
-                o,
-                "dbc_operation_errors_total{{{base},operation=\"{name}\"}} {}",
-                s.errors.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(o, "# HELP dbc_operation_duration_seconds Wall time of operations.\n# TYPE dbc_operation_duration_seconds histogram");
-        for (name, s) in self.metrics.histograms() {
-            for (le, n) in s.latency.cumulative().into_iter().step_by(4) {
-                let _ = writeln!(o, "dbc_operation_duration_seconds_bucket{{{base},operation=\"{name}\",le=\"{le}\"}} {n}");
-            }
-            let c = s.latency.count();
-            let _ = writeln!(o, "dbc_operation_duration_seconds_bucket{{{base},operation=\"{name}\",le=\"+Inf\"}} {c}");
-            let _ = writeln!(
-                o,
-                "dbc_operation_duration_seconds_sum{{{base},operation=\"{name}\"}} {}",
-                s.latency.sum_secs()
-            );
-            let _ = writeln!(
-                o,
-                "dbc_operation_duration_seconds_count{{{base},operation=\"{name}\"}} {c}"
-            );
-        }
-        if let Ok(depth) = self.queue_depth().await {
-            let _ = writeln!(
-                o,
-                "# HELP dbc_queue_tasks Tasks by queue and status.\n# TYPE dbc_queue_tasks gauge"
-            );
-            for q in depth {
-                let _ = writeln!(
-                    o,
-                    "dbc_queue_tasks{{{base},queue=\"{}\",status=\"{}\"}} {}",
-                    esc(&q.queue),
-                    q.status,
-                    q.count
-                );
-            }
-        }
-        o
+        let s = self.snapshot().await;
+        self.metrics.to_prometheus(s, connection)
     }
 
     /// Closes the pools; operations after this fail with `DBC_CONNECTION`.
     pub async fn close(&self) {
-        self.metrics
-            .state_change("disconnected", "closed by the runtime (redeploy or stop)");
+        self.metrics.state_change(
+            ConnState::Disconnected,
+            "closed by the runtime (redeploy or stop)",
+        );
         self.closed.store(true, Ordering::Relaxed);
         if let Ok(mut g) = self.background.lock() {
             for h in g.drain(..) {
@@ -1137,157 +433,4 @@ fn backoff_of(cfg: &ConnectorConfig) -> Backoff {
         base_ms: cfg.retry_backoff_ms,
         max_ms: cfg.retry_backoff_max_ms,
     }
-}
-
-/// Tasks by queue and status (metrics).
-#[derive(Debug, Clone, Serialize)]
-pub struct QueueDepth {
-    /// queue name
-    pub queue: String,
-    /// task status
-    pub status: String,
-    /// number of tasks
-    pub count: i64,
-}
-
-/// Collects the queues of every pending task in an operation's result.
-fn pending_queues(v: &Json, out: &mut Vec<String>) {
-    match v {
-        Json::Array(items) => items.iter().for_each(|i| pending_queues(i, out)),
-        Json::Object(o) => {
-            if o.get("status").and_then(Json::as_str) == Some("pending") {
-                if let Some(q) = o.get("queue").and_then(Json::as_str) {
-                    if !out.iter().any(|x| x == q) {
-                        out.push(q.to_string());
-                    }
-                }
-            }
-            if let Some(t) = o.get("tasks") {
-                pending_queues(t, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A rolled-back deadlock or serialization failure can simply run again.
-fn is_safe_retry(e: &DbcError) -> bool {
-    matches!(e.sql_state(), Some(s) if crate::error::is_retryable_state(s)) && !e.outcome_unknown()
-}
-
-/// Background upkeep on the database in use: expired leases go back to `pending`
-/// (every `REAP_EVERY`), and once a minute finished tasks older than the retention are
-/// deleted in small batches. Health and failover are the router's own loop.
-fn spawn_maintenance(
-    router: std::sync::Arc<Router>,
-    retention_days: u32,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(REAP_EVERY);
-        let mut last_error = String::new();
-        let mut last_purge = std::time::Instant::now();
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if router.state() == "disconnected" {
-                break;
-            }
-            if router.state() == "reconnecting" {
-                continue;
-            }
-            let purge =
-                retention_days > 0 && last_purge.elapsed() >= std::time::Duration::from_secs(60);
-            let r = async {
-                let _t = router.ticket().await;
-                let b = router.active();
-                let mut conn = b.pool().acquire().await?;
-                let n = tasks::reap_expired(&mut conn, &b.dialect).await?;
-                if purge {
-                    let removed =
-                        tasks::purge_finished(&mut conn, &b.dialect, retention_days).await?;
-                    if removed > 0 {
-                        tracing::info!(
-                            tasks = removed,
-                            "finished tasks past their retention deleted"
-                        );
-                    }
-                }
-                Ok::<u64, DbcError>(n)
-            }
-            .await;
-            if purge {
-                last_purge = std::time::Instant::now();
-            }
-            match r {
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::info!(tasks = n, "expired leases returned to pending");
-                    }
-                    last_error.clear();
-                }
-                // once per distinct error, so an outage does not flood the log
-                Err(e) if e.to_string() != last_error => {
-                    last_error = e.to_string();
-                    tracing::warn!("lease reaper: {last_error}");
-                }
-                Err(_) => {}
-            }
-        }
-    })
-}
-
-/// The statement for `provider`: the form bound up front when the operation still runs
-/// where it started, else bound again for the provider it moved to.
-fn bound_for<'a>(
-    provider: Provider,
-    first: Provider,
-    bound: &'a (String, Vec<Param>),
-    sql: &str,
-    params: &Params,
-) -> Result<std::borrow::Cow<'a, (String, Vec<Param>)>> {
-    if provider == first {
-        Ok(std::borrow::Cow::Borrowed(bound))
-    } else {
-        bind_named(provider, sql, params.clone()).map(std::borrow::Cow::Owned)
-    }
-}
-
-/// Connects once with the given settings and reports the server version and latency
-/// (the editor's "Test connection"); opens no pool that outlives the call.
-pub async fn test_connection(
-    cfg: &ConnectionConfig,
-    pool: &crate::PoolConfig,
-) -> Result<TestResult> {
-    let started = Instant::now();
-    let p = Pool::connect(
-        cfg,
-        &crate::PoolConfig {
-            pool_max: 1,
-            pool_min: 0,
-            ..pool.clone()
-        },
-    )
-    .await?;
-    let sql = match p.provider() {
-        Provider::Postgres => "SELECT current_setting('server_version')",
-        Provider::Mariadb => "SELECT VERSION()",
-        Provider::Sqlite => "SELECT sqlite_version()",
-    };
-    let r = async {
-        let mut c = p.acquire().await?;
-        c.exec("version", sql, &[], None).await
-    }
-    .await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    p.close().await;
-    let out = r?;
-    let server_version = match out.rows.first().and_then(|r| r.first()) {
-        Some(crate::value::Value::Text(v)) => v.clone(),
-        _ => String::new(),
-    };
-    Ok(TestResult {
-        provider: p.provider(),
-        server_version,
-        latency_ms,
-    })
 }

@@ -1,8 +1,10 @@
 //! Live metrics of one connector: per-operation counts, errors and latency percentiles,
-//! pool acquire times, and the connection state change log.
+//! pool acquire times, the connection state change log, and their two renderings (JSON
+//! for the admin API, the Prometheus text format).
 //!
-//! Recording is lock-free (atomic counters in fixed log-scale histograms), so it costs
-//! two clock reads and a few atomic adds per operation whether anyone looks or not.
+//! Recording is lock-free (atomic counters in fixed log-scale histograms, one per
+//! [`Op`], indexed by it), so it costs two clock reads and a few atomic adds per
+//! operation whether anyone looks or not.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +12,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::db::PoolState;
+use crate::op::Op;
+use crate::state::ConnState;
+use crate::{DbcError, Provider};
 
 /// Histogram buckets: upper bounds growing by 2^(1/4) from 10 µs to ~10 min.
 const BUCKETS: usize = 104;
@@ -110,14 +118,15 @@ pub struct StateChange {
     /// when (ISO-8601)
     pub at: String,
     /// the new state
-    pub state: String,
+    pub state: ConnState,
     /// why
     pub reason: String,
 }
 
 /// Everything a connector measures.
 pub struct Metrics {
-    ops: Vec<(&'static str, OpStats)>,
+    /// one per operation, at [`Op::index`]
+    ops: [OpStats; Op::ALL.len()],
     /// time to get a pooled connection
     pub acquire: Histogram,
     log: Mutex<VecDeque<StateChange>>,
@@ -126,11 +135,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            // every operation the connector runs: `query` and the queue operations
-            ops: std::iter::once("query")
-                .chain(crate::connector::OPERATIONS.iter().copied())
-                .map(|o| (o, OpStats::default()))
-                .collect(),
+            ops: std::array::from_fn(|_| OpStats::default()),
             acquire: Histogram::default(),
             log: Mutex::new(VecDeque::new()),
         }
@@ -150,25 +155,33 @@ pub struct OpSummary {
 }
 
 impl Metrics {
-    /// Records one finished operation (unknown names are not counted).
-    pub fn record(&self, operation: &str, took: Duration, ok: bool) {
-        if let Some((_, s)) = self.ops.iter().find(|(n, _)| *n == operation) {
-            s.latency.record(took);
-            if !ok {
-                s.errors.fetch_add(1, Ordering::Relaxed);
-            }
+    /// Records one finished operation.
+    pub fn record(&self, op: Op, took: Duration, ok: bool) {
+        let s = &self.ops[op.index()];
+        s.latency.record(took);
+        if !ok {
+            s.errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 
+    /// The counters of the operations that ran at least once, with their names.
+    fn ran(&self) -> impl Iterator<Item = (&'static str, &OpStats)> {
+        Op::ALL
+            .iter()
+            .zip(&self.ops)
+            .filter(|(_, s)| s.latency.count() > 0)
+            .map(|(op, s)| (op.as_str(), s))
+    }
+
     /// Appends a state change (the last 50 are kept).
-    pub fn state_change(&self, state: &str, reason: &str) {
+    pub fn state_change(&self, state: ConnState, reason: &str) {
         if let Ok(mut log) = self.log.lock() {
             if log.len() == 50 {
                 log.pop_front();
             }
             log.push_back(StateChange {
                 at: crate::value::iso_utc(chrono::Utc::now()),
-                state: state.to_string(),
+                state,
                 reason: reason.to_string(),
             });
         }
@@ -184,14 +197,12 @@ impl Metrics {
 
     /// Per-operation summaries, for operations that ran at least once.
     pub fn operations(&self) -> Vec<(&'static str, OpSummary)> {
-        self.ops
-            .iter()
-            .filter(|(_, s)| s.latency.count() > 0)
+        self.ran()
             .map(|(n, s)| {
                 let count = s.latency.count();
                 let errors = s.errors.load(Ordering::Relaxed);
                 (
-                    *n,
+                    n,
                     OpSummary {
                         count,
                         errors,
@@ -209,13 +220,162 @@ impl Metrics {
             .collect()
     }
 
-    /// Raw histograms of operations that ran, for the Prometheus exposition.
-    pub fn histograms(&self) -> impl Iterator<Item = (&'static str, &OpStats)> {
-        self.ops
-            .iter()
-            .filter(|(_, s)| s.latency.count() > 0)
-            .map(|(n, s)| (*n, s))
+    /// Metrics as JSON (SPEC.md "Admin HTTP API"): state and its change log, pool gauges
+    /// with acquire-time percentiles, per-operation counts, error rates and latency
+    /// percentiles, and queue depth by queue and status.
+    pub fn to_json(&self, s: Snapshot) -> Json {
+        let mut ops = serde_json::Map::new();
+        for (name, summary) in self.operations() {
+            ops.insert(
+                name.to_string(),
+                serde_json::to_value(summary).unwrap_or_default(),
+            );
+        }
+        let mut out = serde_json::json!({
+            "provider": s.provider,
+            "state": s.state,
+            "failover": s.failover,
+            "primary": s.primary,
+            "fallback": s.fallback,
+            "lastFailback": s.last_failback,
+            "stateLog": self.state_log(),
+            "pool": {
+                "size": s.pool.size, "idle": s.pool.idle, "inUse": s.pool.in_use,
+                "max": s.pool.max, "waiting": s.waiting,
+                "acquireMs": { "p50": self.acquire.quantile_ms(0.5), "p99": self.acquire.quantile_ms(0.99) },
+            },
+            "operations": ops,
+        });
+        match s.queues {
+            Ok(q) => out["queues"] = serde_json::to_value(q).unwrap_or_default(),
+            Err(e) => out["queuesError"] = Json::String(format!("{}: {e}", e.code())),
+        }
+        out
     }
+
+    /// Metrics in the Prometheus text exposition format; `connection` labels every series.
+    pub fn to_prometheus(&self, s: Snapshot, connection: &str) -> String {
+        use std::fmt::Write;
+        let esc = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
+        let base = format!(
+            "connection=\"{}\",provider=\"{}\"",
+            esc(connection),
+            s.provider
+        );
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "# HELP dbc_up 1 while the connection is usable.\n# TYPE dbc_up gauge"
+        );
+        let _ = writeln!(
+            o,
+            "dbc_up{{{base}}} {}",
+            u8::from(s.state == ConnState::Connected)
+        );
+        let _ = writeln!(o, "# HELP dbc_pool_connections Pool connections by state.\n# TYPE dbc_pool_connections gauge");
+        let _ = writeln!(
+            o,
+            "dbc_pool_connections{{{base},state=\"idle\"}} {}",
+            s.pool.idle
+        );
+        let _ = writeln!(
+            o,
+            "dbc_pool_connections{{{base},state=\"in_use\"}} {}",
+            s.pool.in_use
+        );
+        let _ = writeln!(o, "# HELP dbc_pool_max Configured pool maximum.\n# TYPE dbc_pool_max gauge\ndbc_pool_max{{{base}}} {}", s.pool.max);
+        let _ = writeln!(o, "# HELP dbc_pool_waiting Operations waiting for a connection.\n# TYPE dbc_pool_waiting gauge\ndbc_pool_waiting{{{base}}} {}", s.waiting);
+        let _ = writeln!(
+            o,
+            "# HELP dbc_operations_total Operations run.\n# TYPE dbc_operations_total counter"
+        );
+        for (name, st) in self.ran() {
+            let _ = writeln!(
+                o,
+                "dbc_operations_total{{{base},operation=\"{name}\"}} {}",
+                st.latency.count()
+            );
+        }
+        let _ = writeln!(o, "# HELP dbc_operation_errors_total Operations that failed.\n# TYPE dbc_operation_errors_total counter");
+        for (name, st) in self.ran() {
+            let _ = writeln!(
+                o,
+                "dbc_operation_errors_total{{{base},operation=\"{name}\"}} {}",
+                st.errors.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(o, "# HELP dbc_operation_duration_seconds Wall time of operations.\n# TYPE dbc_operation_duration_seconds histogram");
+        for (name, st) in self.ran() {
+            for (le, n) in st.latency.cumulative().into_iter().step_by(4) {
+                let _ = writeln!(o, "dbc_operation_duration_seconds_bucket{{{base},operation=\"{name}\",le=\"{le}\"}} {n}");
+            }
+            let c = st.latency.count();
+            let _ = writeln!(o, "dbc_operation_duration_seconds_bucket{{{base},operation=\"{name}\",le=\"+Inf\"}} {c}");
+            let _ = writeln!(
+                o,
+                "dbc_operation_duration_seconds_sum{{{base},operation=\"{name}\"}} {}",
+                st.latency.sum_secs()
+            );
+            let _ = writeln!(
+                o,
+                "dbc_operation_duration_seconds_count{{{base},operation=\"{name}\"}} {c}"
+            );
+        }
+        if let Ok(depth) = s.queues {
+            let _ = writeln!(
+                o,
+                "# HELP dbc_queue_tasks Tasks by queue and status.\n# TYPE dbc_queue_tasks gauge"
+            );
+            for q in depth {
+                let _ = writeln!(
+                    o,
+                    "dbc_queue_tasks{{{base},queue=\"{}\",status=\"{}\"}} {}",
+                    esc(&q.queue),
+                    q.status,
+                    q.count
+                );
+            }
+        }
+        o
+    }
+}
+
+/// What the renderings show besides the counters: the connector's state at the moment
+/// they are asked for.
+pub struct Snapshot {
+    /// the provider in use
+    pub provider: Provider,
+    /// the connection state
+    pub state: ConnState,
+    /// true while operations go to the fallback
+    pub failover: bool,
+    /// the primary's provider
+    pub primary: Provider,
+    /// the fallback's provider, when there is one
+    pub fallback: Option<Provider>,
+    /// what the last failback moved (JSON), or null
+    pub last_failback: Json,
+    /// pool gauges of the database in use
+    pub pool: PoolState,
+    /// operations waiting for a connection
+    pub waiting: u32,
+    /// tasks by queue and status, or why they could not be counted
+    pub queues: std::result::Result<Vec<QueueDepth>, DbcError>,
+}
+
+/// Tasks by queue and status (metrics).
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueDepth {
+    /// queue name
+    pub queue: String,
+    /// task status
+    pub status: String,
+    /// number of tasks
+    pub count: i64,
 }
 
 #[cfg(test)]
@@ -240,16 +400,15 @@ mod tests {
     fn counts_and_error_rates() {
         let m = Metrics::default();
         for i in 0..10 {
-            m.record("insertTask", Duration::from_micros(500), i % 5 != 0);
+            m.record(Op::InsertTask, Duration::from_micros(500), i % 5 != 0);
         }
-        m.record("nope", Duration::from_micros(1), true);
         let ops = m.operations();
         assert_eq!(ops.len(), 1);
         assert_eq!(ops[0].1.count, 10);
         assert_eq!(ops[0].1.errors, 2);
         assert!((ops[0].1.error_rate - 0.2).abs() < 1e-9);
         for i in 0..60 {
-            m.state_change("connected", &format!("r{i}"));
+            m.state_change(ConnState::Connected, &format!("r{i}"));
         }
         let log = m.state_log();
         assert_eq!(log.len(), 50);

@@ -41,6 +41,113 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_attempt_on_task"),
 ];
 
+// The schema the migrations build, described once for the code that reads it as a whole
+// (the failback's move between providers). `tables_match_the_migrations` checks this
+// description against what the migrations create, so the two cannot drift apart.
+
+/// How a column's values are carried between providers (the failback's move).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Int,
+    Json,
+    Time,
+}
+
+use Kind::{Int as I, Json as J, Text as T, Time as D};
+
+/// One table of the connector's schema as the migrations leave it.
+pub struct Table {
+    /// its name without the prefix
+    pub name: &'static str,
+    /// every column, in order, with how its values are carried
+    pub cols: &'static [(&'static str, Kind)],
+    /// the primary key's columns
+    pub key: &'static [&'static str],
+}
+
+pub const WORKFLOWS: Table = Table {
+    name: "workflows",
+    cols: &[
+        ("id", T),
+        ("name", T),
+        ("metadata", J),
+        ("created_at", D),
+        ("updated_at", D),
+    ],
+    key: &["id"],
+};
+
+pub const TASKS: Table = Table {
+    name: "tasks",
+    cols: &[
+        ("id", T),
+        ("queue", T),
+        ("name", T),
+        ("payload", J),
+        ("status", T),
+        ("priority", I),
+        ("run_at", D),
+        ("attempts", I),
+        ("max_attempts", I),
+        ("attempt_budget", I),
+        ("workflow_id", T),
+        ("idempotency_key", T),
+        ("deps_pending", I),
+        ("worker_id", T),
+        ("lease_expires_at", D),
+        ("result", J),
+        ("last_error", T),
+        ("created_at", D),
+        ("updated_at", D),
+        ("started_at", D),
+        ("finished_at", D),
+        // start of the latest attempt: the one in progress while running (its history
+        // row is written when it ends)
+        ("attempt_started_at", D),
+    ],
+    key: &["id"],
+};
+
+pub const EXECUTIONS: Table = Table {
+    name: "task_executions",
+    cols: &[
+        ("task_id", T),
+        ("attempt", I),
+        ("worker_id", T),
+        ("status", T),
+        ("started_at", D),
+        ("finished_at", D),
+        ("duration_ms", I),
+    ],
+    key: &["task_id", "attempt"],
+};
+
+pub const ERRORS: Table = Table {
+    name: "error_logs",
+    cols: &[
+        ("id", T),
+        ("task_id", T),
+        ("attempt", I),
+        ("operation", T),
+        ("code", T),
+        ("message", T),
+        ("sql_state", T),
+        ("provider", T),
+        ("created_at", D),
+    ],
+    key: &["id"],
+};
+
+pub const DEPENDENCIES: Table = Table {
+    name: "task_dependencies",
+    cols: &[("task_id", T), ("depends_on", T)],
+    key: &["task_id", "depends_on"],
+};
+
+/// Every table of the connector's data (not its migrations record), parents first.
+pub const TABLES: &[&Table] = &[&WORKFLOWS, &TASKS, &EXECUTIONS, &ERRORS, &DEPENDENCIES];
+
 impl Migration {
     fn sql(&self, provider: Provider, prefix: &str) -> String {
         let text = match provider {
@@ -415,5 +522,63 @@ mod tests {
             }
         }
         assert_ne!(lock_key("dbc_"), lock_key("other_"));
+    }
+
+    /// The schema description ([`TABLES`]) names exactly the tables and columns the
+    /// migrations create (checked on SQLite; every provider's migrations build the same
+    /// tables, which the conformance suite checks on each).
+    #[tokio::test]
+    async fn tables_match_the_migrations() {
+        let cfg = crate::config::ConnectionConfig {
+            provider: "sqlite".into(),
+            sqlite_file: Some(":memory:".into()),
+            ..Default::default()
+        };
+        let pool = Pool::lazy(&cfg, &crate::config::PoolConfig::default()).expect("pool");
+        migrate(&pool, "t_").await.expect("migrations apply");
+        let mut conn = pool.acquire().await.expect("connection");
+        let names = conn
+            .exec(
+                "tables",
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 't\\_%' ESCAPE '\\' AND name <> 't_migrations' ORDER BY name",
+                &[],
+                None,
+            )
+            .await
+            .expect("table list");
+        let mut made: Vec<String> = names
+            .rows
+            .iter()
+            .filter_map(|r| match &r[0] {
+                Value::Text(t) => Some(t.trim_start_matches("t_").to_string()),
+                _ => None,
+            })
+            .collect();
+        let mut described: Vec<String> = TABLES.iter().map(|t| t.name.to_string()).collect();
+        made.sort();
+        described.sort();
+        assert_eq!(made, described, "tables");
+        for t in TABLES {
+            let out = conn
+                .exec(
+                    "columns",
+                    &format!("PRAGMA table_info(t_{})", t.name),
+                    &[],
+                    None,
+                )
+                .await
+                .expect("columns");
+            let name = out.col("name").expect("name column");
+            let cols: Vec<String> = out
+                .rows
+                .iter()
+                .filter_map(|r| match &r[name] {
+                    Value::Text(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .collect();
+            let want: Vec<String> = t.cols.iter().map(|(c, _)| c.to_string()).collect();
+            assert_eq!(cols, want, "columns of {}", t.name);
+        }
     }
 }

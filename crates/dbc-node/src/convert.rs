@@ -1,27 +1,17 @@
-//! Conversions between JS values and core types, all on the JS thread.
+//! Conversions between JS values and core types, all on the JS thread: parameters in
+//! ([`JsParams`]), rows, chunks and operation results out ([`Rows`], [`ChunkJs`],
+//! [`OutcomeJs`]).
 
 use std::ptr;
 
-use dbc_core::connector::{DebugInfo, Failure, OpValue, Outcome, StreamChunk};
+use dbc_core::connector::{DebugInfo, OpValue, Outcome, StreamChunk};
 use dbc_core::db::QueryOutput;
 use dbc_core::value::{Param, Params, Value};
 use dbc_core::DbcError;
 use napi::bindgen_prelude::*;
 use napi::sys;
 
-macro_rules! check {
-    ($e:expr) => {{
-        let status = $e;
-        if status != sys::Status::napi_ok {
-            return Err(Error::new(
-                Status::from(status),
-                "napi call failed".to_string(),
-            ));
-        }
-    }};
-}
-
-unsafe fn js_string(env: sys::napi_env, s: &str) -> Result<sys::napi_value> {
+pub(crate) unsafe fn js_string(env: sys::napi_env, s: &str) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     check!(sys::napi_create_string_utf8(
         env,
@@ -32,7 +22,7 @@ unsafe fn js_string(env: sys::napi_env, s: &str) -> Result<sys::napi_value> {
     Ok(v)
 }
 
-unsafe fn set(
+pub(crate) unsafe fn set(
     env: sys::napi_env,
     obj: sys::napi_value,
     key: &str,
@@ -43,101 +33,16 @@ unsafe fn set(
     Ok(())
 }
 
-unsafe fn js_bool(env: sys::napi_env, b: bool) -> Result<sys::napi_value> {
+pub(crate) unsafe fn js_bool(env: sys::napi_env, b: bool) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     check!(sys::napi_get_boolean(env, b, &mut v));
     Ok(v)
 }
 
-unsafe fn js_number(env: sys::napi_env, n: f64) -> Result<sys::napi_value> {
+pub(crate) unsafe fn js_number(env: sys::napi_env, n: f64) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     check!(sys::napi_create_double(env, n, &mut v));
     Ok(v)
-}
-
-/// Builds the JS `Error` a user sees for a failed operation (see docs/ERRORS.md): the
-/// message and code, then every other field of [`failure_json`] as a property.
-unsafe fn error_object(env: sys::napi_env, f: &Failure) -> Result<sys::napi_value> {
-    let code = js_string(env, f.error.code())?;
-    let msg = js_string(env, &f.error.to_string())?;
-    let mut err = ptr::null_mut();
-    check!(sys::napi_create_error(env, code, msg, &mut err));
-    for (k, v) in failure_json(f) {
-        let v = match v {
-            serde_json::Value::Bool(b) => js_bool(env, b)?,
-            serde_json::Value::Number(n) => js_number(env, n.as_f64().unwrap_or_default())?,
-            serde_json::Value::String(s) if k != "code" && k != "message" => js_string(env, &s)?,
-            _ => continue,
-        };
-        set(env, err, &k, v)?;
-    }
-    Ok(err)
-}
-
-/// The fields of a failed operation's error (code, message, retryable, provider,
-/// operation and, where they apply, field, index, sqlState, outcome): the properties of
-/// the JS `Error` ([`error_object`]), and the `error` of an `executeMany` answer, from
-/// which database-service.js makes the same `DatabaseError`.
-pub fn failure_json(f: &Failure) -> serde_json::Map<String, serde_json::Value> {
-    let e = &f.error;
-    let mut o = serde_json::Map::new();
-    o.insert("code".into(), e.code().into());
-    o.insert("message".into(), e.to_string().into());
-    o.insert("retryable".into(), e.is_retryable().into());
-    o.insert("provider".into(), f.provider.as_str().into());
-    o.insert("operation".into(), f.operation.clone().into());
-    match e {
-        DbcError::Validation { field, .. } => {
-            o.insert("field".into(), field.clone().into());
-        }
-        DbcError::Transaction { index, .. } => {
-            o.insert("index".into(), (*index as u64).into());
-        }
-        _ => {}
-    }
-    if let Some(state) = e.sql_state() {
-        o.insert("sqlState".into(), state.into());
-    }
-    if e.is_connection_class() || matches!(e, DbcError::Transaction { .. }) && e.outcome_unknown() {
-        let outcome = if e.outcome_unknown() {
-            "unknown"
-        } else {
-            "not-applied"
-        };
-        o.insert("outcome".into(), outcome.into());
-    }
-    o
-}
-
-/// An operation's answer: resolves with `T`, or rejects with a coded JS `Error`.
-pub enum Reply<T> {
-    /// success
-    Ok(T),
-    /// failure, turned into a JS `Error` on the JS thread
-    Err(Failure),
-}
-
-impl<T: ToNapiValue> ToNapiValue for Reply<T> {
-    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
-        match val {
-            Reply::Ok(v) => T::to_napi_value(env, v),
-            Reply::Err(f) => {
-                let err = error_object(env, &f)?;
-                // An Error made from a JS value keeps a reference to it, and napi rejects
-                // the promise with that very object.
-                Err(Error::from(Unknown::from_raw_unchecked(env, err)))
-            }
-        }
-    }
-}
-
-impl<T> TypeName for Reply<T> {
-    fn type_name() -> &'static str {
-        "Reply"
-    }
-    fn value_type() -> ValueType {
-        ValueType::Object
-    }
 }
 
 unsafe fn value_to_js(env: sys::napi_env, v: Value) -> Result<sys::napi_value> {
