@@ -32,7 +32,7 @@ const DIALECT_HOMES = [/^store\//, /^db\//, /^migrate\.rs$/];
  */
 const EXCEPTIONS = {
   'error.rs': { pattern: /Provider::(Postgres|Mariadb|Sqlite)\s*=>\s*"/, why: 'Provider::as_str/parse: the enum and its names live with the error type that carries them' },
-  'config.rs': { pattern: /Provider::(Postgres|Mariadb|Sqlite)\s*=>\s*"|"(postgres|mariadb|mysql|sqlite)"\s*=>\s*(Ok\()?Provider::/, why: 'parsing the provider named in the user\'s config' },
+  'config.rs': { pattern: /Provider::(Postgres|Mariadb|Sqlite)\s*=>\s*"|"\w+"(\s*\|\s*"\w+")*\s*=>\s*(Ok\()?Provider::/, why: 'parsing the provider named in the user\'s config' },
 };
 
 const PROVIDER_BRANCH = /Provider::(Postgres|Mariadb|Sqlite)\b|\bprovider\s*[!=]=/;

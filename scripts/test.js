@@ -6,7 +6,8 @@
  *     cargo-llvm-cov, else cargo-tarpaulin; Debian's chromium for the browser tests) —
  *     installed once, when missing;
  *  2. the addon is rebuilt if any Rust source or migration changed since it was built;
- *  3. lints: rustfmt, clippy (warnings are errors), ESLint (eslint.config.js);
+ *  3. lints: rustfmt, clippy (warnings are errors), ESLint (eslint.config.js), the layout
+ *     lint (scripts/lint-layout.js: dialect code only in store/ and db/, no import cycle);
  *  4. the Rust core's unit tests and conformance suites (PostgreSQL, MariaDB, SQLite),
  *     run once, under cargo llvm-cov: lines of crates/dbc-core/src must reach 85 %;
  *  5. the JS unit suite under c8: lines of nodes/ must reach 90 %;
@@ -119,6 +120,7 @@ if (wanted('lint')) {
   cargo('Rust format', ['fmt', '--all', '--check']);
   cargo('Rust lints', ['clippy', '--all-targets', '--locked', '--', '-D', 'warnings']);
   step('JS lints', process.execPath, [path.join(path.dirname(require.resolve('eslint/package.json', { paths: [root] })), 'bin', 'eslint.js'), '--max-warnings', '0', '.']);
+  step('Layout lint', process.execPath, [path.join(root, 'scripts', 'lint-layout.js')]);
 }
 if (wanted('rust')) rustCoverage();
 if (wanted('unit')) jsSuite('unit', UNIT_SUITE, `JS unit suite: ${UNIT_SUITE.map((f) => path.basename(f, '.test.js')).join(', ')}`);

@@ -199,10 +199,22 @@ function debs(names, arch, sysroot, suite) {
   }
 }
 
-/** The qemu-user binary for a target, or a loud failure. */
+/**
+ * The qemu-user binary for a target: the one on PATH, else bookworm's qemu-user-static
+ * (amd64) unpacked into the cache once, so a machine without it needs neither root nor a
+ * change to its packages. A download that yields no binary fails loudly.
+ */
 function qemu(name) {
-  const p = which(name);
-  assert.ok(p, `${name} is not on PATH: apt-get install qemu-user-static`);
+  const onPath = which(name);
+  if (onPath) return onPath;
+  const dir = path.join(CACHE, 'qemu-user-static');
+  const p = path.join(dir, 'usr', 'bin', name);
+  if (!fs.existsSync(p)) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true });
+    debs(['qemu-user-static'], 'amd64', dir, 'bookworm');
+  }
+  assert.ok(fs.existsSync(p), `${name} is neither on PATH nor in bookworm's qemu-user-static (${dir}): apt-get install qemu-user-static`);
   return p;
 }
 

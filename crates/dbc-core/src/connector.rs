@@ -234,7 +234,7 @@ impl Connector {
         let _a = self.router.ticket().await;
         let _b = dst.router.ticket().await;
         let (s, d) = (self.router.active(), dst.router.active());
-        crate::route::reconcile(&s.pool(), &s.dialect, &d.pool(), &d.dialect).await
+        crate::route::reconcile(&s.pool(), &s.store, &d.pool(), &d.store).await
     }
 
     /// What the last failback moved.

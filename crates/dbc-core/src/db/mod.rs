@@ -7,7 +7,7 @@
 //! - `postgres`, `mariadb`, `sqlite`: each provider's connect options, statement runner,
 //!   parameter binding and value decoding (the same [`Value`] mapping on every provider,
 //!   docs/TYPES.md);
-//! - [`sqltext`]: SQL text per dialect (placeholders, named parameters, upserts);
+//! - [`sqltext`]: `:name` parameters rewritten into each dialect's placeholders;
 //! - `driver_error`: driver errors classified into `DbcError`s.
 
 use crate::value::Value;

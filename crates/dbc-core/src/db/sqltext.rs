@@ -123,63 +123,6 @@ pub fn bind_named(provider: Provider, sql: &str, params: Params) -> Result<(Stri
     Ok((out, values))
 }
 
-/// `INSERT` of `values` (`(…), (…)` with placeholders) into `table`, whose columns are
-/// `cols` and whose primary key is `key`: a row whose key exists is updated to the new
-/// values when `update`, else left as it is.
-pub fn upsert<K>(
-    provider: Provider,
-    table: &str,
-    cols: &[(&str, K)],
-    key: &[&str],
-    values: &str,
-    update: bool,
-) -> String {
-    let col_list = cols.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ");
-    let others: Vec<&str> = cols
-        .iter()
-        .map(|(c, _)| *c)
-        .filter(|c| !key.contains(c))
-        .collect();
-    match provider {
-        Provider::Mariadb => {
-            let tail = if update && !others.is_empty() {
-                format!(
-                    " ON DUPLICATE KEY UPDATE {}",
-                    others
-                        .iter()
-                        .map(|c| format!("{c} = VALUES({c})"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            } else {
-                String::new()
-            };
-            format!(
-                "INSERT {}INTO {table} ({col_list}) VALUES {values}{tail}",
-                if update { "" } else { "IGNORE " },
-            )
-        }
-        Provider::Postgres | Provider::Sqlite => {
-            let action = if update && !others.is_empty() {
-                format!(
-                    "DO UPDATE SET {}",
-                    others
-                        .iter()
-                        .map(|c| format!("{c} = excluded.{c}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            } else {
-                "DO NOTHING".to_string()
-            };
-            format!(
-                "INSERT INTO {table} ({col_list}) VALUES {values} ON CONFLICT ({}) {action}",
-                key.join(", ")
-            )
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

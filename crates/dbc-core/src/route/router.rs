@@ -28,16 +28,13 @@ use crate::config::{ConnectionConfig, PoolConfig};
 use crate::db::Pool;
 use crate::metrics::Metrics;
 use crate::state::ConnState;
-use crate::store::Dialect;
 use crate::{migrate, DbcError, Provider, Result};
 
 /// One database: its pool (replaced by a fresh one after an outage, so no connection
-/// that died with the server is handed out again), its SQL dialect, and whether its
-/// schema is known to be current.
+/// that died with the server is handed out again), its store, and whether its schema is
+/// known to be current.
 pub struct Backend {
     pool: RwLock<Pool>,
-    /// table names and placeholders for this provider
-    pub dialect: Dialect,
     /// the queue's statements for this database
     pub store: std::sync::Arc<crate::store::Store>,
     cfg: ConnectionConfig,
@@ -48,10 +45,6 @@ impl Backend {
     fn new(cfg: &ConnectionConfig, pool: &PoolConfig, prefix: &str) -> Result<Backend> {
         let p = Pool::lazy(cfg, pool)?;
         Ok(Backend {
-            dialect: Dialect {
-                provider: p.provider(),
-                prefix: prefix.to_string(),
-            },
             store: std::sync::Arc::new(crate::store::Store::new(p.provider(), prefix)?),
             pool: RwLock::new(p),
             cfg: cfg.clone(),
@@ -69,7 +62,7 @@ impl Backend {
 
     /// The provider of this database.
     pub fn provider(&self) -> Provider {
-        self.dialect.provider
+        self.store.provider()
     }
 
     /// Where it is, without secrets.
@@ -223,18 +216,12 @@ impl Router {
         if self.prepare(fb).await.is_err() {
             return false;
         }
-        let d = &fb.dialect;
-        let sql = format!(
-            "SELECT 1 FROM {} UNION ALL SELECT 1 FROM {} LIMIT 1",
-            d.t("tasks"),
-            d.t("workflows")
-        );
         let r = async {
             let mut c = fb.pool().acquire().await?;
-            c.exec("leftovers", &sql, &[], None).await
+            fb.store.any_rows_left(&mut c).await
         }
         .await;
-        matches!(r, Ok(out) if !out.rows.is_empty())
+        matches!(r, Ok(true))
     }
 
     /// True while new operations go to the fallback.
@@ -468,12 +455,16 @@ impl Router {
         let started = std::time::Instant::now();
         let mut report = reconcile(
             &fb.pool(),
-            &fb.dialect,
+            &fb.store,
             &self.primary.pool(),
-            &self.primary.dialect,
+            &self.primary.store,
         )
         .await?;
         report.ms = started.elapsed().as_secs_f64() * 1000.0;
+        // the report first: whoever sees the state turn `connected` finds it there
+        if let Ok(mut g) = self.last_move.lock() {
+            *g = Some(report.clone());
+        }
         self.primary_ok.store(true, Ordering::Release);
         self.on_fallback.store(false, Ordering::Release);
         let reason = format!(
@@ -483,9 +474,6 @@ impl Router {
         tracing::warn!("{reason}");
         self.metrics.state_change(ConnState::Connected, &reason);
         fb.renew_pool(&self.cfg.pool);
-        if let Ok(mut g) = self.last_move.lock() {
-            *g = Some(report.clone());
-        }
         Ok(report)
     }
 

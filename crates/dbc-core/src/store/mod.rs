@@ -16,6 +16,7 @@ pub mod mariadb;
 pub mod postgres;
 pub mod sqlite;
 mod statements;
+pub mod transfer;
 pub mod workflows;
 
 use chrono::{DateTime, Utc};
@@ -343,58 +344,6 @@ pub(crate) async fn finish_tx<T>(conn: &mut Conn, own_tx: bool, r: Result<T>) ->
         Err(e) => {
             let _ = conn.rollback().await;
             Err(e)
-        }
-    }
-}
-
-/// Table names, placeholders and value encodings for code outside the queue that
-/// builds its own SQL over the connector's tables (the failback move of
-/// `failover::reconcile`), until that moves into the stores too.
-#[derive(Debug, Clone)]
-pub struct Dialect {
-    /// the provider
-    pub provider: Provider,
-    /// the validated table prefix
-    pub prefix: String,
-}
-
-impl Dialect {
-    /// The n-th placeholder (1-based).
-    pub fn ph(&self, n: usize) -> String {
-        match self.provider {
-            Provider::Postgres => postgres::placeholder(n),
-            _ => "?".into(),
-        }
-    }
-
-    /// `count` placeholders starting at `from`, comma-separated.
-    pub fn phs(&self, from: usize, count: usize) -> String {
-        (from..from + count)
-            .map(|n| self.ph(n))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// A table name with the prefix.
-    pub fn t(&self, name: &str) -> String {
-        format!("{}{}", self.prefix, name)
-    }
-
-    /// A time as the provider stores it.
-    pub fn time(&self, t: DateTime<Utc>) -> Param {
-        match self.provider {
-            Provider::Postgres => postgres::time(t),
-            Provider::Mariadb => mariadb::time(t),
-            Provider::Sqlite => sqlite::time(t),
-        }
-    }
-
-    /// JSON as the provider stores it.
-    pub fn json(&self, v: Option<&Json>) -> Param {
-        match self.provider {
-            Provider::Postgres => postgres::json(v),
-            Provider::Mariadb => mariadb::json(v),
-            Provider::Sqlite => sqlite::json(v),
         }
     }
 }

@@ -111,4 +111,18 @@ statements! {
     insert_workflow,
     select_workflow,
     count_workflow_tasks,
+    any_rows_left,
+    /// the failback's move (`transfer.sql`, see [`super::transfer`])
+    transfer_read_all,
+    transfer_read_by_task,
+    transfer_read_loose,
+    transfer_first_tasks,
+    transfer_tasks_after,
+    transfer_find_keys,
+    transfer_upsert,
+    transfer_set_column,
+    transfer_insert_new,
+    transfer_delete_tasks,
+    transfer_delete_errors,
+    transfer_delete_workflows,
 }
