@@ -54,6 +54,19 @@ class DatabaseError extends Error {
     this.cause = cause;
   }
 
+  /**
+   * Names the provider, when the error was made before one was known to it.
+   * @param {string} [provider]
+   * @returns {DatabaseError} this
+   */
+  withProvider(provider) {
+    if (this.provider === undefined && provider) {
+      this.provider = provider;
+      this.cause.provider = provider;
+    }
+    return this;
+  }
+
   /** "DBC_CODE: message" — what Node-RED shows as msg.error.message and in the log. */
   toString() {
     return `${this.code}: ${this.message}`;
@@ -62,15 +75,16 @@ class DatabaseError extends Error {
 
 /**
  * Turns anything the addon rejects with (or JS throws while preparing a call) into a
- * DatabaseError; a DatabaseError is returned as it is. An error with a `DBC_*` code keeps
- * its details; anything else becomes `DBC_INTERNAL`.
+ * DatabaseError; a DatabaseError is returned as it is (given the provider when it names
+ * none). An error with a `DBC_*` code keeps its details; anything else becomes
+ * `DBC_INTERNAL`.
  * @param {unknown} err
  * @param {string} [operation] the operation, when the error does not name one
  * @param {string} [provider] the provider, when the error does not name one
  * @returns {DatabaseError}
  */
 function toDatabaseError(err, operation, provider) {
-  if (err instanceof DatabaseError) return err;
+  if (err instanceof DatabaseError) return err.withProvider(provider);
   const e = err && typeof err === 'object' ? err : { message: String(err) };
   const coded = typeof e.code === 'string' && e.code.startsWith('DBC_');
   const details = coded ? { ...pick(e) } : { code: 'DBC_INTERNAL' };
@@ -131,10 +145,9 @@ function gathered() {
  * @private
  * @param {unknown} payload
  * @param {string} operation
- * @param {string} provider
  * @returns {string}
  */
-function payloadJson(payload, operation, provider) {
+function payloadJson(payload, operation) {
   try {
     const text = JSON.stringify(payload === undefined ? null : payload, (key, value) => {
       if (typeof value === 'number' && !Number.isFinite(value)) {
@@ -145,7 +158,7 @@ function payloadJson(payload, operation, provider) {
     return text === undefined ? 'null' : text;
   } catch (err) {
     throw new DatabaseError(`msg.payload cannot be sent to the database: ${err.message}`, {
-      code: 'DBC_VALIDATION', field: 'payload', operation, provider, retryable: false,
+      code: 'DBC_VALIDATION', field: 'payload', operation, retryable: false,
     });
   }
 }
@@ -219,7 +232,7 @@ class Connector extends EventEmitter {
   async execute(operation, payload, options) {
     let r;
     try {
-      const text = payloadJson(payload, operation, this.provider);
+      const text = payloadJson(payload, operation); // its error gets the provider below
       // the addon names the operations it gathers; it takes single tasks without debug
       // (a bulk insert is one statement already)
       if (gathered().has(operation) && !Array.isArray(payload) && !(options && options.debug)) {

@@ -130,7 +130,12 @@ async function streamRows(registry, sql, msg, size, ctx) {
  * @throws {DatabaseError} as the database layer made it, or `DBC_VALIDATION` for bad input
  */
 async function runOperation(registry, node, msg, stream = {}) {
-  const operation = operationOf(node, msg, registry.provider);
+  let operation;
+  try {
+    operation = operationOf(node, msg);
+  } catch (err) {
+    throw err.withProvider(registry.provider); // read on the error path only: a read crosses into the addon
+  }
   const debug = node.debug === true || node.debug === 'true';
   const options = { debug, queue: node.queue || undefined };
   const startedAt = Date.now();

@@ -82,7 +82,11 @@ for (const provider of PROVIDERS) {
       const circular = { a: 1 };
       circular.self = circular;
       await rejectsWith(db.execute('insertTask', { payload: circular }), 'DBC_VALIDATION', (err) => assert.equal(err.field, 'payload'));
-      await rejectsWith(db.execute('insertTask', { payload: { n: NaN } }), 'DBC_VALIDATION');
+      // made in JS before the addon is called, and still naming the provider
+      await rejectsWith(db.execute('insertTask', { payload: { n: NaN } }), 'DBC_VALIDATION', (err) => {
+        assert.equal(err.provider, provider);
+        assert.equal(err.cause.provider, provider);
+      });
       await rejectsWith(db.execute('insertTask', { payload: 10n }), 'DBC_VALIDATION');
       await rejectsWith(db.query(`SELECT ${ph}`, [circular]), 'DBC_VALIDATION');
       await rejectsWith(db.execute('getTask', { id: 'not-a-uuid' }), 'DBC_VALIDATION', (err) => assert.equal(err.field, 'id'));

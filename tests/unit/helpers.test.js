@@ -98,6 +98,9 @@ test('runOperation without emit collects a streamed query into an array of parts
     assert.deepEqual(out.map((m) => m.payload.map((r) => r.x)), [[1, 2], [3, 4], [5]]);
     assert.deepEqual(out.map((m) => m.parts.count), [undefined, undefined, 3]);
     assert.ok(out.every((m) => m.parts.parts === outer), 'the join node restores the outer sequence');
+    // an unknown operation is refused before any call, naming the connection's provider
+    await assert.rejects(helpers.runOperation(registry, { operation: 'msg' }, { operation: 'dropDatabase' }), (err) =>
+      err.code === 'DBC_VALIDATION' && err.field === 'operation' && err.provider === 'sqlite' && err.cause.provider === 'sqlite');
     // a signal already aborted: nothing is sent
     const sent = [];
     const r = await helpers.runOperation(registry, { operation: 'query', rowsPerMsg: 2, sql }, { payload: null }, { emit: (m) => sent.push(m), signal: AbortSignal.abort() });
