@@ -435,6 +435,71 @@ pub(crate) async fn tasks_lease_lost(p: Provider) {
     .await
 }
 
+/// A worker reporting after its lease ran out but before the reaper put the task back:
+/// the report is refused and changes nothing. The lease is moved into the past inside a
+/// transaction that the report then runs in, so the connector's reaper (which only sees
+/// committed rows, or waits for SQLite's write lock) cannot step in between.
+pub(crate) async fn tasks_lease_expired_not_yet_reaped(p: Provider) {
+    use dbc_core::queue::service;
+    use dbc_core::store::Store;
+    use dbc_core::task::input::StatusChange;
+    use dbc_core::task::{Backoff, TaskStatus};
+    with_db(p, |db| async move {
+        let t = db.insert_task(json!({"name": "expired"})).await;
+        let id = s(&t, "id").to_string();
+        db.set_status(json!({"id": id, "status": "running", "workerId": "a", "leaseMs": 600000}))
+            .await;
+        let before = db.get_task(&id).await;
+        let cfg = config_of(&db.cfg);
+        let pool = dbc_core::db::Pool::lazy(&cfg.primary, &cfg.pool).unwrap();
+        let store = Store::new(p, &db.prefix).unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        conn.begin().await.unwrap();
+        let past = match p {
+            Provider::Postgres => "'2000-01-01T00:00:00Z'",
+            Provider::Mariadb => "'2000-01-01 00:00:00'",
+            Provider::Sqlite => "946684800000",
+        };
+        let expire = format!(
+            "UPDATE {} SET lease_expires_at = {past} WHERE id = {}",
+            db.t("tasks"),
+            db.ph(1)
+        );
+        conn.exec("expire", &expire, &[Param::Text(id.clone())], None)
+            .await
+            .unwrap();
+        let change = StatusChange {
+            id: id.clone(),
+            status: TaskStatus::Completed,
+            result: None,
+            error: None,
+            worker_id: Some("a".into()),
+            lease_ms: 30000,
+        };
+        let backoff = Backoff {
+            base_ms: 1000,
+            max_ms: 60000,
+        };
+        let r = service::update_task_status(&mut conn, &store, &change, backoff, None).await;
+        conn.rollback().await.unwrap();
+        drop(conn);
+        pool.close().await;
+        match r {
+            Err(e) => {
+                assert_eq!(e.code(), "DBC_LEASE_LOST", "{e}");
+                assert!(e.to_string().contains("the lease expired"), "{e}");
+            }
+            Ok(t) => panic!("an expired lease completed the task: {t:?}"),
+        }
+        assert_eq!(
+            db.get_task(&id).await,
+            before,
+            "the refused report changed nothing"
+        );
+    })
+    .await
+}
+
 pub(crate) async fn tasks_validation_writes_nothing(p: Provider) {
     with_db(p, |db| async move {
         db.insert_task(json!({"name": "existing"})).await;
