@@ -92,7 +92,7 @@ const SQL_TEXTS = [
 
 /**
  * The table. Each row: [label, msg (or a function of the seeded ids), code, field?].
- * `field` is asserted for DBC_VALIDATION (SPEC "Errors"); null means "any non-empty".
+ * `field` is asserted for DBC_VALIDATION (docs/ERRORS.md); null means "any non-empty".
  */
 function badInputs(seed, provider) {
   const ph = provider === 'postgres' ? '$1' : '?';

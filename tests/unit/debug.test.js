@@ -1,5 +1,5 @@
 /**
- * msg._debug for every operation, exactly the shape of SPEC.md, and no secret in it,
+ * msg._debug for every operation, exactly the shape of docs/API.md, and no secret in it,
  * in the metrics or in the runtime's log — with a password in the connection URL.
  */
 'use strict';
@@ -47,7 +47,7 @@ function checkDebug(d, operation) {
   assert.doesNotMatch(JSON.stringify(d), new RegExp(SECRET));
 }
 
-test('every operation carries msg._debug of the SPEC shape, without secrets', async () => {
+test('every operation carries msg._debug of the documented shape, without secrets', async () => {
   const url = new URL(PG_URL);
   url.password = SECRET; // trust auth ignores it; it must still never show
   const prefix = uniquePrefix('dbg');

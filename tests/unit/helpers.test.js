@@ -24,7 +24,7 @@ test('${ENV} works in properties and credentials; numbers come from strings', ()
   assert.equal(cfg.primary.user, 'svc');
   assert.equal(cfg.pool.poolMax, 25);
   assert.equal(cfg.pool.acquireTimeoutMs, 2500);
-  assert.equal(cfg.pool.statementTimeoutMs, 30000, 'defaults from SPEC.md');
+  assert.equal(cfg.pool.statementTimeoutMs, 30000, 'defaults from docs/USER-GUIDE.md');
   assert.equal(cfg.tablePrefix, 'q_');
   assert.equal(cfg.fallback, undefined);
 });
@@ -55,7 +55,7 @@ test('a non-numeric number is DBC_CONFIG naming the property', () => {
   assert.throws(() => helpers.buildConnectorConfig({ port: '-5', provider: 'postgres' }, {}), (err) => err.code === 'DBC_CONFIG');
 });
 
-test('statusFor follows SPEC.md: green provider, yellow failover, red ring disconnected', () => {
+test('statusFor follows docs/USER-GUIDE.md: green provider, yellow failover, red ring disconnected', () => {
   assert.deepEqual(helpers.statusFor('connected', 'postgres'), { fill: 'green', shape: 'dot', text: 'postgres' });
   assert.deepEqual(helpers.statusFor('failover', 'mariadb'), { fill: 'yellow', shape: 'dot', text: 'mariadb (failover)' });
   assert.equal(helpers.statusFor('disconnected').shape, 'ring');

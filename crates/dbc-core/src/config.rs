@@ -39,7 +39,7 @@ pub struct ConnectionConfig {
     pub sqlite_file: Option<String>,
 }
 
-/// Pool limits and timeouts (SPEC.md defaults).
+/// Pool limits and timeouts (defaults: docs/USER-GUIDE.md, "Pool and timeouts").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PoolConfig {
@@ -126,7 +126,7 @@ impl Default for ConnectorConfig {
     }
 }
 
-/// The table prefix rule of SPEC.md: `^[a-z][a-z0-9_]{0,30}$`.
+/// The table prefix rule (docs/USER-GUIDE.md, "Schema"): `^[a-z][a-z0-9_]{0,30}$`.
 pub fn valid_prefix(p: &str) -> bool {
     let b = p.as_bytes();
     !b.is_empty()
@@ -145,7 +145,7 @@ impl ConnectorConfig {
         Ok(cfg)
     }
 
-    /// Checks every field that SPEC.md constrains.
+    /// Checks every field the docs constrain (docs/USER-GUIDE.md, docs/API.md).
     pub fn validate(&self) -> Result<()> {
         if !valid_prefix(&self.table_prefix) {
             return Err(DbcError::Config(format!(

@@ -176,7 +176,7 @@ impl Connector {
         self.router.active().provider()
     }
 
-    /// The connection state of SPEC.md.
+    /// The connection state (docs/FAILOVER.md).
     pub fn connection_state(&self) -> ConnState {
         if self.closed.load(Ordering::Relaxed) {
             ConnState::Disconnected
@@ -391,7 +391,7 @@ impl Connector {
         }
     }
 
-    /// Metrics as JSON (SPEC.md "Admin HTTP API"; see [`crate::metrics::Metrics::to_json`]).
+    /// Metrics as JSON (docs/API.md "Admin HTTP API"; see [`crate::metrics::Metrics::to_json`]).
     pub async fn metrics_json(&self) -> Json {
         let s = self.snapshot().await;
         self.metrics.to_json(s)

@@ -1,7 +1,7 @@
 //! The one error type of the connector.
 //!
 //! Every failure that leaves the core is a [`DbcError`]; its [`DbcError::code`] is the
-//! stable `DBC_*` code of SPEC.md and [`DbcError::is_retryable`] says whether running the
+//! stable `DBC_*` code (docs/ERRORS.md) and [`DbcError::is_retryable`] says whether running the
 //! same operation again may succeed. Driver errors are classified once, in
 //! [`DbcError::from_sqlx`] (in `db`, beside the drivers), and never travel further as
 //! driver variants.
@@ -121,7 +121,7 @@ impl DbcError {
         }
     }
 
-    /// The stable `DBC_*` code (SPEC.md); never renamed.
+    /// The stable `DBC_*` code (docs/ERRORS.md); never renamed.
     pub fn code(&self) -> &'static str {
         match self {
             DbcError::Config(_) => "DBC_CONFIG",

@@ -220,7 +220,7 @@ impl Metrics {
             .collect()
     }
 
-    /// Metrics as JSON (SPEC.md "Admin HTTP API"): state and its change log, pool gauges
+    /// Metrics as JSON (docs/API.md "Admin HTTP API"): state and its change log, pool gauges
     /// with acquire-time percentiles, per-operation counts, error rates and latency
     /// percentiles, and queue depth by queue and status.
     pub fn to_json(&self, s: Snapshot) -> Json {

@@ -1,4 +1,4 @@
-//! [`ConnState`]: the connection states of SPEC.md, one closed set.
+//! [`ConnState`]: the connection states (docs/USER-GUIDE.md, the node status; docs/FAILOVER.md), one closed set.
 //!
 //! The router decides the state; the metrics keep a log of its changes; the connector,
 //! the binding and `_debug` report it. It sits in a module of its own (a leaf) so that

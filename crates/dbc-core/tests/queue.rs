@@ -1,4 +1,4 @@
-//! Queue suite: SPEC.md's "Operations" and "Task life" on PostgreSQL, MariaDB and SQLite
+//! Queue suite: docs/API.md's operations and the task's life on PostgreSQL, MariaDB and SQLite
 //! — claim order, idempotency under concurrency, many claimers over one queue, leases,
 //! dead tasks, transactions, listing, deletion and workflows.
 //!

@@ -1,5 +1,5 @@
 //! The queue's rules, written once against [`Store`]: inserting with idempotency keys and
-//! dependencies, SPEC.md's state machine for status changes, claims under leases,
+//! dependencies, the state machine for status changes (docs/API.md, updateTaskStatus), claims under leases,
 //! expired leases, retention, requeue, reading, listing and deleting. No SQL here and no
 //! per-database branch: what differs between databases is the store's.
 //!
@@ -189,7 +189,7 @@ async fn cancel_dependents(
     Ok(())
 }
 
-/// `updateTaskStatus`: applies SPEC.md's state machine in one transaction.
+/// `updateTaskStatus`: applies the state machine (docs/API.md) in one transaction.
 pub async fn update_task_status(
     conn: &mut Conn,
     store: &Store,

@@ -1,5 +1,5 @@
 //! A task's status, the transitions `updateTaskStatus` allows between statuses, and the
-//! backoff before a failed attempt runs again (SPEC.md, "Task life").
+//! backoff before a failed attempt runs again (docs/API.md, updateTaskStatus; docs/USER-GUIDE.md, "Retries and backoff").
 
 use serde::{Serialize, Serializer};
 
