@@ -195,7 +195,7 @@ impl ToNapiValue for OutcomeJs {
         match value {
             // JSON text, parsed by V8's JSON.parse in database-service.js: a thousand tasks
             // as one string cost a fraction of building them property by property through
-            // napi (measured: 1,000-task insertTask answers several times faster)
+            // napi (docs/PERFORMANCE.md)
             OpValue::Json(j) => {
                 let text =
                     serde_json::to_string(&j).map_err(|e| Error::from_reason(e.to_string()))?;

@@ -1,6 +1,6 @@
 //! Group commit: concurrent single-task operations share one statement.
 //!
-//! Sixteen flows each inserting one task used to cost sixteen transactions (BEGIN,
+//! Sixteen flows each inserting one task would cost sixteen transactions (BEGIN,
 //! INSERT, COMMIT, and a WAL flush each). A [`Lane`] gathers the calls that arrive while
 //! earlier ones are on their way to the database and runs them as one batch: the first
 //! call starts a flusher at once (an idle system adds no delay), and every call that

@@ -4,8 +4,8 @@
 //! Inside one runtime, [`Waker::poke`] wakes the consumers of a queue directly. Across
 //! runtimes on PostgreSQL, pokes are coalesced per queue over a few milliseconds and sent
 //! as one `pg_notify` from a separate statement — never inside the insert's own
-//! transaction, where a NOTIFY per insert would serialize every commit (measured here:
-//! 20.5k → 5.0k inserts/s). A `LISTEN` connection is opened only once a consumer waits.
+//! transaction, where a NOTIFY per insert would serialize every commit
+//! (docs/PERFORMANCE.md, "Group commit"). A `LISTEN` connection is opened only once a consumer waits.
 //! Polling stays the safety net: every wait ends after its timeout.
 
 use std::collections::{HashMap, HashSet};
