@@ -127,6 +127,12 @@ export declare function open(configJson: string): Promise<Connector>
 export declare function operations(): Array<string>
 
 /**
+ * The names of the operations for which the node's queue is the default queue (the
+ * editor shows its Queue field for these), read by the JS side from here.
+ */
+export declare function queueOperations(): Array<string>
+
+/**
  * Connects once with the given settings (JSON text of a connector config) and reports
  * `{provider, serverVersion, latencyMs}`; keeps no connection open.
  */

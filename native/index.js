@@ -840,5 +840,6 @@ module.exports.QueryStream = nativeBinding.QueryStream
 module.exports.batchOperations = nativeBinding.batchOperations
 module.exports.open = nativeBinding.open
 module.exports.operations = nativeBinding.operations
+module.exports.queueOperations = nativeBinding.queueOperations
 module.exports.testConnection = nativeBinding.testConnection
 module.exports.version = nativeBinding.version

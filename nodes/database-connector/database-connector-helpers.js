@@ -17,7 +17,7 @@
 
 const service = require('./database-service');
 const { resolveEnv, buildConnectorConfig } = require('./config');
-const { nodeOperationNames, operationOf, runOperation, buildDebug, statusFor } = require('./messages');
+const { nodeOperationNames, editorOperations, operationOf, runOperation, buildDebug, statusFor } = require('./messages');
 const { Consumer } = require('./consumer');
 const { registerAdminRoutes, testConnection } = require('./admin-routes');
 
@@ -182,6 +182,7 @@ module.exports = {
   closeWithin,
   // re-exported from the modules beside this one
   nodeOperationNames,
+  editorOperations,
   resolveEnv,
   buildConnectorConfig,
   operationOf,

@@ -158,7 +158,10 @@ module.exports = function (RED) {
     });
   }
 
-  RED.nodes.registerType('database-connector', DatabaseConnectorNode);
+  RED.nodes.registerType('database-connector', DatabaseConnectorNode, {
+    // the dialog shows each operation's fields from this (RED.settings in the editor)
+    settings: { databaseConnectorOperations: { value: helpers.editorOperations(), exportable: true } },
+  });
 
   helpers.registerAdminRoutes(RED);
 };

@@ -124,9 +124,19 @@ let known = null;
 function operations() {
   if (!known) {
     const a = requireAddon();
-    known = { operations: a.operations(), gathered: new Set(a.batchOperations()) };
+    known = { operations: a.operations(), gathered: new Set(a.batchOperations()), queue: a.queueOperations() };
   }
   return known.operations.slice();
+}
+
+/**
+ * The operations for which a node's queue is the default queue of their input (the
+ * editor shows the Queue field for these): the core's rule, read from the addon.
+ * @returns {string[]}
+ */
+function queueOperations() {
+  operations();
+  return known.queue.slice();
 }
 
 /**
@@ -468,4 +478,4 @@ async function testConnection(config) {
   }
 }
 
-module.exports = { open, testConnection, operations, Connector, DatabaseError, toDatabaseError };
+module.exports = { open, testConnection, operations, queueOperations, Connector, DatabaseError, toDatabaseError };

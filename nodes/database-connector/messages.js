@@ -7,7 +7,7 @@
  */
 'use strict';
 
-const { DatabaseError, operations } = require('./database-service');
+const { DatabaseError, operations, queueOperations } = require('./database-service');
 
 let nodeOperations = null;
 
@@ -19,6 +19,21 @@ let nodeOperations = null;
 function nodeOperationNames() {
   if (!nodeOperations) nodeOperations = [...new Set([...operations(), 'query', 'consume'])];
   return nodeOperations;
+}
+
+/**
+ * What the operation node's dialog needs to know about the operations, from the addon
+ * (exported to the editor as the node setting `databaseConnectorOperations`): every name
+ * a node can run, and those that take the node's Queue field (`consume` too). Null when
+ * the addon does not load here; the dialog then shows every field.
+ * @returns {{names: string[], queue: string[]}|null}
+ */
+function editorOperations() {
+  try {
+    return { names: nodeOperationNames(), queue: [...queueOperations(), 'consume'] };
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -189,4 +204,4 @@ function statusFor(state, provider) {
   }
 }
 
-module.exports = { nodeOperationNames, operationOf, buildDebug, streamRows, runOperation, statusFor };
+module.exports = { nodeOperationNames, editorOperations, operationOf, buildDebug, streamRows, runOperation, statusFor };

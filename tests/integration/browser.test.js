@@ -134,6 +134,20 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     // the operation node's dialog, opened by a double click
     await page.locator(`${nodeSel(s.dbNode)} .red-ui-flow-node`).dblclick();
     await page.locator('#node-input-operation').waitFor({ state: 'visible' });
+    // each operation shows the Queue field only when the node's queue applies to it: the
+    // runtime's rule (the addon's queueOperations()), sent to the editor as a node setting
+    const sent = await page.evaluate(() => RED.settings.databaseConnectorOperations);
+    assert.deepEqual(sent.queue, [...service.queueOperations(), 'consume']);
+    const queueShown = {};
+    for (const op of sent.names.concat('msg')) {
+      await page.selectOption('#node-input-operation', op);
+      queueShown[op] = await page.locator('#node-input-queue').isVisible();
+    }
+    assert.deepEqual(queueShown, {
+      query: false, insertTask: true, claimTasks: true, updateTaskStatus: false, requeueFailedTask: false,
+      getTask: false, listTasks: false, deleteTask: false, createWorkflow: true, getWorkflowProgress: false,
+      executeTransaction: true, consume: true, msg: true,
+    });
     await page.selectOption('#node-input-operation', 'insertTask');
     await page.fill('#node-input-queue', 'browser');
     await page.check('#node-input-debug');

@@ -4,8 +4,9 @@
 //! a transaction's steps); past that point the code matches on the enum. The facts that
 //! several layers need about an operation are methods here, so each is one rule:
 //! whether a single call of it may join a batch of calls ([`Op::joins_batch`], the rule
-//! of `executeMany` and of the group-commit lanes) and whether it may be a step of
-//! `executeTransaction` ([`Op::in_transaction`]). The binding exports
+//! of `executeMany` and of the group-commit lanes), whether the node's queue applies to
+//! it ([`Op::uses_default_queue`]) and whether it may be a step of `executeTransaction`
+//! ([`Op::in_transaction`]). The binding exports
 //! [`Op::ALL`]'s names as `operations()`, which is where the JS side reads the list.
 
 use crate::{DbcError, Result};
@@ -89,6 +90,16 @@ impl Op {
     /// call). Which payloads then share a statement is the lanes' own decision.
     pub const fn joins_batch(self, debug: bool) -> bool {
         !debug && matches!(self, Op::InsertTask | Op::UpdateTaskStatus)
+    }
+
+    /// True when the node's queue (`OpOptions::queue`) is the default for input that
+    /// names no queue: the tasks it inserts or claims, a workflow's tasks, a
+    /// transaction's steps. The editor shows the node's Queue field for these only.
+    pub const fn uses_default_queue(self) -> bool {
+        matches!(
+            self,
+            Op::InsertTask | Op::ClaimTasks | Op::CreateWorkflow | Op::ExecuteTransaction
+        )
     }
 
     /// True when it may be a step of `executeTransaction` (every operation but itself).

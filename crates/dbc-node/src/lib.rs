@@ -4,7 +4,7 @@
 //! async operations on napi's tokio runtime, and converts results back. One file per
 //! exported class — [`connector`] (`Connector`, with `open` and `testConnection`) and
 //! [`query_stream`] (`QueryStream`) — plus the module-level functions here
-//! (`operations`, `batchOperations`, `version`). [`error`] is the one place a core
+//! (`operations`, `batchOperations`, `queueOperations`, `version`). [`error`] is the one place a core
 //! error becomes a JS error, and where a panic becomes a `DBC_INTERNAL` rejection;
 //! [`convert`] holds the value conversions.
 #![deny(clippy::all)]
@@ -78,6 +78,17 @@ pub fn batch_operations() -> Vec<String> {
     Op::ALL
         .iter()
         .filter(|o| o.joins_batch(false))
+        .map(|o| o.as_str().to_string())
+        .collect()
+}
+
+/// The names of the operations for which the node's queue is the default queue (the
+/// editor shows its Queue field for these), read by the JS side from here.
+#[napi]
+pub fn queue_operations() -> Vec<String> {
+    Op::ALL
+        .iter()
+        .filter(|o| o.uses_default_queue())
         .map(|o| o.as_str().to_string())
         .collect()
 }

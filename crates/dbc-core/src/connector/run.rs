@@ -121,7 +121,7 @@ impl Connector {
         if op.joins_batch(trace.is_some()) {
             let lanes = self.lanes.of(&self.router, b);
             if let Some(r) = lanes
-                .run(op.as_str(), payload, default_queue(opts), self.limits())
+                .run(op.as_str(), payload, default_queue(op, opts), self.limits())
                 .await
             {
                 return r;
@@ -264,7 +264,7 @@ impl Connector {
         trace: Option<&mut Trace>,
     ) -> Result<Json> {
         let store = &b.store;
-        let queue = default_queue(opts);
+        let queue = default_queue(op, opts);
         let id_of = |p: &Json| task::input::uuid_of("id", p.get("id").unwrap_or(&Json::Null));
         let json = |v: std::result::Result<Json, serde_json::Error>| {
             v.map_err(|e| DbcError::Internal(e.to_string()))
@@ -330,11 +330,12 @@ impl Connector {
     }
 }
 
-/// The node's default queue for input that names none.
-fn default_queue(opts: &OpOptions) -> &str {
+/// The queue for input of `op` that names none: the node's, where the operation takes
+/// it ([`Op::uses_default_queue`]), else `default`.
+fn default_queue(op: Op, opts: &OpOptions) -> &str {
     opts.queue
         .as_deref()
-        .filter(|q| !q.is_empty())
+        .filter(|q| op.uses_default_queue() && !q.is_empty())
         .unwrap_or("default")
 }
 

@@ -76,6 +76,7 @@ conformance!(
     tasks_fail_and_retry,
     tasks_lease_lost,
     tasks_lease_expired_not_yet_reaped,
+    tasks_node_queue_default,
     tasks_attempt_history_written_once,
     tasks_lease_expiry_history,
     migrations_running_attempt_survives_upgrade,

@@ -500,6 +500,72 @@ pub(crate) async fn tasks_lease_expired_not_yet_reaped(p: Provider) {
     .await
 }
 
+/// The node's queue is the default for exactly the operations `Op::uses_default_queue`
+/// names (the editor shows its Queue field for those): inserts, claims, a workflow's
+/// tasks, a transaction's steps; `listTasks` lists every queue whatever the node's is.
+pub(crate) async fn tasks_node_queue_default(p: Provider) {
+    with_db(p, |db| async move {
+        let mail = OpOptions {
+            debug: false,
+            queue: Some("mail".into()),
+        };
+        let listed: Vec<&str> = dbc_core::Op::ALL
+            .iter()
+            .filter(|o| o.uses_default_queue())
+            .map(|o| o.as_str())
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "insertTask",
+                "claimTasks",
+                "createWorkflow",
+                "executeTransaction"
+            ]
+        );
+        let other = db.insert_task(json!({"name": "elsewhere"})).await;
+        assert_eq!(s(&other, "queue"), "default");
+        let t = db.op_with("insertTask", json!({"name": "m"}), &mail).await;
+        assert_eq!(s(&t, "queue"), "mail");
+        let claimed = db.op_with("claimTasks", json!({"limit": 10}), &mail).await;
+        let claimed: Vec<&str> = claimed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| s(c, "id"))
+            .collect();
+        assert_eq!(claimed, [s(&t, "id")], "claims from the node's queue only");
+        let wf = db
+            .op_with(
+                "createWorkflow",
+                json!({"name": "w", "tasks": [{"key": "a"}]}),
+                &mail,
+            )
+            .await;
+        assert_eq!(wf["tasks"][0]["queue"], json!("mail"), "{wf}");
+        let tx = db
+            .op_with(
+                "executeTransaction",
+                json!([{"operation": "insertTask", "payload": {"name": "in-tx"}}]),
+                &mail,
+            )
+            .await;
+        assert_eq!(tx[0]["queue"], json!("mail"), "{tx}");
+        let all = db.op_with("listTasks", json!({}), &mail).await;
+        let queues: std::collections::BTreeSet<&str> = all["tasks"]
+            .as_array()
+            .expect("listTasks answers {tasks, next}")
+            .iter()
+            .map(|t| s(t, "queue"))
+            .collect();
+        assert!(
+            queues.contains("default") && queues.contains("mail"),
+            "{all}"
+        );
+    })
+    .await
+}
+
 pub(crate) async fn tasks_validation_writes_nothing(p: Provider) {
     with_db(p, |db| async move {
         db.insert_task(json!({"name": "existing"})).await;
