@@ -82,6 +82,12 @@ function registerAdminRoutes(RED) {
   RED.httpAdmin.get('/database-connector/:configId/metrics', read, (req, res) => {
     const node = configNode(req, res);
     if (!node) return;
+    if (!node.inUse()) {
+      // no deployed flow uses this connection: say so, without opening a pool for it
+      if (req.query.format === 'prometheus') res.type('text/plain; version=0.0.4').send('# not used by any deployed flow: no pool is open\n');
+      else res.json({ state: 'unused', unused: true });
+      return;
+    }
     if (req.query.format === 'prometheus') {
       node.getRegistry().then((r) => r.metricsPrometheus(node.name || node.id)).then(
         (text) => res.type('text/plain; version=0.0.4').send(text),

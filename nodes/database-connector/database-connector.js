@@ -21,6 +21,7 @@ module.exports = function (RED) {
     let opening = null;
     let closing = false;
     let health = null;
+    let asked = false; // whether anything asked for the connection (metrics do not open it)
     node.state = 'connecting';
 
     const setState = (state, reason) => {
@@ -33,6 +34,7 @@ module.exports = function (RED) {
 
     /** @returns {Promise<object>} the open registry (opens it on first use) */
     node.getRegistry = () => {
+      asked = true;
       if (registry) return Promise.resolve(registry);
       if (!opening) {
         let cfg;
@@ -71,6 +73,8 @@ module.exports = function (RED) {
       node.getRegistry().catch(() => {}); // reported through the status; retried on next use
     };
     node.deregister = (user) => users.delete(user);
+    /** @returns {boolean} true once a flow or an admin action asked for its connection */
+    node.inUse = () => asked;
 
     node.on('close', (removed, done) => {
       closing = true;

@@ -349,14 +349,43 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     assert.match(await row.locator('.dbc-pool').textContent(), /^\d+ in use of \d+ open, max 10$/);
     assert.match(await row.locator('.dbc-waiting').textContent(), /^0 · acquire p99 /);
     assert.match(await row.locator('.dbc-p95').textContent(), /ms$/);
-    // the SQLite connection is open too (its migrations were applied in step c)
-    await page.locator(`.dbc-metrics-row[data-config-id="${s.sqliteId}"] .dbc-state[data-state="connected"]`).waitFor();
+    // no flow uses the SQLite connection since the deploy: the panel says so, and asking
+    // opened no pool for it
+    const unused = page.locator(`.dbc-metrics-row[data-config-id="${s.sqliteId}"]`);
+    await unused.locator('.dbc-state[data-state="unused"]').waitFor();
+    assert.match(await unused.locator('.dbc-metrics-message').textContent(), /No deployed flow uses this connection/);
+    assert.equal(await page.evaluate(async (id) => (await (await fetch(`database-connector/${id}/metrics`)).json()).state, s.sqliteId), 'unused');
     await dismissNotifications(page);
     await shot(page, 'performance-panel');
 
     // hidden: it stops polling
     await openSidebarTab(page, 'debug');
     await page.locator('#dbc-metrics-panel[data-refreshing="false"]').waitFor({ state: 'attached' });
+    assert.deepEqual(pageErrors, []);
+  });
+
+  step('(f) the performance tab has an action and a shortcut, and comes and goes with the node types', async () => {
+    const action = 'database-connector:show-metrics-tab';
+    const shortcut = await page.evaluate((a) => RED.keyboard.getShortcut(a), action);
+    assert.equal(shortcut && shortcut.key, 'ctrl-g q');
+    await page.keyboard.press('Control+g');
+    await page.keyboard.press('q');
+    await page.locator('#dbc-metrics-panel').waitFor({ state: 'visible' });
+    await openSidebarTab(page, 'debug');
+    // the node types leave the palette (as when the package is disabled in the Palette
+    // Manager): the tab, the action and the shortcut go; back in the palette, they return
+    const gone = await page.evaluate((a) => {
+      RED.nodes.getType('database-connector').onpaletteremove();
+      return { tab: RED.sidebar.containsTab('database-connector-metrics'), panel: !!document.querySelector('#dbc-metrics-panel'), action: RED.actions.list().some((x) => x.id === a), shortcut: !!RED.keyboard.getShortcut(a) };
+    }, action);
+    assert.deepEqual(gone, { tab: false, panel: false, action: false, shortcut: false });
+    const back = await page.evaluate((a) => {
+      RED.nodes.getType('database-connector').onpaletteadd();
+      RED.actions.invoke(a);
+      return { tab: RED.sidebar.containsTab('database-connector-metrics'), action: RED.actions.list().some((x) => x.id === a), shortcut: !!RED.keyboard.getShortcut(a) };
+    }, action);
+    assert.deepEqual(back, { tab: true, action: true, shortcut: true });
+    await page.locator('#dbc-metrics-panel').waitFor({ state: 'visible' });
     assert.deepEqual(pageErrors, []);
   });
 });

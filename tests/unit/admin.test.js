@@ -90,6 +90,25 @@ test('schema, migrate and metrics of a deployed connection; 404 for an unknown o
   }
 });
 
+test('metrics of a deployed connection no flow uses say so without opening a pool; once a flow uses it they are real', async () => {
+  const cfg = nodeConfigFor('postgres', 'idle');
+  await helper.load(dbNode, [cfg.props], { idle: cfg.credentials });
+  const json = await helper.request().get('/database-connector/idle/metrics');
+  assert.equal(json.status, 200);
+  assert.deepEqual(json.body, { state: 'unused', unused: true });
+  const prom = await helper.request().get('/database-connector/idle/metrics?format=prometheus');
+  assert.equal(prom.status, 200);
+  assert.match(prom.text, /^# not used by any deployed flow/);
+  assert.equal(helper.getNode('idle').inUse(), false, 'the metrics did not open it');
+  await helper.unload();
+  // the same connection with a node that uses it
+  await helper.load(dbNode, [cfg.props, { id: 'op', type: 'database-connector', connection: 'idle', operation: 'getTask', wires: [[]] }], { idle: cfg.credentials });
+  assert.equal(helper.getNode('idle').inUse(), true);
+  const used = await helper.request().get('/database-connector/idle/metrics');
+  assert.equal(used.body.provider, 'postgres', JSON.stringify(used.body));
+  assert.ok(used.body.pool, 'pool gauges');
+});
+
 test('a server that is down: the connection waits in reconnecting (500 on schema, metrics say so); an invalid one: 400 DBC_CONFIG, Prometheus 503', async () => {
   await helper.load(dbNode, [
     { id: 'down', type: 'database-connector-config', provider: 'postgres', tablePrefix: 'dbc_', acquireTimeoutMs: '500' },
