@@ -37,20 +37,23 @@ pub struct MoveReport {
 /// of that one (its dependents point to the primary's task instead).
 pub async fn reconcile(
     src: &Pool,
-    from_store: &Store,
+    src_store: &Store,
     dst: &Pool,
-    to_store: &Store,
+    dst_store: &Store,
 ) -> Result<MoveReport> {
-    let (ss, ds) = (from_store, to_store);
     let mut report = MoveReport::default();
     let mut from = src.acquire().await?;
     let mut to = dst.acquire().await?;
 
     // workflows first: tasks reference them
-    let workflows = ss.read_rows(&mut from, &WORKFLOWS, Rows::All).await?;
+    let workflows = src_store
+        .read_rows(&mut from, &WORKFLOWS, Rows::All)
+        .await?;
     if !workflows.is_empty() {
         to.begin().await?;
-        report.workflows = ds.write_rows(&mut to, &WORKFLOWS, &workflows, true).await?;
+        report.workflows = dst_store
+            .write_rows(&mut to, &WORKFLOWS, &workflows, true)
+            .await?;
         to.commit().await?;
     }
 
@@ -59,7 +62,7 @@ pub async fn reconcile(
     let mut moved: Vec<Param> = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let mut rows = ss.tasks_after(&mut from, after.as_deref()).await?;
+        let mut rows = src_store.tasks_after(&mut from, after.as_deref()).await?;
         let Some(last) = rows.last() else {
             break;
         };
@@ -71,7 +74,7 @@ pub async fn reconcile(
             .collect();
         if !keyed.is_empty() {
             let keys: Vec<String> = keyed.iter().map(|(_, k)| k.clone()).collect();
-            for (pid, key) in ds.tasks_with_keys(&mut to, &keys).await? {
+            for (pid, key) in dst_store.tasks_with_keys(&mut to, &keys).await? {
                 if let Some((fid, _)) = keyed.iter().find(|(fid, k)| *k == key && *fid != pid) {
                     replaced.push((fid.clone(), pid));
                     moved.push(Param::Text(fid.clone()));
@@ -89,17 +92,19 @@ pub async fn reconcile(
         if ids.is_empty() {
             continue;
         }
-        let execs = ss
+        let execs = src_store
             .read_rows(&mut from, &EXECUTIONS, Rows::OfTasks(&ids))
             .await?;
-        let errs = ss
+        let errs = src_store
             .read_rows(&mut from, &ERRORS, Rows::OfTasks(&ids))
             .await?;
         to.begin().await?;
-        ds.write_rows(&mut to, &TASKS, &rows, true).await?;
+        dst_store.write_rows(&mut to, &TASKS, &rows, true).await?;
         report.tasks += rows.len() as u64;
-        report.executions += ds.write_rows(&mut to, &EXECUTIONS, &execs, true).await?;
-        report.errors += ds.write_rows(&mut to, &ERRORS, &errs, false).await?;
+        report.executions += dst_store
+            .write_rows(&mut to, &EXECUTIONS, &execs, true)
+            .await?;
+        report.errors += dst_store.write_rows(&mut to, &ERRORS, &errs, false).await?;
         to.commit().await?;
         moved.extend(ids);
     }
@@ -112,7 +117,9 @@ pub async fn reconcile(
     }
 
     // dependencies (every task is there now), then error rows not tied to a task
-    let mut deps = ss.read_rows(&mut from, &DEPENDENCIES, Rows::All).await?;
+    let mut deps = src_store
+        .read_rows(&mut from, &DEPENDENCIES, Rows::All)
+        .await?;
     for d in deps.iter_mut() {
         for cell in d.iter_mut() {
             if let Some(id) = read_text(cell) {
@@ -125,11 +132,15 @@ pub async fn reconcile(
     deps.retain(|d| d[0] != d[1]);
     if !deps.is_empty() {
         to.begin().await?;
-        report.dependencies = ds.write_rows(&mut to, &DEPENDENCIES, &deps, false).await?;
+        report.dependencies = dst_store
+            .write_rows(&mut to, &DEPENDENCIES, &deps, false)
+            .await?;
         to.commit().await?;
     }
-    let loose = ss.read_rows(&mut from, &ERRORS, Rows::Loose).await?;
-    report.errors += ds.write_rows(&mut to, &ERRORS, &loose, false).await?;
+    let loose = src_store.read_rows(&mut from, &ERRORS, Rows::Loose).await?;
+    report.errors += dst_store
+        .write_rows(&mut to, &ERRORS, &loose, false)
+        .await?;
     drop(to);
 
     // everything read is in the primary: delete exactly that from the fallback (a task's
@@ -140,10 +151,14 @@ pub async fn reconcile(
             .collect()
     };
     from.begin().await?;
-    ss.delete_moved(&mut from, Moved::Tasks, &moved).await?;
-    ss.delete_moved(&mut from, Moved::Errors, &ids_of(&loose))
+    src_store
+        .delete_moved(&mut from, Moved::Tasks, &moved)
         .await?;
-    ss.delete_moved(&mut from, Moved::Workflows, &ids_of(&workflows))
+    src_store
+        .delete_moved(&mut from, Moved::Errors, &ids_of(&loose))
+        .await?;
+    src_store
+        .delete_moved(&mut from, Moved::Workflows, &ids_of(&workflows))
         .await?;
     from.commit().await?;
     Ok(report)
