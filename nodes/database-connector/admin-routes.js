@@ -11,25 +11,38 @@ const { buildConnectorConfig } = require('./config');
 
 /**
  * Answers the editor's "Test connection": fills stored credentials for fields the
- * dialog left as the `__PWRD__` placeholder, connects once, never throws.
+ * dialog left as the `__PWRD__` placeholder, connects once to the primary or, with
+ * `target: 'fallback'`, to the fallback connection, and never throws.
  * @param {object} body
  * @param {object} body.config the config dialog's fields
  * @param {object} [body.credentials] its credentials
+ * @param {string} [body.target] `primary` (the default) or `fallback`
  * @param {object} [stored] the node's saved credentials
  * @param {string} [userDir]
- * @returns {Promise<object>} `{ok: true, provider, serverVersion, latencyMs}` or `{ok: false, code, message}`
+ * @returns {Promise<object>} `{ok: true, target, provider, serverVersion, latencyMs}` or
+ *   `{ok: false, target, code, message, retryable}`
  */
 async function testConnection(body, stored, userDir) {
+  const target = body && body.target === 'fallback' ? 'fallback' : 'primary';
   try {
     const creds = { ...((body && body.credentials) || {}) };
     for (const k of Object.keys(creds)) {
       if (creds[k] === '__PWRD__') creds[k] = stored ? stored[k] : undefined;
     }
-    const r = await service.testConnection(buildConnectorConfig((body && body.config) || {}, creds, userDir));
-    return { ok: true, ...r };
+    const config = buildConnectorConfig((body && body.config) || {}, creds, userDir);
+    if (target === 'fallback') {
+      if (!config.fallback) {
+        throw new service.DatabaseError('no fallback connection is configured (fallbackEnabled is off, or the primary is SQLite)', { code: 'DBC_CONFIG', operation: 'test', retryable: false });
+      }
+      // the fallback's settings in the primary's place, with the same pool options
+      config.primary = config.fallback;
+      config.fallback = undefined;
+    }
+    const r = await service.testConnection(config);
+    return { ok: true, target, ...r };
   } catch (err) {
     const e = service.toDatabaseError(err, 'test');
-    return { ok: false, code: e.code, message: e.message };
+    return { ok: false, target, code: e.code, message: e.message, retryable: e.retryable === true };
   }
 }
 

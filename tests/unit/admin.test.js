@@ -1,6 +1,6 @@
 /**
  * The admin HTTP API (docs/API.md "Admin HTTP API") in node-red-node-test-helper's admin
- * app: connection test (good, refused, stored password placeholder), schema, migrate,
+ * app: connection test (good, refused, stored password placeholder, the fallback), schema, migrate,
  * metrics as JSON and Prometheus text, an unknown config id, and a config that cannot
  * connect or is invalid.
  */
@@ -11,7 +11,7 @@ const assert = require('node:assert/strict');
 const helper = require('node-red-node-test-helper');
 const dbNode = require('../../nodes/database-connector/database-connector.js');
 const service = require('../../nodes/database-connector/database-service');
-const { PG_URL, nodeConfigFor, requireDatabases, RED_DIR } = require('../support');
+const { PG_URL, MARIADB_URL, nodeConfigFor, requireDatabases, RED_DIR } = require('../support');
 
 helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
 
@@ -131,4 +131,25 @@ test('a server that is down: the connection waits in reconnecting (500 on schema
   const badProm = await helper.request().get('/database-connector/bad/metrics?format=prometheus');
   assert.equal(badProm.status, 503);
   assert.equal(badProm.text, '# DBC_CONFIG\n');
+});
+
+test('POST /database-connector/test with target "fallback" tests the fallback connection alone', async () => {
+  await helper.load(dbNode, []);
+  const mariadb = new URL(MARIADB_URL);
+  const config = {
+    provider: 'postgres', host: '127.0.0.1', port: '1', acquireTimeoutMs: '500', // a primary that is down
+    fallbackEnabled: true, fallbackProvider: 'mariadb', fallbackHost: mariadb.hostname, fallbackPort: mariadb.port || '3306', fallbackDatabase: mariadb.pathname.slice(1),
+  };
+  const credentials = { fallbackUser: decodeURIComponent(mariadb.username), fallbackPassword: decodeURIComponent(mariadb.password) };
+  const primary = await helper.request().post('/database-connector/test').send({ config, credentials });
+  assert.deepEqual([primary.body.ok, primary.body.target, primary.body.code, primary.body.retryable], [false, 'primary', 'DBC_CONNECTION', true]);
+  const fallback = await helper.request().post('/database-connector/test').send({ target: 'fallback', config, credentials });
+  assert.equal(fallback.body.ok, true, JSON.stringify(fallback.body));
+  assert.deepEqual([fallback.body.target, fallback.body.provider], ['fallback', 'mariadb']);
+  // refused credentials: not worth retrying
+  const refused = await helper.request().post('/database-connector/test').send({ target: 'fallback', config, credentials: { fallbackUser: 'nobody_here' } });
+  assert.deepEqual([refused.body.ok, refused.body.code, refused.body.retryable], [false, 'DBC_CONNECTION', false]);
+  // no fallback configured
+  const none = await helper.request().post('/database-connector/test').send({ target: 'fallback', config: { ...config, fallbackEnabled: false } });
+  assert.deepEqual([none.body.ok, none.body.target, none.body.code], [false, 'fallback', 'DBC_CONFIG']);
 });
