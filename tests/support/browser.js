@@ -40,6 +40,50 @@ function screenshotter() {
   return shot;
 }
 
+/**
+ * The documentation's screenshots, taken by the browser tests at the moment they show
+ * something worth a picture, so the pictures match the editor the tests drive.
+ * `npm run docs:screenshots` (scripts/screenshots.js) runs those tests with
+ * DBC_SCREENSHOTS=docs/images; without that variable this does nothing. Any browser test
+ * may call it:
+ *
+ *     await docImage(page, 'config-dialog', { target: '.red-ui-tray' });
+ *
+ * @param {import('playwright-core').Page} page
+ * @param {string} name file name without `.png`: lower case words and dashes
+ * @param {object} [opts]
+ * @param {string|import('playwright-core').Locator} [opts.target] only this element
+ *   (a selector or a locator), else the whole page
+ * @param {number} [opts.padding] pixels around the element (default 8)
+ * @returns {Promise<string|null>} the file written, or null when not asked for
+ */
+async function docImage(page, name, opts = {}) {
+  const dir = process.env.DBC_SCREENSHOTS;
+  if (!dir) return null;
+  if (!/^[a-z0-9]+(-[a-z0-9]+)*$/.test(name)) throw new Error(`docImage: bad name "${name}" (lower case words and dashes)`);
+  const file = path.resolve(dir, `${name}.png`);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  // the mouse pointer's hover marks and a blinking caret differ from run to run
+  await page.mouse.move(0, 0);
+  if (!opts.target) {
+    await page.screenshot({ path: file, caret: 'hide', animations: 'disabled' });
+    return file;
+  }
+  const target = typeof opts.target === 'string' ? page.locator(opts.target) : opts.target;
+  // a tray slides in and out: wait until it stands still
+  const handle = await target.first().elementHandle();
+  await handle.waitForElementState('stable');
+  const box = await handle.boundingBox();
+  if (!box) throw new Error(`docImage: "${name}": the element to photograph is not visible`);
+  const pad = opts.padding === undefined ? 8 : opts.padding;
+  const view = page.viewportSize();
+  const x = Math.max(0, box.x - pad);
+  const y = Math.max(0, box.y - pad);
+  const clip = { x, y, width: Math.min(view.width, box.x + box.width + pad) - x, height: Math.min(view.height, box.y + box.height + pad) - y };
+  await page.screenshot({ path: file, clip, caret: 'hide', animations: 'disabled' });
+  return file;
+}
+
 /** CSS selector of a flow node's SVG group in the workspace (ids may start with a digit). */
 const nodeSel = (id) => `#red-ui-workspace-chart g.red-ui-flow-node-group[id="${id}"]`;
 
@@ -143,4 +187,4 @@ function checkDeploy(res) {
   return res;
 }
 
-module.exports = { CHROMIUM, SCREENSHOTS, VIEWPORT, launchBrowser, screenshotter, nodeSel, dragFromPalette, openSidebarTab, wire, deploy, dismissNotifications };
+module.exports = { CHROMIUM, SCREENSHOTS, VIEWPORT, launchBrowser, screenshotter, docImage, nodeSel, dragFromPalette, openSidebarTab, wire, deploy, dismissNotifications };
