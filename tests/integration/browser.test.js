@@ -1,10 +1,12 @@
 /**
  * The editor in a real browser (Debian's Chromium, driven by playwright-core) against a
  * real Node-RED runtime: drag the node from the palette, create SQLite and PostgreSQL
- * connections and test them, deploy, apply migrations from the Schema tab, run an
+ * connections and test them, deploy, apply migrations from the Advanced section, run an
  * insertTask flow and read its result and msg._debug in the debug sidebar, and watch
  * the performance panel count it. The steps run in order on one page; each saves a
- * screenshot to tests/.tmp/screenshots/.
+ * screenshot to tests/.tmp/screenshots/, and with DBC_SCREENSHOTS set
+ * (`npm run docs:screenshots`) the docs' pictures of the operation dialog, the debug
+ * sidebar and the performance panel.
  *
  * Needs /usr/bin/chromium (`apt-get install -y chromium`) and PostgreSQL
  * (DBC_TEST_PG_URL, default postgres://postgres@127.0.0.1:5432/test): a missing one
@@ -19,7 +21,7 @@ const os = require('os');
 const path = require('path');
 const service = require('../../nodes/database-connector/database-service');
 const { PG_URL, configFor, spawnNodeRed, uniquePrefix } = require('../support');
-const { VIEWPORT, launchBrowser, screenshotter, nodeSel, dragFromPalette, openSidebarTab, wire, deploy, dismissNotifications } = require('../support/browser');
+const { VIEWPORT, launchBrowser, screenshotter, docImage, nodeSel, dragFromPalette, openSidebarTab, wire, deploy, dismissNotifications } = require('../support/browser');
 
 const PG_FROM_ENV = Boolean(process.env.DBC_TEST_PG_URL);
 const PG = new URL(PG_URL);
@@ -89,18 +91,10 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     });
   }
 
-  /**
-   * Shows a config dialog tab by clicking it. The editor takes two clicks on a tab bar
-   * within 400 ms for a double click (which renames nothing here, but does not switch),
-   * so clicks on the tabs are kept that far apart, as a person's are.
-   */
-  let lastTabClick = 0;
-  async function configTab(name) {
-    const wait = lastTabClick + 450 - Date.now();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    await page.click(`#red-ui-tab-dbc-tab-${name} a`);
-    lastTabClick = Date.now();
-    await page.locator(`#dbc-tab-${name}`).waitFor({ state: 'visible' });
+  /** Opens the config dialog's Advanced section (pool, failover policy, queue, schema). */
+  async function openAdvanced() {
+    await page.click('#node-config-dbc-advanced');
+    await page.locator('#node-config-input-tablePrefix').waitFor({ state: 'visible' });
   }
 
   /** Clicks Test connection and resolves the result line once it is final. */
@@ -115,7 +109,7 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     await openSidebarTab(page, 'config');
     const entry = page.locator('#red-ui-sidebar-content .red-ui-palette-node-config', { hasText: name });
     await entry.dblclick();
-    await page.locator('#node-config-dbc-tabs').waitFor({ state: 'visible' });
+    await page.locator('#node-config-input-provider').waitFor({ state: 'visible' });
   }
 
   step('(a) drags the database connector node from the palette onto the workspace', async () => {
@@ -153,26 +147,26 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     await page.check('#node-input-debug');
     await page.fill('#node-input-name', 'new task');
 
-    // SQLite: the zero-setup default; migrations left to the Schema tab (step c)
+    // SQLite: the zero-setup default; migrations left to the Advanced section (step c)
     await page.click('#node-input-btn-connection-add');
-    await page.locator('#node-config-dbc-tabs').waitFor({ state: 'visible' });
+    await page.locator('#node-config-input-provider').waitFor({ state: 'visible' });
     await page.fill('#node-config-input-name', 'browser sqlite');
     assert.equal(await page.inputValue('#node-config-input-provider'), 'sqlite');
-    await configTab('schema');
+    await openAdvanced();
     await page.uncheck('#node-config-input-autoMigrate');
-    await configTab('connection');
     const sqliteResult = await testConnection();
     assert.match(sqliteResult, /^Connected: sqlite \d+\.\d+/, sqliteResult);
     await shot(page, 'config-sqlite-test');
     await page.click('#node-config-dialog-ok');
-    await page.locator('#node-config-dbc-tabs').waitFor({ state: 'detached' });
+    await page.locator('#node-config-input-provider').waitFor({ state: 'detached' });
 
     // PostgreSQL on this machine
     await page.click('#node-input-btn-connection-add');
-    await page.locator('#node-config-dbc-tabs').waitFor({ state: 'visible' });
+    await page.locator('#node-config-input-provider').waitFor({ state: 'visible' });
     await page.fill('#node-config-input-name', 'browser postgres');
     await page.selectOption('#node-config-input-provider', 'postgres');
     if (PG_FROM_ENV) {
+      await page.click('#node-config-dbc-mode-url');
       await page.fill('#node-config-input-url', PG_URL);
     } else {
       await page.fill('#node-config-input-host', PG_FIELDS.host);
@@ -182,9 +176,8 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     }
     await page.selectOption('#node-config-input-ssl', 'disable');
     pgPrefix = uniquePrefix('br');
-    await configTab('schema');
+    await openAdvanced();
     await page.fill('#node-config-input-tablePrefix', pgPrefix);
-    await configTab('connection');
     const pgResult = await testConnection();
     assert.match(pgResult, /^Connected: postgres \d+(\.\d+)?/, pgResult);
     assert.equal(await page.getAttribute('#node-config-test-result', 'class'), 'dbc-result dbc-ok');
@@ -208,7 +201,7 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     if (PG_FROM_ENV) await page.fill('#node-config-input-url', PG_URL);
     else await page.fill('#node-config-input-user', PG_FIELDS.user);
     await page.click('#node-config-dialog-ok');
-    await page.locator('#node-config-dbc-tabs').waitFor({ state: 'detached' });
+    await page.locator('#node-config-input-provider').waitFor({ state: 'detached' });
 
     // the new connection is selected for the node
     const ids = await page.evaluate(() => {
@@ -220,6 +213,7 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     s.sqliteId = ids.sqlite;
     s.pgId = ids.postgres;
     assert.equal(await page.inputValue('#node-input-connection'), s.pgId);
+    await docImage(page, 'operation-dialog', { target: page.locator('.red-ui-tray', { has: page.locator('#node-input-operation') }) });
     await page.click('#node-dialog-ok');
     await page.locator('#node-input-operation').waitFor({ state: 'detached' });
     const saved = await page.evaluate((id) => {
@@ -240,14 +234,14 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     await page.locator('#dbc-metrics-panel[data-refreshing="false"]').waitFor({ state: 'attached' });
   });
 
-  step('(c) deploys, applies migrations from the Schema tab, sees PostgreSQL migrated on deploy', async () => {
+  step('(c) deploys, applies migrations from the Advanced section, sees PostgreSQL migrated on deploy', async () => {
     await deploy(page);
     // the operation node opened the PostgreSQL pool and migrated it (autoMigrate on)
     await red.waitFor(/postgres: connected/);
     await dismissNotifications(page);
 
     await openConfigFromSidebar('browser sqlite');
-    await configTab('schema');
+    await openAdvanced();
     const list = page.locator('#node-config-schema-list');
     await list.locator('td.dbc-pending').first().waitFor();
     const apply = page.locator('#node-config-input-apply-migrations');
@@ -264,14 +258,14 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     assert.equal(await apply.isDisabled(), true);
     await shot(page, 'schema-applied');
     await page.click('#node-config-dialog-cancel');
-    await page.locator('#node-config-dbc-tabs').waitFor({ state: 'detached' });
+    await page.locator('#node-config-input-provider').waitFor({ state: 'detached' });
 
     await openConfigFromSidebar('browser postgres');
-    await configTab('schema');
+    await openAdvanced();
     await list.getByText('The schema is up to date.').waitFor();
     assert.match(await list.textContent(), /applied \d{4}-/);
     await page.click('#node-config-dialog-cancel');
-    await page.locator('#node-config-dbc-tabs').waitFor({ state: 'detached' });
+    await page.locator('#node-config-input-provider').waitFor({ state: 'detached' });
   });
 
   step('(d) inject → insertTask (debug on) → debug: the result and msg._debug in the debug sidebar', async () => {
@@ -320,6 +314,7 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
       assert.ok(text.includes(want), `"${want}" not in the debug message: ${text}`);
     }
     await shot(page, 'debug-sidebar');
+    await docImage(page, 'debug-sidebar');
   });
 
   step('(e) the performance panel counts the next insertTask', async () => {
@@ -357,6 +352,7 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     assert.equal(await page.evaluate(async (id) => (await (await fetch(`database-connector/${id}/metrics`)).json()).state, s.sqliteId), 'unused');
     await dismissNotifications(page);
     await shot(page, 'performance-panel');
+    await docImage(page, 'performance-panel');
 
     // hidden: it stops polling
     await openSidebarTab(page, 'debug');
