@@ -254,7 +254,10 @@ describe('the config dialog in a real browser', { timeout: 240000 }, () => {
     await docImage(page, 'config-dialog-postgres', { target: dialog() });
 
     await page.click('#node-config-dbc-advanced');
+    await page.fill('#node-config-input-tablePrefix', 'Bad-Prefix');
+    assert.deepEqual(await fieldState('tablePrefix'), { hint: CATALOGUE.errors.tablePrefix, red: true });
     await page.fill('#node-config-input-tablePrefix', prefixes.pg);
+    assert.deepEqual(await fieldState('tablePrefix'), { hint: '', red: false });
     s.pgFields = await saveConnection('dialog postgres fields');
   });
 
