@@ -42,6 +42,13 @@
         return iso ? new Date(iso).toLocaleString() : "–";
     }
 
+    /** A time in a list: the time of day for today, else the date; the full time on hover. */
+    function shortTime(iso) {
+        if (!iso) { return "–"; }
+        const d = new Date(iso);
+        return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleDateString();
+    }
+
     function shortId(id) {
         return id ? String(id).slice(-8) : "";
     }
@@ -82,7 +89,8 @@
             edges: {},              // workflow id -> {taskIds: "a,b", deps: {task id: [ids]}}
             queues: null,           // from GET …/queues; null when that route is missing
             seenQueues: {},         // queues seen in listed tasks (the fallback queue list)
-            inflight: false,
+            inflight: 0,            // requests of the view in flight
+            seq: 0,                 // the latest request; an older answer is dropped
             timer: null
         };
 
@@ -132,6 +140,7 @@
             state.seenQueues = {};
             state.edges = {};
             state.cursors = [null];
+            say("");
             show("list");
             loadQueues();
             refresh();
@@ -208,6 +217,7 @@
             if (view === "workflow") { state.workflowId = id; }
             $panel.attr("data-view", view);
             $view.empty();
+            say("");
         }
 
         function setFilter(key, value) {
@@ -254,7 +264,7 @@
                     .append($('<td class="dbc-tb-task-name"></td>').text(task.name || shortId(task.id)))
                     .append($("<td></td>").text(task.queue))
                     .append($('<td class="dbc-tb-num"></td>').text(task.attempts + "/" + task.maxAttempts))
-                    .append($("<td></td>").text(time(task.createdAt)))
+                    .append($('<td class="dbc-tb-time"></td>').text(shortTime(task.createdAt)).attr("title", time(task.createdAt)))
                     .on("click", function () { show("task", task.id); refresh(); })
                     .appendTo($table);
             });
@@ -332,8 +342,9 @@
             actionButton("dbc-tb-delete", t("delete"), task.status !== "running", function () {
                 confirmThen(t("confirmDelete", { name: task.name || task.id }), t("delete"), function () {
                     act("DELETE", "", function () {
-                        say(t("deleted", { id: task.id }), "ok");
                         show("list");
+                        say(t("deleted", { id: task.id }), "ok");
+                        refresh();
                     });
                 });
             }).appendTo($actions);
@@ -521,7 +532,12 @@
             return { url: url("tasks?" + $.param(q)), render: renderList };
         }
 
-        function refresh() {
+        /**
+         * Asks for the view on screen and shows it. A poll (`poll`) is skipped while an
+         * answer is awaited; anything the user does asks at once, and an older answer that
+         * arrives later is dropped.
+         */
+        function refresh(poll) {
             syncConnections();
             if (!state.configId) {
                 $queues.empty();
@@ -529,25 +545,26 @@
                 say(t(configNodes().length ? "pickHint" : "none"), "");
                 return;
             }
-            if (state.inflight) { return; }
+            if (poll === true && state.inflight) { return; }
             const r = request();
-            const view = state.view;
-            state.inflight = true;
+            const seq = ++state.seq;
+            state.inflight++;
             $.ajax({ url: r.url, dataType: "json", cache: false })
                 .done(function (body) {
-                    if (view !== state.view) { return; }
+                    if (seq !== state.seq) { return; }
                     if ($message.hasClass("dbc-tb-error")) { say(""); }
                     r.render(body);
                     $updated.text(t("updated", { time: new Date().toLocaleTimeString() }));
                 })
                 .fail(function (jqXHR) {
+                    if (seq !== state.seq) { return; }
                     if (jqXHR.status === 404 && jqXHR.responseJSON && /deployed/.test(jqXHR.responseJSON.message || "")) {
                         say(t("notDeployed"), "error");
                     } else {
                         say(describeError.apply(null, arguments), "error");
                     }
                 })
-                .always(function () { state.inflight = false; });
+                .always(function () { state.inflight--; });
         }
 
         function isVisible() {
@@ -561,7 +578,7 @@
         function sync() {
             if (isVisible()) {
                 if (!state.timer) {
-                    state.timer = setInterval(function () { if (isVisible()) { refresh(); } else { stop(); } }, REFRESH_MS);
+                    state.timer = setInterval(function () { if (isVisible()) { refresh(true); } else { stop(); } }, REFRESH_MS);
                     $panel.attr("data-refreshing", "true");
                     refresh();
                 }
