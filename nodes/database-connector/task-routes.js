@@ -93,6 +93,7 @@ function forDisplay(task, max) {
  * @param {string} field
  * @param {string} message
  * @returns {service.DatabaseError}
+ * @private
  */
 function invalid(field, message) {
   return new service.DatabaseError(message, { code: 'DBC_VALIDATION', field, operation: 'taskBrowser' });
@@ -103,6 +104,7 @@ function invalid(field, message) {
  * core's, so it is returned apart and applied to the page.
  * @param {object} query `queue, status, workflowId, name, cursor, limit`
  * @returns {{input: object, name: string}}
+ * @private
  */
 function listInput(query) {
   const input = {};
@@ -126,6 +128,7 @@ function listInput(query) {
  * @param {number} width
  * @param {function(*): Promise<*>} fn
  * @returns {Promise<Array>} the results, in the items' order
+ * @private
  */
 async function inBatches(items, width, fn) {
   const out = [];
@@ -143,6 +146,7 @@ async function inBatches(items, width, fn) {
  * @param {string} workflowId
  * @param {boolean} withDependencies
  * @returns {Promise<{workflow: object, tasks: object[], more: boolean}>}
+ * @private
  */
 async function workflowGraph(registry, workflowId, withDependencies) {
   const workflow = await registry.getWorkflowProgress(workflowId);
