@@ -211,17 +211,28 @@ describe('the task browser in a real browser', { timeout: 180000 }, () => {
     await graph.waitFor();
   });
 
-  step('(e) hidden, it stops polling; the page had no errors', async () => {
+  step('(e) hidden, it stops polling; the tab comes and goes with the node types; the page had no errors', async () => {
     await openSidebarTab(page, 'info');
     await page.locator('#dbc-tasks-panel[data-refreshing="false"]').waitFor({ state: 'attached' });
-    assert.deepEqual(pageErrors, []);
-    await openSidebarTab(page, TAB);
+    // the tab and its action go with the node types and come back with them
+    const action = 'database-connector:show-tasks-tab';
+    const gone = await page.evaluate((a) => {
+      RED.nodes.getType('database-connector').onpaletteremove();
+      return { tab: RED.sidebar.containsTab('database-connector-tasks'), panel: !!document.querySelector('#dbc-tasks-panel'), action: RED.actions.list().some((x) => x.id === a) };
+    }, action);
+    assert.deepEqual(gone, { tab: false, panel: false, action: false });
+    await page.evaluate((a) => {
+      RED.nodes.getType('database-connector').onpaletteadd();
+      RED.actions.invoke(a);
+    }, action);
     await page.locator('#dbc-tasks-panel[data-refreshing="true"]').waitFor({ state: 'attached' });
+    await page.selectOption('#dbc-tb-connection', CFG);
+    await row(s.failedId).waitFor();
+    assert.deepEqual(pageErrors, []);
   });
 
   // Needs the queue routes and getQueueStats (the queue-control work): see the header.
   step('(f) pauses and resumes a queue', async () => {
-    await page.click('#dbc-tasks-panel .dbc-tb-back');
     await page.click('#dbc-tb-refresh'); // reads the queue list again
     const mail = page.locator('#dbc-tasks-panel .dbc-tb-queue[data-queue="mail"]');
     await mail.and(page.locator('[data-paused="false"]')).waitFor();
