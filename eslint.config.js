@@ -24,8 +24,14 @@ module.exports = [
     },
   },
   {
+    // the editor's client code, loaded as a classic script into the editor's page
+    files: ['nodes/database-connector/editor/*.js'],
+    languageOptions: { sourceType: 'script', globals: { ...globals.browser, RED: 'readonly', $: 'readonly' } },
+    rules: { strict: ['error', 'function'] },
+  },
+  {
     // code that page.evaluate() runs inside the editor's page
-    files: ['tests/integration/browser.test.js', 'tests/integration/config-dialog.test.js', 'tests/support/browser.js'],
+    files: ['tests/integration/browser.test.js', 'tests/integration/config-dialog.test.js', 'tests/integration/task-browser.test.js', 'tests/support/browser.js'],
     languageOptions: { globals: { ...globals.browser, RED: 'readonly', $: 'readonly' } },
   },
 ];

@@ -1,13 +1,14 @@
 /**
  * admin-routes.js — the admin HTTP API (docs/API.md) under Node-RED's admin root, behind
  * its auth and `RED.auth.needsPermission`: connection test, schema status and
- * migration, failback, metrics.
+ * migration, failback, metrics, and the task browser's routes (task-routes.js).
  * @module admin-routes
  */
 'use strict';
 
 const service = require('./database-service');
 const { buildConnectorConfig } = require('./config');
+const { registerTaskRoutes } = require('./task-routes');
 
 /**
  * Answers the editor's "Test connection": fills stored credentials for fields the
@@ -91,6 +92,9 @@ function registerAdminRoutes(RED) {
     const node = configNode(req, res);
     if (node) answer(res, node.getRegistry().then((r) => r.failback()).then((moved) => ({ ok: true, state: node.state, moved })));
   });
+
+  // the editor's task browser: tasks, workflows and its client files (task-routes.js)
+  registerTaskRoutes(RED, { read, write, configNode });
 
   RED.httpAdmin.get('/database-connector/:configId/metrics', read, (req, res) => {
     const node = configNode(req, res);

@@ -1,19 +1,24 @@
 /**
  * The admin routes behind Node-RED's admin authentication (docs/API.md "Admin HTTP API"):
  * with `adminAuth` on, a request without a token, or with a token whose user lacks the
- * route's permission (`database-connector.read` for schema and metrics,
- * `database-connector.write` for test, migrate and failback), is refused; Node-RED
- * answers 401 for both. A `read` scope grants the read routes, a `write` scope the write
+ * route's permission (`database-connector.read` for schema, metrics and the task
+ * browser's reads, `database-connector.write` for test, migrate, failback, and the task
+ * browser's requeue, cancel and delete), is refused; Node-RED answers 401 for both. A `read` scope grants the read routes, a `write` scope the write
  * ones, `*` all of them.
  */
 'use strict';
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
 const service = require('../../nodes/database-connector/database-service');
 const { requireDatabases, spawnNodeRed } = require('../support');
 
 test.before(() => requireDatabases(service));
+
+const NO_TASK = '01a21996-063b-71f3-920a-ee90b2e8efee';
 
 const USERS = {
   admin: '*',
@@ -49,6 +54,15 @@ test('admin routes: 401 without a token or without the permission; each scope op
       migrate: ['POST', '/database-connector/cfg/schema/migrate', 'write'],
       failback: ['POST', '/database-connector/cfg/failback', 'write'],
       test: ['POST', '/database-connector/test', 'write'],
+      // the task browser (task-routes.js); a task and a workflow that do not exist: past
+      // the gate they answer 404, which is not a refusal
+      browserScript: ['GET', '/database-connector/editor/task-browser.js', 'read'],
+      tasks: ['GET', '/database-connector/cfg/tasks', 'read'],
+      task: ['GET', `/database-connector/cfg/tasks/${NO_TASK}`, 'read'],
+      workflow: ['GET', `/database-connector/cfg/workflows/${NO_TASK}`, 'read'],
+      requeue: ['POST', `/database-connector/cfg/tasks/${NO_TASK}/requeue`, 'write'],
+      cancel: ['POST', `/database-connector/cfg/tasks/${NO_TASK}/cancel`, 'write'],
+      delete: ['DELETE', `/database-connector/cfg/tasks/${NO_TASK}`, 'write'],
     };
     const bodies = { test: { config: { provider: 'sqlite', sqliteFile: ':memory:' }, credentials: {} } };
     const call = (name, auth) => {
@@ -84,6 +98,42 @@ test('admin routes: 401 without a token or without the permission; each scope op
     assert.equal((await call('test', admin)).body.ok, true);
     const fb = await call('failback', admin);
     assert.deepEqual([fb.status, fb.body.code], [400, 'DBC_CONFIG'], 'no fallback configured');
+    assert.deepEqual((await call('tasks', admin)).body, { tasks: [], next: null, read: 0 });
+    for (const name of ['task', 'workflow', 'requeue', 'cancel', 'delete']) {
+      assert.deepEqual([(await call(name, admin)).status, (await call(name, admin)).body.code], [404, 'DBC_NOT_FOUND'], name);
+    }
+  } finally {
+    await red.stop();
+  }
+});
+
+// Needs the queue routes of the queue-control work (GET …/queues, POST …/queues/:queue/pause
+// and /resume): a read-only user lists the queues but may not pause or resume one.
+test('queue routes: a read-only user lists queues; pause and resume are refused and change nothing', { timeout: 120000 }, async () => {
+  // a queue with a task in it, on a file both this process and the runtime open
+  const sqliteFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dbc-auth-')), 'q.db');
+  const db = await service.open({ primary: { provider: 'sqlite', sqliteFile }, tablePrefix: 'dbc_' });
+  await db.execute('insertTask', { queue: 'mail' });
+  await db.close();
+  const flows = [
+    { id: 'tab', type: 'tab' },
+    { id: 'cfg', type: 'database-connector-config', name: 'auth', provider: 'sqlite', sqliteFile, tablePrefix: 'dbc_' },
+  ];
+  const red = await spawnNodeRed({ flows, settings: adminAuth });
+  try {
+    const token = async (username) => {
+      const r = await red.request('POST', '/auth/token', { client_id: 'node-red-admin', grant_type: 'password', scope: USERS[username], username, password: `pw-${username}` });
+      return { authorization: `Bearer ${r.body.access_token}` };
+    };
+    const reader = await token('reader');
+    const admin = await token('admin');
+    const paused = async () => (await red.request('GET', '/database-connector/cfg/queues', undefined, admin)).body.queues.filter((q) => q.paused).map((q) => q.queue);
+    assert.equal((await red.request('GET', '/database-connector/cfg/queues', undefined, reader)).status, 200);
+    assert.equal((await red.request('POST', '/database-connector/cfg/queues/mail/pause', undefined, reader)).status, 401);
+    assert.deepEqual(await paused(), []);
+    assert.equal((await red.request('POST', '/database-connector/cfg/queues/mail/pause', undefined, admin)).status, 200);
+    assert.equal((await red.request('POST', '/database-connector/cfg/queues/mail/resume', undefined, reader)).status, 401);
+    assert.deepEqual(await paused(), ['mail']);
   } finally {
     await red.stop();
   }
