@@ -26,6 +26,9 @@ test('the Dashboard 2.0 example: chart, failed-task table with Requeue and Delet
   let db;
   const pageErrors = [];
   try {
+    // Node-RED finds the dashboard beside itself, in this checkout's node_modules
+    const nodes = await red.request('GET', '/nodes', undefined, { accept: 'application/json' });
+    assert.ok(nodes.body.some((set) => set.module === '@flowfuse/node-red-dashboard' && set.enabled && !set.err), 'Dashboard 2.0 is loaded: run npm install (it is a dev dependency)');
     await red.deploy(EXAMPLE);
     await red.waitFor(/sqlite: connected/);
     // the example's SQLite file, as the config node names it (relative: the user dir)
