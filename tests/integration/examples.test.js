@@ -1,8 +1,9 @@
 /**
  * The importable examples (examples/*.json, Import ▸ Examples in the editor): no endpoint
- * in them runs SQL or picks an operation from a request, they share one config node (so
- * importing both makes one connection, not two on one SQLite file), and both deployed
- * together into a real Node-RED work on that one connection.
+ * or dashboard widget in them runs SQL or picks an operation from a request, they share
+ * one config node (so importing several makes one connection, not several on one SQLite
+ * file), and all deployed together into a real Node-RED work on that one connection.
+ * (The Dashboard 2.0 example's page in a browser: dashboard.test.js.)
  */
 'use strict';
 
@@ -19,6 +20,8 @@ const EXAMPLES = fs
 
 /** Node types that take input from outside the runtime. */
 const FROM_OUTSIDE = new Set(['http in', 'websocket in', 'tcp in', 'udp in', 'mqtt in']);
+/** Dashboard 2.0 widgets (`ui-*`) send what a browser sends them: outside input too. */
+const fromOutside = (n) => FROM_OUTSIDE.has(n.type) || n.type.startsWith('ui-');
 
 /** Every node a message from `starts` can reach along the wires (link nodes included). */
 function reachable(flows, starts) {
@@ -41,7 +44,7 @@ function reachable(flows, starts) {
  * reachable from a node that takes outside input.
  */
 function unsafeFromRequests(flows) {
-  const starts = flows.filter((n) => FROM_OUTSIDE.has(n.type));
+  const starts = flows.filter(fromOutside);
   return reachable(flows, starts)
     .filter((n) => n.type === 'database-connector')
     .filter((n) => n.operation === 'msg' || !n.operation || (n.operation === 'query' && !(typeof n.sql === 'string' && n.sql.trim())))
@@ -50,6 +53,7 @@ function unsafeFromRequests(flows) {
 
 test('no example runs SQL or chooses the operation from a request', () => {
   assert.ok(EXAMPLES.some(({ flows }) => flows.some((n) => FROM_OUTSIDE.has(n.type))), 'an example has endpoints to check');
+  assert.ok(EXAMPLES.some(({ flows }) => flows.some((n) => n.type === 'ui-table')), 'an example has dashboard widgets to check');
   for (const { file, flows } of EXAMPLES) assert.deepEqual(unsafeFromRequests(flows), [], file);
   // the check finds what it looks for: an endpoint whose SQL comes from the request body
   const open = [
@@ -58,9 +62,16 @@ test('no example runs SQL or chooses the operation from a request', () => {
     { id: 'q', type: 'database-connector', name: 'run SQL', operation: 'query', sql: '', wires: [[]] },
   ];
   assert.deepEqual(unsafeFromRequests(open), ['run SQL (query)']);
+  // and one whose operation comes from a dashboard widget
+  const widget = [
+    { id: 'w', type: 'ui-text-input', wires: [['c']] },
+    { id: 'c', type: 'change', wires: [['o']] },
+    { id: 'o', type: 'database-connector', name: 'any operation', operation: 'msg', wires: [[]] },
+  ];
+  assert.deepEqual(unsafeFromRequests(widget), ['any operation (msg)']);
 });
 
-test('the examples share one config node, so importing both makes one connection', () => {
+test('the examples share one config node, so importing several makes one connection', () => {
   const configs = EXAMPLES.map(({ file, flows }) => ({ file, nodes: flows.filter((n) => n.type === 'database-connector-config') }));
   for (const c of configs) assert.equal(c.nodes.length, 1, `${c.file}: one config node`);
   for (const c of configs.slice(1)) assert.deepEqual(c.nodes[0], configs[0].nodes[0], `${c.file} and ${configs[0].file}`);
@@ -73,8 +84,8 @@ test('the examples share one config node, so importing both makes one connection
   }
 });
 
-test('both examples deployed together: one connection, and the jobs of one seen through the other', { timeout: 90000 }, async () => {
-  assert.ok(EXAMPLES.length >= 2, 'two examples to import together');
+test('all examples deployed together: one connection, and the jobs of one seen through the others', { timeout: 90000 }, async () => {
+  assert.ok(EXAMPLES.length >= 3, 'three examples to import together');
   const flows = [];
   const ids = new Set();
   for (const ex of EXAMPLES) {
@@ -104,6 +115,17 @@ test('both examples deployed together: one connection, and the jobs of one seen 
     assert.deepEqual(none.body, [], 'a quote in the value is a value, not SQL');
     // the endpoint that ran SQL from the request body is gone
     assert.equal((await red.request('POST', '/demo/query', { sql: 'SELECT 1' })).status, 404);
+    // dashboard-2.json: its page is served, and the failed task its inject makes is in
+    // the tables the other examples read
+    assert.equal((await red.poll('/dashboard/queues')).status, 200);
+    assert.equal((await red.request('POST', '/inject/dash_inj_fail')).status, 200);
+    await pollUntil(
+      'the dashboard example\'s failed task in GET /demo/tasks',
+      async () => (await red.request('GET', '/demo/tasks')).body,
+      (tasks) => Array.isArray(tasks) && tasks.some((t) => t.name === 'broken-report' && t.status === 'failed'),
+    );
+    // its chart's query and table's listTasks (every 2 s) run without an error
+    assert.doesNotMatch(red.log(), /\[error\]/);
     // one config node, one connection
     assert.equal(red.log().match(/sqlite: connected/g).length, 1, red.log());
   } finally {
