@@ -17,6 +17,7 @@ use serde_json::Value as Json;
 use super::{Connector, Failure, OpOptions, OpValue, Outcome};
 use crate::db::{Conn, Trace};
 use crate::op::Op;
+use crate::queue::queues;
 use crate::queue::service;
 use crate::queue::workflows;
 use crate::route::Backend;
@@ -322,6 +323,9 @@ impl Connector {
             Op::GetWorkflowProgress => json(serde_json::to_value(
                 workflows::progress(conn, store, payload, trace).await?,
             )),
+            Op::PauseQueue => queues::pause(conn, store, payload, node_queue(opts), trace).await,
+            Op::ResumeQueue => queues::resume(conn, store, payload, node_queue(opts), trace).await,
+            Op::GetQueueStats => queues::stats(conn, store, payload, trace).await,
             Op::Query | Op::ExecuteTransaction => Err(DbcError::validation(
                 "operation",
                 format!("operation {:?} cannot run here", op.as_str()),
@@ -337,6 +341,11 @@ fn default_queue(op: Op, opts: &OpOptions) -> &str {
         .as_deref()
         .filter(|q| op.uses_default_queue() && !q.is_empty())
         .unwrap_or("default")
+}
+
+/// The node's queue, if it has one (`pauseQueue`/`resumeQueue`: no `default` fallback).
+fn node_queue(opts: &OpOptions) -> Option<&str> {
+    opts.queue.as_deref().filter(|q| !q.is_empty())
 }
 
 /// Collects the queues of every pending task in an operation's result.
