@@ -64,6 +64,10 @@ impl Connector {
             // new claimable work: wake consumers here at once, elsewhere via NOTIFY
             let mut queues = Vec::new();
             pending_queues(v, &mut queues);
+            // a resumed queue's tasks are claimable again
+            if let (Op::ResumeQueue, Some(q)) = (op, v.get("queue").and_then(Json::as_str)) {
+                queues.push(q.to_string());
+            }
             for q in queues {
                 self.waker.poke(&q);
             }
