@@ -1,7 +1,8 @@
 /**
  * admin-routes.js — the admin HTTP API (docs/API.md) under Node-RED's admin root, behind
  * its auth and `RED.auth.needsPermission`: connection test, schema status and
- * migration, failback, metrics, and the task browser's routes (task-routes.js).
+ * migration, failback, metrics, queue statistics, pause and resume, and the task
+ * browser's routes (task-routes.js).
  * @module admin-routes
  */
 'use strict';
@@ -49,7 +50,7 @@ async function testConnection(body, stored, userDir) {
 
 /**
  * Registers the admin HTTP API (docs/API.md) under Node-RED's admin root, behind its auth:
- * connection test, schema status and migration, metrics.
+ * connection test, schema status and migration, metrics, queue statistics, pause and resume.
  * @param {object} RED the Node-RED runtime API
  */
 function registerAdminRoutes(RED) {
@@ -112,6 +113,19 @@ function registerAdminRoutes(RED) {
       );
     } else answer(res, node.getRegistry().then((r) => r.metrics()));
   });
+
+  // queues: statistics, pause and resume (the state is in the database, for every runtime)
+  RED.httpAdmin.get('/database-connector/:configId/queues', read, (req, res) => {
+    const node = configNode(req, res);
+    if (node) answer(res, node.getRegistry().then((r) => r.getQueueStats()));
+  });
+
+  for (const action of ['pause', 'resume']) {
+    RED.httpAdmin.post(`/database-connector/:configId/queues/:queue/${action}`, write, (req, res) => {
+      const node = configNode(req, res);
+      if (node) answer(res, node.getRegistry().then((r) => r[`${action}Queue`](req.params.queue)));
+    });
+  }
 }
 
 module.exports = { registerAdminRoutes, testConnection };

@@ -106,6 +106,41 @@ class Registry extends Connector {
   }
 
   /**
+   * Pauses a queue: no runtime sharing the database claims its tasks (`claimTasks` and
+   * `consume` get none) until it is resumed. The state is in the database; pausing a
+   * paused queue keeps its first `pausedAt`; a queue without tasks may be paused.
+   * @param {string} queue
+   * @returns {Promise<{queue: string, paused: true, pausedAt: string}>}
+   * @example await registry.pauseQueue('mail')
+   */
+  async pauseQueue(queue) {
+    return (await this.run('pauseQueue', { queue })).value;
+  }
+
+  /**
+   * Resumes a paused queue: its tasks are claimed again (resuming one that is not paused
+   * changes nothing).
+   * @param {string} queue
+   * @returns {Promise<{queue: string, paused: false}>}
+   * @example await registry.resumeQueue('mail')
+   */
+  async resumeQueue(queue) {
+    return (await this.run('resumeQueue', { queue })).value;
+  }
+
+  /**
+   * Counts every queue's tasks by status (or one queue's), with its paused state, how
+   * long its oldest due pending task has waited and how many tasks completed in the last
+   * minute; queues sorted by name, paused ones listed even without tasks.
+   * @param {string} [queue] only this queue (listed even when it has no task)
+   * @returns {Promise<{queues: Array<{queue: string, paused: boolean, pausedAt: (string|null), counts: {pending: number, running: number, completed: number, failed: number, cancelled: number}, scheduled: number, oldestPendingAgeMs: (number|null), completedLastMinute: number}>}>}
+   * @example const { queues } = await registry.getQueueStats()
+   */
+  async getQueueStats(queue) {
+    return (await this.run('getQueueStats', queue === undefined ? {} : { queue })).value;
+  }
+
+  /**
    * Runs several operations in one database transaction: all applied or none.
    * @param {Array<{operation: string, payload: any}>} operations
    * @returns {Promise<any[]>} one result per step

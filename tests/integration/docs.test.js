@@ -216,6 +216,9 @@ const DEFAULT_INPUTS = {
   getTask: { id: ELIDED },
   createWorkflow: { name: 'nightly-etl', metadata: { owner: 'ops' }, tasks: [{ key: 'extract' }, { key: 'load', dependsOn: ['extract'] }] },
   getWorkflowProgress: { workflowId: ELIDED },
+  pauseQueue: { queue: 'mail' },
+  resumeQueue: { queue: 'mail' },
+  getQueueStats: { queue: 'mail' },
   executeTransaction: [
     { operation: 'insertTask', payload: { queue: 'jobs', name: 'send-invoice' } },
     { operation: 'query', payload: { sql: 'SELECT status, count(*) AS tasks FROM dbc_tasks WHERE queue = :queue GROUP BY status', params: { queue: 'jobs' } } },

@@ -85,10 +85,13 @@ test('every operation carries msg._debug of the documented shape, without secret
   const wf = await run('createWorkflow', { name: 'w', tasks: [{ key: 'a' }, { key: 'b', dependsOn: ['a'] }] });
   seen.createWorkflow = wf._debug;
   seen.getWorkflowProgress = (await run('getWorkflowProgress', { workflowId: wf.payload.id }))._debug;
+  seen.pauseQueue = (await run('pauseQueue', { queue: 'dq' }))._debug;
+  seen.resumeQueue = (await run('resumeQueue', { queue: 'dq' }))._debug;
+  seen.getQueueStats = (await run('getQueueStats', {}))._debug;
   seen.executeTransaction = (await run('executeTransaction', [{ operation: 'insertTask', payload: { name: 'tx' } }, { operation: 'query', payload: { sql: 'SELECT 1 AS one' } }]))._debug;
   seen.query = (await run('query', null, { topic: 'SELECT $1::int AS n', params: [7] }))._debug;
   for (const [operation, d] of Object.entries(seen)) checkDebug(d, operation);
-  assert.equal(Object.keys(seen).length, 11);
+  assert.equal(Object.keys(seen).length, 14);
 
   const metrics = await helper.request().get('/database-connector/cfg/metrics').expect(200);
   const prom = await helper.request().get('/database-connector/cfg/metrics?format=prometheus').expect(200);
@@ -100,7 +103,7 @@ test('every operation carries msg._debug of the documented shape, without secret
   await service
     .open({ primary: { provider: 'postgres', url: PG_URL }, tablePrefix: prefix, autoMigrate: false })
     .then(async (db) => {
-      await db.query(`DROP TABLE IF EXISTS ${prefix}error_logs, ${prefix}task_executions, ${prefix}task_dependencies, ${prefix}tasks, ${prefix}workflows, ${prefix}migrations`);
+      await db.query(`DROP TABLE IF EXISTS ${prefix}queues, ${prefix}error_logs, ${prefix}task_executions, ${prefix}task_dependencies, ${prefix}tasks, ${prefix}workflows, ${prefix}migrations`);
       await db.close();
     });
 });

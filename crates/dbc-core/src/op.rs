@@ -26,11 +26,14 @@ pub enum Op {
     CreateWorkflow,
     GetWorkflowProgress,
     ExecuteTransaction,
+    PauseQueue,
+    ResumeQueue,
+    GetQueueStats,
 }
 
 impl Op {
     /// Every operation, `query` first; `Op::ALL[op.index()] == op`.
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 14] = [
         Op::Query,
         Op::InsertTask,
         Op::ClaimTasks,
@@ -42,6 +45,9 @@ impl Op {
         Op::CreateWorkflow,
         Op::GetWorkflowProgress,
         Op::ExecuteTransaction,
+        Op::PauseQueue,
+        Op::ResumeQueue,
+        Op::GetQueueStats,
     ];
 
     /// The name flows use (`msg.operation`, metrics labels, error fields).
@@ -58,6 +64,9 @@ impl Op {
             Op::CreateWorkflow => "createWorkflow",
             Op::GetWorkflowProgress => "getWorkflowProgress",
             Op::ExecuteTransaction => "executeTransaction",
+            Op::PauseQueue => "pauseQueue",
+            Op::ResumeQueue => "resumeQueue",
+            Op::GetQueueStats => "getQueueStats",
         }
     }
 
@@ -94,11 +103,19 @@ impl Op {
 
     /// True when the node's queue (`OpOptions::queue`) is the default for input that
     /// names no queue: the tasks it inserts or claims, a workflow's tasks, a
-    /// transaction's steps. The editor shows the node's Queue field for these only.
+    /// transaction's steps, the queue to pause or resume (which, unlike the others, has
+    /// no `default` fallback: with neither, the input is refused). `getQueueStats`
+    /// answers for every queue unless its input names one. The editor shows the node's
+    /// Queue field for these only.
     pub const fn uses_default_queue(self) -> bool {
         matches!(
             self,
-            Op::InsertTask | Op::ClaimTasks | Op::CreateWorkflow | Op::ExecuteTransaction
+            Op::InsertTask
+                | Op::ClaimTasks
+                | Op::CreateWorkflow
+                | Op::ExecuteTransaction
+                | Op::PauseQueue
+                | Op::ResumeQueue
         )
     }
 
@@ -145,5 +162,13 @@ mod tests {
         assert!(!Op::ClaimTasks.joins_batch(false));
         assert!(!Op::ExecuteTransaction.in_transaction());
         assert!(Op::Query.in_transaction());
+    }
+
+    #[test]
+    fn pause_and_resume_take_the_nodes_queue_stats_answer_for_all() {
+        assert!(Op::PauseQueue.uses_default_queue());
+        assert!(Op::ResumeQueue.uses_default_queue());
+        assert!(!Op::GetQueueStats.uses_default_queue());
+        assert!(!Op::PauseQueue.joins_batch(false));
     }
 }

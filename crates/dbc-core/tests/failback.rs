@@ -110,7 +110,49 @@ async fn moves(src_p: Provider, dst_p: Provider) {
         .op("getWorkflowProgress", json!({"workflowId": wf["id"]}))
         .await;
 
+    // queue states: the primary paused `held` and `reopened`; during the outage the
+    // fallback paused `outage` and resumed `reopened`
+    let held = dst.op("pauseQueue", json!({"queue": "held"})).await;
+    dst.op("pauseQueue", json!({"queue": "reopened"})).await;
+    let outage = src.op("pauseQueue", json!({"queue": "outage"})).await;
+    src.op("resumeQueue", json!({"queue": "reopened"})).await;
+
     let report = src.conn.move_all_to(&dst.conn).await.expect("move");
+    assert_eq!(report.queues, 2, "{report:?}");
+    let paused = |v: &Json| -> Vec<(String, bool, Json)> {
+        v["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|q| ["held", "outage", "reopened"].contains(&q["queue"].as_str().unwrap_or("")))
+            .map(|q| {
+                (
+                    q["queue"].as_str().unwrap_or("").to_string(),
+                    q["paused"] == json!(true),
+                    normalized(&q["pausedAt"]),
+                )
+            })
+            .collect()
+    };
+    let mut want = Vec::new();
+    for (q, at) in [
+        ("held", &held),
+        ("outage", &outage),
+        ("reopened", &Json::Null),
+    ] {
+        let st = dst.op("getQueueStats", json!({"queue": q})).await;
+        want.push((q.to_string(), !at.is_null(), normalized(&at["pausedAt"])));
+        assert_eq!(
+            paused(&st),
+            want[want.len() - 1..].to_vec(),
+            "[{src_p} → {dst_p}] {st}"
+        );
+    }
+    assert_eq!(
+        paused(&src.op("getQueueStats", json!({})).await),
+        vec![],
+        "the source's queue states moved"
+    );
     assert_eq!(report.tasks, 6, "{report:?}");
     assert_eq!(report.merged_by_key, 1, "{report:?}");
     assert_eq!(report.workflows, 1);
@@ -174,7 +216,7 @@ async fn moves(src_p: Provider, dst_p: Provider) {
         "the source is empty"
     );
     let again = src.conn.move_all_to(&dst.conn).await.expect("second move");
-    assert_eq!((again.tasks, again.workflows), (0, 0));
+    assert_eq!((again.tasks, again.workflows, again.queues), (0, 0, 0));
 }
 
 async fn mariadb_to_postgres(_: Provider) {

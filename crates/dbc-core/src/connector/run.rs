@@ -17,6 +17,7 @@ use serde_json::Value as Json;
 use super::{Connector, Failure, OpOptions, OpValue, Outcome};
 use crate::db::{Conn, Trace};
 use crate::op::Op;
+use crate::queue::queues;
 use crate::queue::service;
 use crate::queue::workflows;
 use crate::route::Backend;
@@ -63,6 +64,10 @@ impl Connector {
             // new claimable work: wake consumers here at once, elsewhere via NOTIFY
             let mut queues = Vec::new();
             pending_queues(v, &mut queues);
+            // a resumed queue's tasks are claimable again
+            if let (Op::ResumeQueue, Some(q)) = (op, v.get("queue").and_then(Json::as_str)) {
+                queues.push(q.to_string());
+            }
             for q in queues {
                 self.waker.poke(&q);
             }
@@ -322,6 +327,9 @@ impl Connector {
             Op::GetWorkflowProgress => json(serde_json::to_value(
                 workflows::progress(conn, store, payload, trace).await?,
             )),
+            Op::PauseQueue => queues::pause(conn, store, payload, node_queue(opts), trace).await,
+            Op::ResumeQueue => queues::resume(conn, store, payload, node_queue(opts), trace).await,
+            Op::GetQueueStats => queues::stats(conn, store, payload, trace).await,
             Op::Query | Op::ExecuteTransaction => Err(DbcError::validation(
                 "operation",
                 format!("operation {:?} cannot run here", op.as_str()),
@@ -337,6 +345,11 @@ fn default_queue(op: Op, opts: &OpOptions) -> &str {
         .as_deref()
         .filter(|q| op.uses_default_queue() && !q.is_empty())
         .unwrap_or("default")
+}
+
+/// The node's queue, if it has one (`pauseQueue`/`resumeQueue`: no `default` fallback).
+fn node_queue(opts: &OpOptions) -> Option<&str> {
+    opts.queue.as_deref().filter(|q| !q.is_empty())
 }
 
 /// Collects the queues of every pending task in an operation's result.

@@ -1,10 +1,12 @@
 //! The task queue's rules ([`service`]: insert, claim, status changes, leases, retention,
-//! reading), workflows ([`workflows`]), the group commit of concurrent single calls
+//! reading), workflows ([`workflows`]), queues as a whole (pause, resume, statistics:
+//! [`queues`]), the group commit of concurrent single calls
 //! ([`batch`]) and the wake-ups of idle consumers ([`wake`]). What a task is lives in
 //! [`crate::task`]; everything that touches a database goes through
 //! [`crate::store::Store`].
 
 pub mod batch;
+pub mod queues;
 pub mod service;
 pub mod wake;
 pub mod workflows;

@@ -1,5 +1,5 @@
-//! The failback's data move: every workflow, task, execution, error row and dependency
-//! written to one database carried to another ([`reconcile`]): in which order, in which
+//! The failback's data move: every workflow, task, execution, error row, dependency and
+//! queue state (paused or resumed) written to one database carried to another ([`reconcile`]): in which order, in which
 //! transactions, what an idempotency key already in the destination means, and what is
 //! deleted from the source afterwards. Its statements are the stores'
 //! ([`crate::store::transfer`]); which tables and columns it moves, and how each column
@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::db::Pool;
-use crate::migrate::{DEPENDENCIES, ERRORS, EXECUTIONS, TASKS, WORKFLOWS};
+use crate::migrate::{DEPENDENCIES, ERRORS, EXECUTIONS, QUEUES, TASKS, WORKFLOWS};
 use crate::store::transfer::{Moved, Rows};
 use crate::store::Store;
 use crate::task::read_text;
@@ -24,14 +24,17 @@ pub struct MoveReport {
     pub executions: u64,
     pub errors: u64,
     pub dependencies: u64,
+    /// queues paused or resumed on the fallback: that state replaces the primary's
+    pub queues: u64,
     /// fallback tasks whose idempotency key already had a task in the primary: the
     /// primary's task stands, the fallback's is dropped
     pub merged_by_key: u64,
     pub ms: f64,
 }
 
-/// Moves every workflow, task, execution, error row and dependency from `src` to `dst`
-/// and then deletes what it moved from `src`. Rows are upserted by their ids, so running
+/// Moves every workflow, task, execution, error row, dependency and queue state from
+/// `src` to `dst` and then deletes what it moved from `src`. A queue paused or resumed on
+/// `src` (during the outage) is so in `dst` afterwards. Rows are upserted by their ids, so running
 /// it again after an interruption gives the same end state. A fallback task whose
 /// idempotency key already names a different task in the primary is dropped in favour
 /// of that one (its dependents point to the primary's task instead).
@@ -141,6 +144,11 @@ pub async fn reconcile(
     report.errors += dst_store
         .write_rows(&mut to, &ERRORS, &loose, false)
         .await?;
+    // a pause or resume during the outage is the latest word on its queue
+    let queues = src_store.read_rows(&mut from, &QUEUES, Rows::All).await?;
+    report.queues = dst_store
+        .write_rows(&mut to, &QUEUES, &queues, true)
+        .await?;
     drop(to);
 
     // everything read is in the primary: delete exactly that from the fallback (a task's
@@ -159,6 +167,9 @@ pub async fn reconcile(
         .await?;
     src_store
         .delete_moved(&mut from, Moved::Workflows, &ids_of(&workflows))
+        .await?;
+    src_store
+        .delete_moved(&mut from, Moved::Queues, &ids_of(&queues))
         .await?;
     from.commit().await?;
     Ok(report)

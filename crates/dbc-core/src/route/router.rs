@@ -208,7 +208,8 @@ impl Router {
         Ok(())
     }
 
-    /// True when the fallback can be reached and still holds tasks or workflows.
+    /// True when the fallback can be reached and still holds tasks, workflows or queue
+    /// states.
     async fn fallback_has_rows(&self) -> bool {
         let Some(fb) = &self.fallback else {
             return false;

@@ -14,6 +14,7 @@
 pub mod common;
 pub mod mariadb;
 pub mod postgres;
+pub mod queues;
 pub mod sqlite;
 mod statements;
 pub mod transfer;

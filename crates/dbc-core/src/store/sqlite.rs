@@ -39,6 +39,7 @@ impl SqliteStore {
                 include_str!("sql/sqlite/claim.sql"),
                 include_str!("sql/sqlite/maintenance.sql"),
                 include_str!("sql/sqlite/workflows.sql"),
+                include_str!("sql/sqlite/queues.sql"),
                 include_str!("sql/sqlite/transfer.sql"),
             ],
             prefix,

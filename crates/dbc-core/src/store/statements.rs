@@ -111,6 +111,13 @@ statements! {
     insert_workflow,
     select_workflow,
     count_workflow_tasks,
+    /// a queue's state and statistics (`queues.sql`, see [`super::queues`])
+    pause_queue,
+    resume_queue,
+    select_queue,
+    select_paused_queues,
+    /// tasks by queue and status, `{{where}}` one queue or none
+    count_queue_tasks,
     any_rows_left,
     /// the failback's move (`transfer.sql`, see [`super::transfer`])
     transfer_read_all,
@@ -125,4 +132,5 @@ statements! {
     transfer_delete_tasks,
     transfer_delete_errors,
     transfer_delete_workflows,
+    transfer_delete_queues,
 }

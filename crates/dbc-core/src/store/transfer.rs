@@ -33,11 +33,13 @@ pub enum Moved {
     Errors,
     /// workflows, each only once no task of it is left
     Workflows,
+    /// queue states, by queue name
+    Queues,
 }
 
 impl Store {
-    /// Whether the tables still hold a task or a workflow (a fallback with leftovers of
-    /// an interrupted failback).
+    /// Whether the tables still hold a task, a workflow or a queue state (a fallback
+    /// with work of an outage, or leftovers of an interrupted failback).
     pub async fn any_rows_left(&self, conn: &mut Conn) -> Result<bool> {
         let out = conn
             .exec("leftovers", &self.sql().any_rows_left, &[], None)
@@ -165,6 +167,7 @@ impl Store {
             Moved::Tasks => &self.sql().transfer_delete_tasks,
             Moved::Errors => &self.sql().transfer_delete_errors,
             Moved::Workflows => &self.sql().transfer_delete_workflows,
+            Moved::Queues => &self.sql().transfer_delete_queues,
         };
         for chunk in ids.chunks(CHUNK) {
             let sql = sql.replace("{{ids}}", &self.placeholders(1, chunk.len()));

@@ -379,7 +379,8 @@ pub(crate) async fn migrations_running_attempt_survives_upgrade(p: Provider) {
         let done = db.conn.migrate().await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(done.iter().map(|m| m.version).collect::<Vec<_>>(), vec![3]);
         let st = db.conn.schema_status().await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(st.applied.last().map(|m| m.name.as_str()), Some("0003_attempt_on_task"));
+        assert!(st.applied.iter().any(|m| m.name == "0003_attempt_on_task"), "{:?}", st.applied);
+        assert!(st.pending.is_empty());
         // the running rows moved onto their tasks
         assert_eq!(db.count(&te, "WHERE status = 'running'", vec![]).await, 0);
         for id in [&a_id, &b_id, &c_id] {

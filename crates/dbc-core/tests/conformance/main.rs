@@ -23,6 +23,7 @@ mod debug;
 mod errors;
 mod migrations;
 mod params;
+mod queues;
 mod retention;
 mod streaming;
 mod tasks;
@@ -41,6 +42,7 @@ use debug::*;
 use errors::*;
 use migrations::*;
 use params::*;
+use queues::*;
 use retention::*;
 use streaming::*;
 use tasks::*;
@@ -87,4 +89,7 @@ conformance!(
     stream_chunks,
     stream_errors,
     stream_dropped_early_releases_connection,
+    queues_pause_stops_claims_until_resumed,
+    queues_node_queue_and_validation,
+    queues_stats_count_exactly,
 );

@@ -62,10 +62,17 @@ pub(crate) async fn migrations_auto_and_status(p: Provider) {
             assert!(text.contains("WHERE (workflow_id IS NOT NULL)"), "{text}");
         }
         // 0003: the attempt in progress lives on the task row
+        assert_eq!(st.applied[2].name, "0003_attempt_on_task");
+        // 0004: a queue's paused state
         assert_eq!(
             st.applied.last().map(|m| m.name.as_str()),
-            Some("0003_attempt_on_task")
+            Some("0004_queues")
         );
+        db.sql(
+            &format!("SELECT queue, paused_at, updated_at FROM {} WHERE 1 = 0", db.t("queues")),
+            vec![],
+        )
+        .await;
         db.sql(
             &format!(
                 "SELECT attempt_started_at FROM {} WHERE 1 = 0",

@@ -520,7 +520,9 @@ pub(crate) async fn tasks_node_queue_default(p: Provider) {
                 "insertTask",
                 "claimTasks",
                 "createWorkflow",
-                "executeTransaction"
+                "executeTransaction",
+                "pauseQueue",
+                "resumeQueue"
             ]
         );
         let other = db.insert_task(json!({"name": "elsewhere"})).await;

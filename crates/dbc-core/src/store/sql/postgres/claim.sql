@@ -2,8 +2,10 @@
 
 -- name: claim_tasks
 -- lock the candidates (skipping rows other claimers hold) and start them: up to $3 tasks
--- of queue $1 that are due at $2 with their dependencies done, highest priority first
+-- of queue $1 that are due at $2 with their dependencies done, highest priority first;
+-- none while the queue is paused (a primary-key probe of the queues table)
 WITH c AS (SELECT id FROM {{prefix}}tasks WHERE queue = $1 AND status = 'pending' AND deps_pending = 0 AND run_at <= $2
+  AND NOT EXISTS (SELECT 1 FROM {{prefix}}queues q WHERE q.queue = $1 AND q.paused_at IS NOT NULL)
   ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
 u AS (UPDATE {{prefix}}tasks t SET status = 'running', attempts = t.attempts + 1, worker_id = $4, lease_expires_at = $5,
   started_at = COALESCE(t.started_at, $2), attempt_started_at = $2, updated_at = $2 FROM c WHERE t.id = c.id RETURNING t.*)

@@ -2,8 +2,10 @@
 -- meanwhile, so no row locks), pick the candidates, start them, read them back.
 
 -- name: pick_tasks
--- up to ? tasks of queue ? due at ? with their dependencies done, highest priority first
-SELECT id FROM {{prefix}}tasks WHERE queue = ? AND status = 'pending' AND deps_pending = 0 AND run_at <= ?
+-- up to ? tasks of queue ? due at ? with their dependencies done, highest priority first;
+-- none while the queue is paused (a primary-key probe of the queues table)
+SELECT id FROM {{prefix}}tasks t WHERE queue = ? AND status = 'pending' AND deps_pending = 0 AND run_at <= ?
+  AND NOT EXISTS (SELECT 1 FROM {{prefix}}queues q WHERE q.queue = t.queue AND q.paused_at IS NOT NULL)
 ORDER BY priority DESC, run_at, id LIMIT ?
 
 -- name: start_tasks

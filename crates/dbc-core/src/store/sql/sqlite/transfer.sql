@@ -4,7 +4,8 @@
 -- are filled per chunk.
 
 -- name: any_rows_left
-SELECT 1 FROM {{prefix}}tasks UNION ALL SELECT 1 FROM {{prefix}}workflows LIMIT 1
+SELECT 1 FROM {{prefix}}tasks UNION ALL SELECT 1 FROM {{prefix}}workflows
+UNION ALL SELECT 1 FROM {{prefix}}queues LIMIT 1
 
 -- name: transfer_read_all
 SELECT {{columns}} FROM {{prefix}}{{table}} ORDER BY {{key}}
@@ -45,3 +46,6 @@ DELETE FROM {{prefix}}error_logs WHERE id IN ({{ids}})
 -- a workflow goes once no task of it is left
 -- name: transfer_delete_workflows
 DELETE FROM {{prefix}}workflows WHERE id IN ({{ids}}) AND NOT EXISTS (SELECT 1 FROM {{prefix}}tasks t WHERE t.workflow_id = {{prefix}}workflows.id)
+
+-- name: transfer_delete_queues
+DELETE FROM {{prefix}}queues WHERE queue IN ({{ids}})
