@@ -16,7 +16,7 @@ const fs = require('fs');
 const path = require('path');
 const service = require('../../nodes/database-connector/database-service');
 const { root, spawnNodeRed, pollUntil } = require('../support');
-const { VIEWPORT, launchBrowser } = require('../support/browser');
+const { VIEWPORT, launchBrowser, docImage } = require('../support/browser');
 
 const EXAMPLE = JSON.parse(fs.readFileSync(path.join(root, 'examples', 'dashboard-2.json'), 'utf8'));
 
@@ -84,8 +84,8 @@ test('the Dashboard 2.0 example: chart, failed-task table with Requeue and Delet
     await row.waitFor();
     assert.equal(await row.count(), 1);
     assert.match(await row.innerText(), /reports\s+1 of 1\s+missing\.csv does not exist/);
-    // (the screenshot of the dashboard for the docs would be taken here, with the chart,
-    // the progress bar and this row on the page)
+    // the docs' picture: the chart, the progress bar and this row on the page
+    await docImage(page, 'dashboard-2');
     await row.getByRole('button', { name: 'Requeue' }).click();
     const requeued = await pollUntil('the requeued task pending', () => db.execute('getTask', { id: broken.id }), (r) => r.value.status === 'pending');
     assert.equal(requeued.value.maxAttempts, 2, 'a fresh attempt budget');

@@ -24,7 +24,7 @@ const os = require('os');
 const path = require('path');
 const helpers = require('../../nodes/database-connector/database-connector-helpers');
 const { spawnNodeRed } = require('../support');
-const { VIEWPORT, launchBrowser, screenshotter, openSidebarTab, dismissNotifications } = require('../support/browser');
+const { VIEWPORT, launchBrowser, screenshotter, docImage, openSidebarTab, dismissNotifications } = require('../support/browser');
 
 const TAB = 'database-connector-tasks';
 const CFG = 'tbcfg00000000001';
@@ -147,8 +147,8 @@ describe('the task browser in a real browser', { timeout: 180000 }, () => {
     assert.equal(await error.locator('.dbc-tb-error-message').textContent(), 'smtp.example.com refused the connection');
     assert.match(await page.locator('#dbc-tasks-panel .dbc-tb-payload').textContent(), /ada@example\.com/);
     assert.equal(await page.locator('#dbc-tb-cancel').isEnabled(), true);
-    // screenshot spot: the task browser showing a failed task with its history and error
     await shot(page, 'task-browser-failed-task');
+    await docImage(page, 'task-browser-failed-task', { target: '#dbc-tasks-panel' });
     await page.click('#dbc-tb-requeue');
     await head('pending').waitFor();
     await page.locator('#dbc-tasks-panel .dbc-tb-message.dbc-tb-ok', { hasText: 'pending' }).waitFor();
@@ -195,8 +195,8 @@ describe('the task browser in a real browser', { timeout: 180000 }, () => {
     assert.ok((await y('extract')) < (await y('transform')) && (await y('transform')) < (await y('load')));
     assert.equal(await y('transform'), await y('report'));
     assert.equal(await page.locator('#dbc-tasks-panel .dbc-tb-progress').getAttribute('data-percent'), '25');
-    // screenshot spot: the workflow graph
     await shot(page, 'task-browser-workflow');
+    await docImage(page, 'task-browser-workflow', { target: '#dbc-tasks-panel' });
 
     // the worker finishes transform: the next poll shows it, with the progress
     await db.updateTaskStatus(s.wf.transform, 'completed', { workerId: 'etl-1' });
