@@ -29,6 +29,38 @@ pub(crate) fn text(s: &str) -> Param {
     Param::Text(s.to_string())
 }
 
+/// A task whose lease expired, as the lease reaper read it (locked until the
+/// transaction ends, where the database has row locks).
+#[derive(Debug, Clone)]
+pub struct Expired {
+    pub id: String,
+    /// the attempt that expired
+    pub attempts: i64,
+    pub max_attempts: i64,
+    /// the worker that held the lease
+    pub worker_id: Option<String>,
+}
+
+impl Expired {
+    /// Whether the expired attempt was the task's last: the task is dead.
+    pub fn was_last(&self) -> bool {
+        self.attempts >= self.max_attempts
+    }
+}
+
+/// One error-log row: attempt `attempt` of a task failed, as `operation` saw it.
+#[derive(Debug, Clone)]
+pub struct ErrorRow<'a> {
+    pub attempt: Attempt<'a>,
+    /// who logged it: the operation (`updateTaskStatus`) or the connector's own round
+    pub operation: &'a str,
+    pub code: &'a str,
+    pub message: String,
+}
+
+/// Error-log rows per statement: 8 parameters each, well under every database's limit.
+const ERROR_ROWS_PER_STATEMENT: usize = 500;
+
 fn texts(list: &[String]) -> Vec<Param> {
     list.iter().map(|s| text(s)).collect()
 }
@@ -371,6 +403,39 @@ impl Store {
         Ok(())
     }
 
+    /// Many error-log rows, in one statement per 500.
+    pub async fn record_errors(
+        &self,
+        conn: &mut Conn,
+        errors: &[ErrorRow<'_>],
+        mut trace: Option<&mut Trace>,
+    ) -> Result<()> {
+        for chunk in errors.chunks(ERROR_ROWS_PER_STATEMENT) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            let mut params = Vec::with_capacity(chunk.len() * 8);
+            for e in chunk {
+                rows.push(format!("({})", self.placeholders(params.len() + 1, 8)));
+                params.extend([
+                    text(&crate::task::new_id()),
+                    text(e.attempt.id),
+                    Param::Int(e.attempt.attempt),
+                    text(e.operation),
+                    text(e.code),
+                    text(&e.message),
+                    text(self.provider().as_str()),
+                    self.time(e.attempt.at),
+                ]);
+            }
+            let sql = self
+                .sql()
+                .record_errors
+                .replace("{{rows}}", &rows.join(", "));
+            conn.exec("log errors", &sql, &params, trace.as_deref_mut())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// `→ pending` after failed attempt `a`, to run again at `run_at`.
     pub async fn retry_task(
         &self,
@@ -494,6 +559,27 @@ impl Store {
             .exec("find expired", sql, &[self.time(at)], None)
             .await?;
         Ok(!out.rows.is_empty())
+    }
+
+    /// The tasks whose lease expired before `at`, locked until the transaction ends
+    /// (PostgreSQL, MariaDB: a worker finishing one of them now, or another runtime's
+    /// reaper, waits or is waited for; SQLite's write transaction already excludes other
+    /// writers).
+    pub async fn select_expired(&self, conn: &mut Conn, at: DateTime<Utc>) -> Result<Vec<Expired>> {
+        let sql = &self.sql().select_expired;
+        let out = conn
+            .exec("select expired", sql, &[self.time(at)], None)
+            .await?;
+        Ok(out
+            .rows
+            .iter()
+            .map(|r| Expired {
+                id: read_text(&r[0]).unwrap_or_default(),
+                attempts: read_int(&r[1]),
+                max_attempts: read_int(&r[2]),
+                worker_id: read_text(&r[3]),
+            })
+            .collect())
     }
 
     /// The history rows of the attempts whose lease expired before `at`.

@@ -7,7 +7,7 @@
 //!
 //! The statement groups that run the same way on every database — the same parameters,
 //! each in its dialect's text — are written once in [`common`]; the ones whose shape
-//! differs (insert, claim, batch completion, locking expired leases) are here and in the
+//! differs (insert, claim, batch completion) are here and in the
 //! dialect files. "What SQL completes a task on MariaDB?" is `complete_task` in
 //! `sql/mariadb/status.sql`.
 
@@ -183,19 +183,6 @@ impl Store {
                 self.provider().as_str()
             ))),
         }
-    }
-
-    /// Locks the tasks whose lease expired at `ts` (SQLite's write transaction already
-    /// excludes other writers: nothing to do there).
-    pub async fn lock_expired(&self, conn: &mut Conn, ts: DateTime<Utc>) -> Result<()> {
-        let sql = match self {
-            Store::Postgres(s) => &s.lock_expired,
-            Store::Mariadb(s) => &s.lock_expired,
-            Store::Sqlite(_) => return Ok(()),
-        };
-        conn.exec("lock expired", sql, &[self.time(ts)], None)
-            .await?;
-        Ok(())
     }
 }
 
