@@ -32,7 +32,9 @@ async fn claim_and_let_expire(db: &Db, queue: &str, id: &str) {
     let c = claim_one(db, queue, "w1", 100).await;
     assert_eq!(s(&c, "id"), id, "[{}] B must wait for A", db.p);
     let lease = time_of(&c, "leaseExpiresAt");
-    while chrono::Utc::now() <= lease {
+    // the connector's clock counts whole milliseconds: the lease has passed for it once
+    // a full millisecond after it has begun
+    while chrono::Utc::now() < lease + chrono::Duration::milliseconds(1) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let n = db.conn.reap_expired_leases().await.expect("reaper round");
