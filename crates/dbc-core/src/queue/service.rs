@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
 use crate::db::{Conn, Trace};
-use crate::store::common::{Attempt, ErrorRow, Expired};
+use crate::store::common::{Attempt, ErrorRow};
+use crate::store::maintenance::Expired;
 use crate::store::{finish_tx, in_tx, Store};
 use crate::task::input::MAX_WORKFLOW_TASKS;
 use crate::task::input::{error_parts, Claim, NewTask, StatusChange, TaskFilter, MAX_BATCH};

@@ -6,12 +6,13 @@
 //! nothing boxed per call).
 //!
 //! The statement groups that run the same way on every database — the same parameters,
-//! each in its dialect's text — are written once in [`common`]; the ones whose shape
-//! differs (insert, claim, batch completion) are here and in the
-//! dialect files. "What SQL completes a task on MariaDB?" is `complete_task` in
+//! each in its dialect's text — are written once in [`common`] (the background rounds' in
+//! [`maintenance`]); the ones whose shape differs (insert, claim, batch completion) are
+//! here and in the dialect files. "What SQL completes a task on MariaDB?" is `complete_task` in
 //! `sql/mariadb/status.sql`.
 
 pub mod common;
+pub mod maintenance;
 pub mod mariadb;
 pub mod postgres;
 pub mod sqlite;
