@@ -150,6 +150,7 @@ test('two runtimes share one PostgreSQL queue of 20,000 tasks; one is killed wit
     const rerun = await count(`SELECT count(*) AS n FROM ${prefix}task_executions WHERE status = 'lease_expired'`);
     assert.ok(orphaned > 0, 'the killed runtime had tasks in flight');
     assert.equal(rerun, orphaned, 'each task the killed runtime held ran again after its lease, once');
+    assert.equal(await count(`SELECT count(*) AS n FROM ${prefix}error_logs WHERE code = 'LEASE_EXPIRED'`), orphaned, 'each expired lease is a row of the error log');
     assert.equal(await count(`SELECT count(*) AS n FROM ${prefix}tasks WHERE status <> 'completed'`), 0);
   } finally {
     await Promise.all([a.stop(), b.stop()]);

@@ -353,6 +353,16 @@ impl Connector {
             .await
     }
 
+    /// Runs one round of the lease reaper now, on the database in use: the round the
+    /// background upkeep runs every 0.5 s (see [`crate::queue::service::reap_expired`]).
+    /// Returns how many tasks it took. For tests and tools that must not wait for a tick.
+    pub async fn reap_expired_leases(&self) -> Result<u64> {
+        let _t = self.router.ticket().await;
+        let b = self.router.active();
+        let mut conn = self.acquire(b).await?;
+        crate::queue::service::reap_expired(&mut conn, &b.store).await
+    }
+
     /// Number of tasks by queue and status.
     pub async fn queue_depth(&self) -> Result<Vec<QueueDepth>> {
         let _t = self.router.ticket().await;

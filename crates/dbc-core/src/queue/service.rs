@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
 use crate::db::{Conn, Trace};
-use crate::store::common::Attempt;
+use crate::store::common::{Attempt, ErrorRow};
+use crate::store::maintenance::Expired;
 use crate::store::{finish_tx, in_tx, Store};
 use crate::task::input::MAX_WORKFLOW_TASKS;
 use crate::task::input::{error_parts, Claim, NewTask, StatusChange, TaskFilter, MAX_BATCH};
@@ -163,31 +164,97 @@ pub async fn get_task(
     })
 }
 
-/// A task that will never complete (dead or cancelled) cancels the pending tasks that
-/// wait for it, and theirs in turn, so a workflow finishes instead of waiting forever.
-async fn cancel_dependents(
+/// How an attempt ends. Every ending follows the same rules, whether a worker reported
+/// it (`updateTaskStatus`) or the lease reaper found it (docs/ARCHITECTURE.md, "How a
+/// task ends"):
+///
+/// | ending | the task | history row | error-log row | its dependents |
+/// |---|---|---|---|---|
+/// | completed | `completed` | `completed` | — | released: wait for one task less |
+/// | failed, attempts left | `pending` after a backoff | `failed` | the reported error | untouched |
+/// | failed, last attempt | `failed` (dead) | `failed` | the reported error | cancelled, theirs too |
+/// | cancelled | `cancelled` | `cancelled` (if it ran) | — | cancelled, theirs too |
+/// | given back | `pending` | `cancelled` | — | untouched |
+/// | lease expired, attempts left | `pending` | `lease_expired` | `LEASE_EXPIRED` | untouched |
+/// | lease expired, last attempt | `failed` (dead) | `lease_expired` | `LEASE_EXPIRED` | cancelled, theirs too |
+///
+/// A workflow's status is derived from its tasks' (`workflows::progress`), so it follows
+/// without a write of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Completed,
+    /// failed with attempts left, or given back: it will run again
+    RunsAgain,
+    /// failed on its last attempt (reported, or its lease expired)
+    Dead,
+    Cancelled,
+}
+
+impl Ending {
+    /// A failed attempt (reported or expired): the task runs again while it has attempts.
+    fn of_failure(attempt: i64, max_attempts: i64) -> Ending {
+        if attempt < max_attempts {
+            Ending::RunsAgain
+        } else {
+            Ending::Dead
+        }
+    }
+}
+
+/// The error-log row of a lease expiry: its code, and who logs it.
+pub const LEASE_EXPIRED: &str = "LEASE_EXPIRED";
+const LEASE_REAPER: &str = "leaseReaper";
+
+/// What follows for the tasks waiting on `ids`, which all ended the same way in this
+/// transaction: a completed task releases them; a task that will never complete (dead or
+/// cancelled) cancels the pending ones, and theirs in turn, so a workflow finishes instead
+/// of waiting forever.
+async fn follow_ending(
     conn: &mut Conn,
     store: &Store,
-    root: &str,
+    ending: Ending,
+    ids: &[String],
     ts: DateTime<Utc>,
     mut trace: Option<&mut Trace>,
 ) -> Result<()> {
-    let mut frontier = vec![root.to_string()];
-    // a workflow's dependencies point only backwards, so the depth is bounded by its size
-    for _ in 0..MAX_WORKFLOW_TASKS {
-        let ids = store
-            .find_dependents(conn, &frontier, trace.as_deref_mut())
-            .await?;
-        if ids.is_empty() {
-            break;
+    match ending {
+        Ending::Completed => {
+            for id in ids {
+                store
+                    .release_dependents(conn, id, trace.as_deref_mut())
+                    .await?;
+            }
         }
-        store
-            .cancel_dependents(conn, &ids, ts, trace.as_deref_mut())
-            .await?;
-        frontier = ids;
+        Ending::Dead | Ending::Cancelled => {
+            let mut frontier = ids.to_vec();
+            // a workflow's dependencies point only backwards, so the depth is bounded by
+            // its size
+            for _ in 0..MAX_WORKFLOW_TASKS {
+                let mut next = Vec::new();
+                for chunk in frontier.chunks(MAX_IDS_PER_STATEMENT) {
+                    let ids = store
+                        .find_dependents(conn, chunk, trace.as_deref_mut())
+                        .await?;
+                    if !ids.is_empty() {
+                        store
+                            .cancel_dependents(conn, &ids, ts, trace.as_deref_mut())
+                            .await?;
+                        next.extend(ids);
+                    }
+                }
+                if next.is_empty() {
+                    break;
+                }
+                frontier = next;
+            }
+        }
+        Ending::RunsAgain => {}
     }
     Ok(())
 }
+
+/// Ids per `IN (…)` list: well under every database's parameter limit.
+const MAX_IDS_PER_STATEMENT: usize = 1000;
 
 /// `updateTaskStatus`: applies the state machine (docs/API.md) in one transaction.
 pub async fn update_task_status(
@@ -288,22 +355,20 @@ pub async fn update_task_status(
                 .record_running_attempt(conn, &task.id, outcome, ts, trace.as_deref_mut())
                 .await?;
         }
-        match to {
+        let ending = match to {
             Completed => {
                 store
                     .complete_task(conn, attempt, change.result.as_ref(), trace.as_deref_mut())
                     .await?;
-                // dependents wait for one dependency less
-                store
-                    .release_dependents(conn, &task.id, trace.as_deref_mut())
-                    .await?;
+                Ending::Completed
             }
             Failed => {
                 let (code, message) = error_parts(change.error.as_ref());
                 store
                     .record_error(conn, attempt, &code, &message, trace.as_deref_mut())
                     .await?;
-                if attempt.attempt < task.max_attempts {
+                let ending = Ending::of_failure(attempt.attempt, task.max_attempts);
+                if ending == Ending::RunsAgain {
                     let delay = backoff.delay_ms(attempt.attempt) as i64;
                     let next = ts + chrono::Duration::milliseconds(delay);
                     store
@@ -313,22 +378,25 @@ pub async fn update_task_status(
                     store
                         .fail_task(conn, attempt, &message, trace.as_deref_mut())
                         .await?;
-                    cancel_dependents(conn, store, &task.id, ts, trace.as_deref_mut()).await?;
                 }
+                ending
             }
             Cancelled => {
                 store
                     .cancel_task(conn, &task.id, ts, trace.as_deref_mut())
                     .await?;
-                cancel_dependents(conn, store, &task.id, ts, trace.as_deref_mut()).await?;
+                Ending::Cancelled
             }
             // running → pending: the worker gives the task back; the attempt counts
             Pending | Running => {
                 store
                     .give_back_task(conn, &task.id, ts, trace.as_deref_mut())
                     .await?;
+                Ending::RunsAgain
             }
-        }
+        };
+        let ended = [task.id.clone()];
+        follow_ending(conn, store, ending, &ended, ts, trace.as_deref_mut()).await?;
         store
             .fetch_task(conn, &task.id, false, trace.as_deref_mut())
             .await
@@ -351,9 +419,13 @@ pub async fn claim_tasks(
     store.claim(conn, c, ts, lease, trace).await
 }
 
-/// Returns tasks whose lease expired to `pending` (or `failed` when that was their last
-/// attempt) and closes their attempt as `lease_expired`. Safe to run from many runtimes at
-/// once: every change is conditional on the lease still being expired.
+/// The lease reaper: a task whose lease expired ends its attempt as `lease_expired` under
+/// the rules of every ending ([`Ending`]): its history row, an error-log row
+/// (`LEASE_EXPIRED`), then `pending` again, or `failed` when that was its last attempt,
+/// which cancels its dependents. Set-based: one statement per step for all the expired
+/// tasks, and the common case (nothing expired) is one indexed read. Safe to run from many
+/// runtimes at once: the expired tasks are locked first, and every change is conditional
+/// on the lease still being expired. Returns how many tasks it took.
 pub async fn reap_expired(conn: &mut Conn, store: &Store) -> Result<u64> {
     let ts = now();
     if !store.any_expired(conn, ts).await? {
@@ -361,16 +433,56 @@ pub async fn reap_expired(conn: &mut Conn, store: &Store) -> Result<u64> {
     }
     conn.begin().await?;
     let r = async {
-        // lock them first: the rows read below are the ones changed below
-        store.lock_expired(conn, ts).await?;
+        // lock them first: the rows read here are the ones changed below
+        let expired = store.select_expired(conn, ts).await?;
+        if expired.is_empty() {
+            return Ok(0);
+        }
         store.record_expired_attempts(conn, ts).await?;
-        // the last attempt ran out: the task is dead; otherwise it runs again
+        let errors: Vec<ErrorRow> = expired
+            .iter()
+            .map(|e| ErrorRow {
+                attempt: Attempt {
+                    id: &e.id,
+                    attempt: e.attempts,
+                    at: ts,
+                },
+                operation: LEASE_REAPER,
+                code: LEASE_EXPIRED,
+                message: lease_expired_message(e),
+            })
+            .collect();
+        store.record_errors(conn, &errors, None).await?;
         let failed = store.fail_expired(conn, ts).await?;
         let requeued = store.requeue_expired(conn, ts).await?;
+        let dead: Vec<String> = expired
+            .iter()
+            .filter(|e| Ending::of_failure(e.attempts, e.max_attempts) == Ending::Dead)
+            .map(|e| e.id.clone())
+            .collect();
+        follow_ending(conn, store, Ending::Dead, &dead, ts, None).await?;
         Ok(requeued + failed)
     }
     .await;
     finish_tx(conn, true, r).await
+}
+
+/// The error-log message of an expired lease: whose, which attempt, and what follows.
+fn lease_expired_message(e: &Expired) -> String {
+    format!(
+        "lease expired: {} did not report attempt {} of {} before its lease ended; {}",
+        e.worker_id
+            .as_deref()
+            .map(|w| format!("worker {w}"))
+            .unwrap_or_else(|| "its worker".into()),
+        e.attempts,
+        e.max_attempts,
+        if Ending::of_failure(e.attempts, e.max_attempts) == Ending::Dead {
+            "no attempts left, the task failed"
+        } else {
+            "the task runs again"
+        }
+    )
 }
 
 /// Deletes completed and cancelled tasks that finished more than `days` ago, 500 at a

@@ -29,6 +29,19 @@ pub(crate) fn text(s: &str) -> Param {
     Param::Text(s.to_string())
 }
 
+/// One error-log row: attempt `attempt` of a task failed, as `operation` saw it.
+#[derive(Debug, Clone)]
+pub struct ErrorRow<'a> {
+    pub attempt: Attempt<'a>,
+    /// who logged it: the operation (`updateTaskStatus`) or the connector's own round
+    pub operation: &'a str,
+    pub code: &'a str,
+    pub message: String,
+}
+
+/// Error-log rows per statement: 8 parameters each, well under every database's limit.
+const ERROR_ROWS_PER_STATEMENT: usize = 500;
+
 fn texts(list: &[String]) -> Vec<Param> {
     list.iter().map(|s| text(s)).collect()
 }
@@ -371,6 +384,39 @@ impl Store {
         Ok(())
     }
 
+    /// Many error-log rows, in one statement per 500.
+    pub async fn record_errors(
+        &self,
+        conn: &mut Conn,
+        errors: &[ErrorRow<'_>],
+        mut trace: Option<&mut Trace>,
+    ) -> Result<()> {
+        for chunk in errors.chunks(ERROR_ROWS_PER_STATEMENT) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            let mut params = Vec::with_capacity(chunk.len() * 8);
+            for e in chunk {
+                rows.push(format!("({})", self.placeholders(params.len() + 1, 8)));
+                params.extend([
+                    text(&crate::task::new_id()),
+                    text(e.attempt.id),
+                    Param::Int(e.attempt.attempt),
+                    text(e.operation),
+                    text(e.code),
+                    text(&e.message),
+                    text(self.provider().as_str()),
+                    self.time(e.attempt.at),
+                ]);
+            }
+            let sql = self
+                .sql()
+                .record_errors
+                .replace("{{rows}}", &rows.join(", "));
+            conn.exec("log errors", &sql, &params, trace.as_deref_mut())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// `→ pending` after failed attempt `a`, to run again at `run_at`.
     pub async fn retry_task(
         &self,
@@ -483,67 +529,5 @@ impl Store {
         let sql = &self.sql().requeue_task;
         conn.exec("requeue task", sql, &params, trace).await?;
         Ok(())
-    }
-
-    // ---- maintenance ----------------------------------------------------------------
-
-    /// Whether any lease expired before `at` (one indexed read, no lock).
-    pub async fn any_expired(&self, conn: &mut Conn, at: DateTime<Utc>) -> Result<bool> {
-        let sql = &self.sql().find_expired;
-        let out = conn
-            .exec("find expired", sql, &[self.time(at)], None)
-            .await?;
-        Ok(!out.rows.is_empty())
-    }
-
-    /// The history rows of the attempts whose lease expired before `at`.
-    pub async fn record_expired_attempts(&self, conn: &mut Conn, at: DateTime<Utc>) -> Result<()> {
-        let sql = &self.sql().record_expired_attempts;
-        let params = [self.time(at), self.time(at)];
-        conn.exec("expire attempts", sql, &params, None).await?;
-        Ok(())
-    }
-
-    /// `running → failed` for expired tasks that had no attempt left; how many.
-    pub async fn fail_expired(&self, conn: &mut Conn, at: DateTime<Utc>) -> Result<u64> {
-        let sql = &self.sql().fail_expired;
-        let params = [self.time(at), self.time(at), self.time(at)];
-        let out = conn.exec("fail expired", sql, &params, None).await?;
-        Ok(out.rows_affected)
-    }
-
-    /// `running → pending` for the other expired tasks; how many.
-    pub async fn requeue_expired(&self, conn: &mut Conn, at: DateTime<Utc>) -> Result<u64> {
-        let sql = &self.sql().requeue_expired;
-        let params = [self.time(at), self.time(at)];
-        let out = conn.exec("requeue expired", sql, &params, None).await?;
-        Ok(out.rows_affected)
-    }
-
-    /// Deletes up to 500 completed or cancelled tasks that finished before `cutoff`.
-    pub async fn purge_finished(&self, conn: &mut Conn, cutoff: DateTime<Utc>) -> Result<u64> {
-        let sql = &self.sql().purge_finished;
-        let out = conn
-            .exec("purge finished", sql, &[self.time(cutoff)], None)
-            .await?;
-        Ok(out.rows_affected)
-    }
-
-    /// How many tasks each queue holds in each status (queue, status, count), in that
-    /// order.
-    pub async fn count_by_queue_and_status(
-        &self,
-        conn: &mut Conn,
-    ) -> Result<Vec<(String, String, i64)>> {
-        let sql = &self.sql().count_by_queue_and_status;
-        let out = conn.exec("queue depth", sql, &[], None).await?;
-        Ok(out
-            .rows
-            .iter()
-            .map(|r| {
-                let queue = read_text(&r[0]).unwrap_or_default();
-                (queue, read_text(&r[1]).unwrap_or_default(), read_int(&r[2]))
-            })
-            .collect())
     }
 }

@@ -1,8 +1,7 @@
 //! The MariaDB store: its statements (`sql/mariadb/*.sql`) and what it does differently —
 //! `?` placeholders, times as `DATETIME(3)` text, JSON as text, multi-row inserts of 500
 //! rows (`ON DUPLICATE KEY UPDATE id = id` for idempotency keys), a claim in three steps
-//! (`FOR UPDATE SKIP LOCKED`, then UPDATE, then a re-read: no `RETURNING`), expired leases
-//! locked before they change, and the duplicate count it cannot give (see
+//! (`FOR UPDATE SKIP LOCKED`, then UPDATE, then a re-read: no `RETURNING`), and the duplicate count it cannot give (see
 //! [`MariadbStore::counts_duplicates_as_inserted`]).
 
 use chrono::{DateTime, Utc};
@@ -17,9 +16,6 @@ use crate::Result;
 pub struct MariadbStore {
     pub(crate) sql: Statements,
     pub(crate) claim: ClaimStatements,
-    /// locks the tasks whose lease expired: a worker finishing one of them now, or
-    /// another runtime's reaper, waits or is waited for
-    pub(crate) lock_expired: String,
 }
 
 /// A time as a parameter: `YYYY-MM-DD HH:MM:SS.mmm` (UTC) for a `DATETIME(3)` column.
@@ -51,7 +47,6 @@ impl MariadbStore {
         Ok(MariadbStore {
             sql: Statements::take(&mut s)?,
             claim: ClaimStatements::take(&mut s)?,
-            lock_expired: s.take("lock_expired")?,
         })
     }
 

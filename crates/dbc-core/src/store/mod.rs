@@ -6,12 +6,13 @@
 //! nothing boxed per call).
 //!
 //! The statement groups that run the same way on every database — the same parameters,
-//! each in its dialect's text — are written once in [`common`]; the ones whose shape
-//! differs (insert, claim, batch completion, locking expired leases) are here and in the
-//! dialect files. "What SQL completes a task on MariaDB?" is `complete_task` in
+//! each in its dialect's text — are written once in [`common`] (the background rounds' in
+//! [`maintenance`]); the ones whose shape differs (insert, claim, batch completion) are
+//! here and in the dialect files. "What SQL completes a task on MariaDB?" is `complete_task` in
 //! `sql/mariadb/status.sql`.
 
 pub mod common;
+pub mod maintenance;
 pub mod mariadb;
 pub mod postgres;
 pub mod queues;
@@ -184,19 +185,6 @@ impl Store {
                 self.provider().as_str()
             ))),
         }
-    }
-
-    /// Locks the tasks whose lease expired at `ts` (SQLite's write transaction already
-    /// excludes other writers: nothing to do there).
-    pub async fn lock_expired(&self, conn: &mut Conn, ts: DateTime<Utc>) -> Result<()> {
-        let sql = match self {
-            Store::Postgres(s) => &s.lock_expired,
-            Store::Mariadb(s) => &s.lock_expired,
-            Store::Sqlite(_) => return Ok(()),
-        };
-        conn.exec("lock expired", sql, &[self.time(ts)], None)
-            .await?;
-        Ok(())
     }
 }
 

@@ -20,9 +20,6 @@ pub struct PostgresStore {
     pub(crate) sql: Statements,
     claim_tasks: String,
     complete_tasks: String,
-    /// locks the tasks whose lease expired: a worker finishing one of them now, or
-    /// another runtime's reaper, waits or is waited for
-    pub(crate) lock_expired: String,
 }
 
 /// The n-th placeholder (1-based).
@@ -60,7 +57,6 @@ impl PostgresStore {
             sql: Statements::take(&mut s)?,
             claim_tasks: s.take("claim_tasks")?,
             complete_tasks: s.take("complete_tasks")?,
-            lock_expired: s.take("lock_expired")?,
         })
     }
 

@@ -95,6 +95,8 @@ statements! {
     complete_task,
     release_dependents,
     record_error,
+    /// many error-log rows, one `{{rows}}` group of 8 each
+    record_errors,
     retry_task,
     fail_task,
     cancel_task,
@@ -103,6 +105,8 @@ statements! {
     cancel_dependents,
     requeue_task,
     find_expired,
+    /// the expired tasks, locked where the database has row locks
+    select_expired,
     record_expired_attempts,
     fail_expired,
     requeue_expired,

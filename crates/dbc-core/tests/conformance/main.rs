@@ -20,6 +20,7 @@ mod common;
 
 mod attempts;
 mod debug;
+mod endings;
 mod errors;
 mod migrations;
 mod params;
@@ -39,6 +40,7 @@ use serde_json::{json, Value as Json};
 
 use attempts::*;
 use debug::*;
+use endings::*;
 use errors::*;
 use migrations::*;
 use params::*;
@@ -81,6 +83,8 @@ conformance!(
     tasks_node_queue_default,
     tasks_attempt_history_written_once,
     tasks_lease_expiry_history,
+    endings_lease_expiry_on_last_attempt,
+    endings_lease_expiry_with_attempts_left,
     migrations_running_attempt_survives_upgrade,
     tasks_validation_writes_nothing,
     retention_purges_old_finished_tasks,

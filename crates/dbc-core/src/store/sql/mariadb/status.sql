@@ -37,6 +37,11 @@ WHERE x.depends_on = ? AND k.deps_pending > 0
 INSERT INTO {{prefix}}error_logs (id, task_id, attempt, operation, code, message, provider, created_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 
+-- name: record_errors
+-- many error-log rows in one statement (the lease reaper's), one `{{rows}}` group of 8 each
+INSERT INTO {{prefix}}error_logs (id, task_id, attempt, operation, code, message, provider, created_at)
+VALUES {{rows}}
+
 -- name: retry_task
 UPDATE {{prefix}}tasks SET status = 'pending', attempts = ?, run_at = ?, last_error = ?, worker_id = NULL,
   lease_expires_at = NULL, updated_at = ? WHERE id = ?

@@ -4,10 +4,10 @@
 -- the common case, nothing expired, costs one indexed read and no write lock
 SELECT id FROM {{prefix}}tasks WHERE status = 'running' AND lease_expires_at < $1 LIMIT 1
 
--- name: lock_expired
+-- name: select_expired
 -- a worker finishing one of them now, or another runtime's reaper, waits or is waited
--- for, and the rows read below are the ones changed below
-SELECT id FROM {{prefix}}tasks WHERE status = 'running' AND lease_expires_at < $1 FOR UPDATE
+-- for, and the rows read below are the ones changed below; each with what decides its ending
+SELECT id, attempts, max_attempts, worker_id FROM {{prefix}}tasks WHERE status = 'running' AND lease_expires_at < $1 FOR UPDATE
 
 -- name: record_expired_attempts
 -- each expired attempt's history row; NOT EXISTS: a row an older connector wrote for the

@@ -34,6 +34,11 @@ UPDATE {{prefix}}tasks SET deps_pending = deps_pending - 1 WHERE deps_pending > 
 INSERT INTO {{prefix}}error_logs (id, task_id, attempt, operation, code, message, provider, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 
+-- name: record_errors
+-- many error-log rows in one statement (the lease reaper's), one `{{rows}}` group of 8 each
+INSERT INTO {{prefix}}error_logs (id, task_id, attempt, operation, code, message, provider, created_at)
+VALUES {{rows}}
+
 -- name: retry_task
 UPDATE {{prefix}}tasks SET status = 'pending', attempts = $1, run_at = $2, last_error = $3, worker_id = NULL,
   lease_expires_at = NULL, updated_at = $4 WHERE id = $5

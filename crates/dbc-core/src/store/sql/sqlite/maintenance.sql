@@ -4,6 +4,11 @@
 -- the common case, nothing expired, costs one indexed read and no write lock
 SELECT id FROM {{prefix}}tasks WHERE status = 'running' AND lease_expires_at < ? LIMIT 1
 
+-- name: select_expired
+-- the tasks whose lease expired, with what decides their ending (BEGIN IMMEDIATE already
+-- excludes other writers: no row lock)
+SELECT id, attempts, max_attempts, worker_id FROM {{prefix}}tasks WHERE status = 'running' AND lease_expires_at < ?
+
 -- name: record_expired_attempts
 -- each expired attempt's history row; NOT EXISTS: a row an older connector wrote for the
 -- attempt must not make every later round fail on the primary key
