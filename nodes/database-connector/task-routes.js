@@ -100,16 +100,16 @@ function invalid(field, message) {
 }
 
 /**
- * listTasks's input from the list route's query string; `name` is not a filter of the
- * core's, so it is returned apart and applied to the page.
+ * listTasks's input from the list route's query string.
  * @param {object} query `queue, status, workflowId, name, cursor, limit`
- * @returns {{input: object, name: string}}
+ * @returns {object} the input of listTasks
  * @private
  */
 function listInput(query) {
   const input = {};
-  for (const key of ['queue', 'status', 'workflowId']) {
-    if (query[key] !== undefined && query[key] !== '') input[key] = String(query[key]);
+  for (const key of ['queue', 'status', 'workflowId', 'name']) {
+    const value = query[key] === undefined ? '' : String(query[key]).trim();
+    if (value !== '') input[key] = value;
   }
   if (query.cursor !== undefined && query.cursor !== '') input.after = String(query.cursor);
   let limit = PAGE_DEFAULT;
@@ -118,8 +118,7 @@ function listInput(query) {
     if (limit < 1 || limit > PAGE_MAX) throw invalid('limit', `limit must be an integer from 1 to ${PAGE_MAX}`);
   }
   input.limit = limit;
-  const name = query.name === undefined ? '' : String(query.name).trim();
-  return { input, name };
+  return input;
 }
 
 /**
@@ -208,22 +207,16 @@ function registerTaskRoutes(RED, { read, write, configNode }) {
   RED.httpAdmin.get('/database-connector/:configId/tasks', read, (req, res) => {
     const node = configNode(req, res);
     if (!node) return;
-    let parsed;
+    let input;
     try {
-      parsed = listInput(req.query || {});
+      input = listInput(req.query || {});
     } catch (err) {
       answer(res, Promise.reject(err)); // before the pool opens for it
       return;
     }
     answer(res, node.getRegistry().then(async (registry) => {
-      const page = (await registry.run('listTasks', parsed.input)).value;
-      const needle = parsed.name.toLowerCase();
-      const shown = needle ? page.tasks.filter((t) => typeof t.name === 'string' && t.name.toLowerCase().includes(needle)) : page.tasks;
-      return {
-        tasks: shown.map((t) => forDisplay(t, LIST_PREVIEW_BYTES)),
-        next: page.next,
-        read: page.tasks.length,
-      };
+      const page = (await registry.run('listTasks', input)).value;
+      return { tasks: page.tasks.map((t) => forDisplay(t, LIST_PREVIEW_BYTES)), next: page.next };
     }));
   });
 

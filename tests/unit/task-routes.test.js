@@ -77,11 +77,13 @@ for (const provider of ['sqlite', 'postgres']) {
 
     const failed = await get('/database-connector/cfg/tasks?status=failed');
     assert.deepEqual(failed.body.tasks.map((t) => [t.name, t.status, t.lastError]), [['Broken-Thing', 'failed', 'the disk is on fire']]);
-    // name is matched on the page the database returned: part of it, any case
-    const named = await get('/database-connector/cfg/tasks?name=broken');
-    assert.deepEqual([named.body.tasks.map((t) => t.name), named.body.read], [['Broken-Thing'], 6]);
-    const none = await get('/database-connector/cfg/tasks?name=nothing-like-it');
-    assert.deepEqual([none.body.tasks, none.body.read], [[], 6]);
+    // name is listTasks's filter: the whole name, one query, full pages
+    const named = await get('/database-connector/cfg/tasks?name=Broken-Thing');
+    assert.deepEqual(named.body.tasks.map((t) => t.name), ['Broken-Thing']);
+    const paged = await get('/database-connector/cfg/tasks?name=job-3&queue=pages&limit=1');
+    assert.deepEqual([paged.body.tasks.map((t) => t.name), paged.body.next], [['job-3'], null]);
+    const none = await get('/database-connector/cfg/tasks?name=broken');
+    assert.deepEqual(none.body.tasks, []);
 
     const wf = (await registry.run('createWorkflow', { name: 'wf', tasks: [{ key: 'a', name: 'a' }] })).value;
     const inWorkflow = await get(`/database-connector/cfg/tasks?workflowId=${wf.id}`);

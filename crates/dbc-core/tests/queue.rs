@@ -813,6 +813,21 @@ async fn list_tasks_filters_and_pages(p: Provider) {
         assert_eq!(names(&t), ["w1"]);
         let (t, _) = list(json!({"queue": "nope"})).await;
         assert!(t.is_empty());
+        // name: exactly that name (case and all), with the other filters and the cursor
+        let (t, _) = list(json!({"name": "la2"})).await;
+        assert_eq!(names(&t), ["la2"]);
+        let (t, _) = list(json!({"name": "dies", "status": "failed", "queue": "la"})).await;
+        assert_eq!(ids(&t), [s(&dead, "id").to_string()]);
+        let (t, _) = list(json!({"name": "dies", "status": "pending"})).await;
+        assert!(t.is_empty());
+        // case: as the database compares text (MariaDB's default collation ignores it)
+        let upper = names(&list(json!({"name": "LA2"})).await.0);
+        if p == Provider::Mariadb {
+            assert_eq!(upper, ["la2"]);
+        } else {
+            assert!(upper.is_empty(), "{upper:?}");
+        }
+        assert!(list(json!({"name": "la"})).await.0.is_empty(), "no prefix match");
 
         // keyset pagination over the 7 "la" tasks, limit 2
         let mut seen = Vec::new();
@@ -865,6 +880,7 @@ async fn list_tasks_filters_and_pages(p: Provider) {
         assert_validation(&db.op_err("listTasks", json!({"after": "x"})).await, "after");
         assert_validation(&db.op_err("listTasks", json!({"workflowId": 5})).await, "workflowId");
         assert_validation(&db.op_err("listTasks", json!({"sort": "id"})).await, "sort");
+        assert_validation(&db.op_err("listTasks", json!({"name": 5})).await, "name");
     })
     .await
 }

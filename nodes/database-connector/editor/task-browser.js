@@ -254,7 +254,7 @@
             if (!state.queues) { renderQueues(); }
             const $table = $('<table class="dbc-tb-table dbc-tb-list"></table>').appendTo($view);
             if (!page.tasks.length) {
-                $("<tr></tr>").append($('<td class="dbc-tb-none"></td>').text(t(page.read ? "noneOnPage" : "noTasks"))).appendTo($table);
+                $("<tr></tr>").append($('<td class="dbc-tb-none"></td>').text(t("noTasks"))).appendTo($table);
             } else {
                 $("<tr></tr>").append($("<th></th>").text(t("status")), $("<th></th>").text(t("name")), $("<th></th>").text(t("queue")), $('<th class="dbc-tb-num"></th>').text(t("attempts")), $("<th></th>").text(t("created"))).appendTo($table);
             }
@@ -276,7 +276,6 @@
             $('<button type="button" id="dbc-tb-next" class="red-ui-button red-ui-button-small"></button>').text(t("next"))
                 .prop("disabled", !page.next)
                 .on("click", function () { state.cursors.push(page.next); refresh(); }).appendTo($pager);
-            if (state.filters.name) { $('<div class="form-tips"></div>').text(t("nameTip")).appendTo($view); }
         }
 
         function actionButton(id, label, enabled, fn) {

@@ -528,7 +528,7 @@ pub async fn requeue_failed(
     .await
 }
 
-/// `listTasks`: filters by queue, status and workflow; keyset pagination on the id
+/// `listTasks`: filters by queue, status, workflow and name; keyset pagination on the id
 /// (UUIDv7, so creation order) — stable and cheap however deep the page.
 pub async fn list_tasks(
     conn: &mut Conn,

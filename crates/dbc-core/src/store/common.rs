@@ -222,6 +222,7 @@ impl Store {
             ("queue", filter.queue.as_deref()),
             ("status", filter.status.map(TaskStatus::as_str)),
             ("workflow_id", filter.workflow_id.as_deref()),
+            ("name", filter.name.as_deref()),
         ];
         for (column, value) in conditions {
             if let Some(v) = value {

@@ -373,6 +373,8 @@ pub struct TaskFilter {
     pub status: Option<TaskStatus>,
     /// only this workflow's tasks
     pub workflow_id: Option<String>,
+    /// only tasks of exactly this name
+    pub name: Option<String>,
     /// only ids after this one (the previous page's `next`)
     pub after: Option<String>,
     /// page size (1..=1000)
@@ -389,14 +391,14 @@ impl TaskFilter {
             _ => {
                 return Err(DbcError::validation(
                     "payload",
-                    "listTasks takes an object {queue?, status?, workflowId?, limit?, after?}",
+                    "listTasks takes an object {queue?, status?, workflowId?, name?, limit?, after?}",
                 ))
             }
         };
         check_keys(
             obj,
             "",
-            &["queue", "status", "workflowId", "limit", "after"],
+            &["queue", "status", "workflowId", "name", "limit", "after"],
         )?;
         let queue = opt_str(obj, "", "queue", 191)?;
         let status = match opt_str(obj, "", "status", 16)? {
@@ -415,6 +417,7 @@ impl TaskFilter {
             queue,
             status,
             workflow_id,
+            name: opt_str(obj, "", "name", 255)?,
             after,
             limit: opt_int(obj, "", "limit", 1, 1000)?.unwrap_or(100),
         })
