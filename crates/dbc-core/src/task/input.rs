@@ -388,12 +388,10 @@ impl TaskFilter {
         let obj = match v {
             Json::Null => &empty,
             Json::Object(o) => o,
-            _ => {
-                return Err(DbcError::validation(
-                    "payload",
-                    "listTasks takes an object {queue?, status?, workflowId?, name?, limit?, after?}",
-                ))
-            }
+            _ => return Err(DbcError::validation(
+                "payload",
+                "listTasks takes an object {queue?, status?, workflowId?, name?, limit?, after?}",
+            )),
         };
         check_keys(
             obj,
