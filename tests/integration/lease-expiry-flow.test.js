@@ -9,21 +9,12 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const helper = require('node-red-node-test-helper');
 const dbNode = require('../../nodes/database-connector/database-connector.js');
 const service = require('../../nodes/database-connector/database-service');
-const { configFor, nodeConfigFor, requireDatabases, RED_DIR, pollUntil } = require('../support');
+const { configFor, nodeConfigFor, pollUntil, useNodeRedHelper } = require('../support');
 
-helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
+const helper = useNodeRedHelper(service, { unloadEach: false });
 
-test.before(async () => {
-  await requireDatabases(service);
-  await new Promise((resolve) => helper.startServer(resolve));
-});
-test.after(async () => {
-  await helper.unload();
-  await new Promise((resolve) => helper.stopServer(resolve));
-});
 
 for (const provider of ['postgres', 'mariadb', 'sqlite']) {
   test(`${provider}: a consumed task nobody settles dies when its last lease expires; its workflow ends failed`, async () => {

@@ -7,22 +7,13 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const helper = require('node-red-node-test-helper');
 const dbNode = require('../../nodes/database-connector/database-connector.js');
 const service = require('../../nodes/database-connector/database-service');
-const { PG_URL, configFor, nodeConfigFor, requireDatabases, spawnNodeRed, uniquePrefix, RED_DIR, pollUntil, tcpPortsOf } = require('../support');
+const { PG_URL, configFor, nodeConfigFor, spawnNodeRed, uniquePrefix, RED_DIR, pollUntil, tcpPortsOf, useNodeRedHelper } = require('../support');
 
 const functionNode = require(require.resolve('@node-red/nodes/core/function/10-function.js', { paths: [RED_DIR] }));
-helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
+const helper = useNodeRedHelper(service, { unloadEach: false });
 
-test.before(async () => {
-  await requireDatabases(service);
-  await new Promise((resolve) => helper.startServer(resolve));
-});
-test.after(async () => {
-  await helper.unload();
-  await new Promise((resolve) => helper.stopServer(resolve));
-});
 
 const TASKS = 5000;
 const CONCURRENCY = 8;

@@ -221,4 +221,31 @@ function tcpPortsOf(pid, remotePort) {
   return ports;
 }
 
-module.exports = { root, RED_DIR, PG_URL, MARIADB_URL, uniquePrefix, configFor, nodeConfigFor, requireDatabases, request, spawnNodeRed, freePort, pollUntil, tcpPortsOf };
+/**
+ * node-red-node-test-helper for the calling test file: initialised on this checkout's
+ * Node-RED (or DBC_NODE_RED_DIR's), its server started before the file's tests (once
+ * the databases answer, when `service` is given: a test run that cannot reach one fails
+ * loudly), every flow unloaded after each test (unless `unloadEach` is false) and the
+ * server stopped after the last.
+ * @param {object} [service] database-service.js, to require the databases first
+ * @param {object} [opts]
+ * @param {boolean} [opts.unloadEach] unload the flows after each test (default true)
+ * @returns {object} the helper
+ */
+function useNodeRedHelper(service, { unloadEach = true } = {}) {
+  const test = require('node:test');
+  const helper = require('node-red-node-test-helper');
+  helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
+  test.before(async () => {
+    if (service) await requireDatabases(service);
+    await new Promise((resolve) => helper.startServer(resolve));
+  });
+  test.after(async () => {
+    await helper.unload();
+    await new Promise((resolve) => helper.stopServer(resolve));
+  });
+  if (unloadEach) test.afterEach(() => helper.unload());
+  return helper;
+}
+
+module.exports = { root, RED_DIR, useNodeRedHelper, PG_URL, MARIADB_URL, uniquePrefix, configFor, nodeConfigFor, requireDatabases, request, spawnNodeRed, freePort, pollUntil, tcpPortsOf };

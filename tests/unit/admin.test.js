@@ -8,22 +8,12 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const helper = require('node-red-node-test-helper');
 const dbNode = require('../../nodes/database-connector/database-connector.js');
 const service = require('../../nodes/database-connector/database-service');
-const { PG_URL, MARIADB_URL, nodeConfigFor, requireDatabases, RED_DIR } = require('../support');
+const { PG_URL, MARIADB_URL, nodeConfigFor, useNodeRedHelper } = require('../support');
 
-helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
+const helper = useNodeRedHelper(service);
 
-test.before(async () => {
-  await requireDatabases(service);
-  await new Promise((resolve) => helper.startServer(resolve));
-});
-test.after(async () => {
-  await helper.unload();
-  await new Promise((resolve) => helper.stopServer(resolve));
-});
-test.afterEach(() => helper.unload());
 
 const pg = new URL(PG_URL);
 

@@ -8,23 +8,13 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const helper = require('node-red-node-test-helper');
 const dbNode = require('../../nodes/database-connector/database-connector.js');
 const service = require('../../nodes/database-connector/database-service');
-const { configFor, nodeConfigFor, requireDatabases, RED_DIR } = require('../support');
+const { configFor, nodeConfigFor, RED_DIR, useNodeRedHelper } = require('../support');
 
 const catchNode = require(require.resolve('@node-red/nodes/core/common/25-catch.js', { paths: [RED_DIR] }));
-helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
+const helper = useNodeRedHelper(service);
 
-test.before(async () => {
-  await requireDatabases(service);
-  await new Promise((resolve) => helper.startServer(resolve));
-});
-test.after(async () => {
-  await helper.unload();
-  await new Promise((resolve) => helper.stopServer(resolve));
-});
-test.afterEach(() => helper.unload());
 
 /** Resolves with the first value of `fn()` that is truthy, polling `node`'s events. */
 function until(fn, ms = 10000) {

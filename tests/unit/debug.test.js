@@ -6,25 +6,15 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const helper = require('node-red-node-test-helper');
 const dbNode = require('../../nodes/database-connector/database-connector.js');
 const service = require('../../nodes/database-connector/database-service');
-const { PG_URL, requireDatabases, uniquePrefix, RED_DIR } = require('../support');
+const { PG_URL, uniquePrefix, useNodeRedHelper } = require('../support');
 
-helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
+const helper = useNodeRedHelper(service);
 
 const SECRET = 'pw-s3cr3t-Zq9';
 const DEBUG_KEYS = ['connectionState', 'dbMs', 'durationMs', 'failover', 'operation', 'pool', 'provider', 'retries', 'startedAt', 'statements'];
 
-test.before(async () => {
-  await requireDatabases(service);
-  await new Promise((resolve) => helper.startServer(resolve));
-});
-test.afterEach(() => helper.unload());
-test.after(async () => {
-  await helper.unload();
-  await new Promise((resolve) => helper.stopServer(resolve));
-});
 
 function checkDebug(d, operation) {
   assert.deepEqual(Object.keys(d).sort(), DEBUG_KEYS, operation);

@@ -6,18 +6,12 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const helper = require('node-red-node-test-helper');
 const parsePrometheus = require('parse-prometheus-text-format');
 const dbNode = require('../../nodes/database-connector/database-connector.js');
-const { nodeConfigFor, RED_DIR } = require('../support');
+const { nodeConfigFor, useNodeRedHelper } = require('../support');
 
-helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
+const helper = useNodeRedHelper(undefined, { unloadEach: false });
 
-test.before(() => new Promise((resolve) => helper.startServer(resolve)));
-test.after(async () => {
-  await helper.unload();
-  await new Promise((resolve) => helper.stopServer(resolve));
-});
 
 test('1,000 inserts and 5 bad ones show in /metrics as JSON and as Prometheus text', async () => {
   const cfg = nodeConfigFor('sqlite');

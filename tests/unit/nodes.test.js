@@ -8,24 +8,14 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
-const helper = require('node-red-node-test-helper');
 const dbNode = require('../../nodes/database-connector/database-connector.js');
 const service = require('../../nodes/database-connector/database-service');
-const { nodeConfigFor, requireDatabases, root, RED_DIR } = require('../support');
+const { nodeConfigFor, root, RED_DIR, useNodeRedHelper } = require('../support');
 
 const catchNode = require(require.resolve('@node-red/nodes/core/common/25-catch.js', { paths: [RED_DIR] }));
 
-helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
+const helper = useNodeRedHelper(service);
 
-test.before(async () => {
-  await requireDatabases(service);
-  await new Promise((resolve) => helper.startServer(resolve));
-});
-test.after(async () => {
-  await helper.unload();
-  await new Promise((resolve) => helper.stopServer(resolve));
-});
-test.afterEach(() => helper.unload());
 
 /** Loads a flow: inject-less, one operation node `op` wired to helper `out`, plus a Catch → `caught`. */
 async function load(provider, opProps, cfgOverride) {

@@ -10,23 +10,13 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const helper = require('node-red-node-test-helper');
 const dbNode = require('../../nodes/database-connector/database-connector.js');
 const service = require('../../nodes/database-connector/database-service');
 const { LIST_PREVIEW_BYTES, DETAIL_PREVIEW_BYTES, PAGE_MAX } = require('../../nodes/database-connector/task-routes');
-const { nodeConfigFor, requireDatabases, RED_DIR } = require('../support');
+const { nodeConfigFor, useNodeRedHelper } = require('../support');
 
-helper.init(require.resolve('node-red', { paths: [RED_DIR] }));
+const helper = useNodeRedHelper(service);
 
-test.before(async () => {
-  await requireDatabases(service);
-  await new Promise((resolve) => helper.startServer(resolve));
-});
-test.after(async () => {
-  await helper.unload();
-  await new Promise((resolve) => helper.stopServer(resolve));
-});
-test.afterEach(() => helper.unload());
 
 const get = (url) => helper.request().get(url);
 const post = (url) => helper.request().post(url);
