@@ -341,6 +341,16 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     // the throughput sparkline saw the insert (a sample above zero)
     await page.waitForFunction((id) => Number(document.querySelector(`.dbc-metrics-row[data-config-id="${id}"] svg.dbc-sparkline`)?.getAttribute('data-max')) > 0, s.pgId);
     assert.equal(await row.locator('.dbc-queue[data-queue="browser"] .dbc-queue-count[data-status="pending"]').textContent(), '4');
+    // a paused queue is marked at the next refresh, and unmarked after a resume
+    const queueRow = row.locator('.dbc-queue[data-queue="browser"]');
+    assert.equal(await queueRow.getAttribute('data-paused'), 'false');
+    const queueAction = (action) => page.evaluate(async ({ id, a }) => (await fetch(`database-connector/${id}/queues/browser/${a}`, { method: 'POST' })).status, { id: s.pgId, a: action });
+    assert.equal(await queueAction('pause'), 200);
+    await row.locator('.dbc-queue[data-queue="browser"][data-paused="true"]').waitFor();
+    assert.equal(await queueRow.locator('.dbc-queue-paused').textContent(), ' (paused)');
+    assert.equal(await queueAction('resume'), 200);
+    await row.locator('.dbc-queue[data-queue="browser"][data-paused="false"]').waitFor();
+    assert.equal(await queueRow.locator('.dbc-queue-paused').count(), 0);
     assert.match(await row.locator('.dbc-pool').textContent(), /^\d+ in use of \d+ open, max 10$/);
     assert.match(await row.locator('.dbc-waiting').textContent(), /^0 · acquire p99 /);
     assert.match(await row.locator('.dbc-p95').textContent(), /ms$/);

@@ -365,6 +365,12 @@ impl Connector {
 
     /// Number of tasks by queue and status.
     pub async fn queue_depth(&self) -> Result<Vec<QueueDepth>> {
+        self.queue_state().await.map(|(depth, _)| depth)
+    }
+
+    /// Tasks by queue and status, and the paused queues with the time each was paused,
+    /// read on one connection of the database in use (the metrics' view of the queues).
+    async fn queue_state(&self) -> Result<(Vec<QueueDepth>, Vec<(String, String)>)> {
         let _t = self.router.ticket().await;
         if self.connection_state() == ConnState::Reconnecting {
             return Err(DbcError::Connection {
@@ -375,19 +381,25 @@ impl Connector {
         let b = self.router.active();
         let mut conn = self.acquire(b).await?;
         let counts = b.store.count_by_queue_and_status(&mut conn).await?;
-        Ok(counts
+        let paused = b.store.paused_queues(&mut conn, None).await?;
+        let depth = counts
             .into_iter()
             .map(|(queue, status, count)| QueueDepth {
                 queue,
                 status,
                 count,
             })
-            .collect())
+            .collect();
+        Ok((depth, paused))
     }
 
     /// What the metrics renderings show besides the counters, as of now.
     async fn snapshot(&self) -> Snapshot {
         let pool = self.pool_state();
+        let (queues, paused) = match self.queue_state().await {
+            Ok((depth, paused)) => (Ok(depth), paused),
+            Err(e) => (Err(e), Vec::new()),
+        };
         Snapshot {
             provider: self.provider(),
             state: self.connection_state(),
@@ -397,7 +409,8 @@ impl Connector {
             last_failback: serde_json::to_value(self.last_failback()).unwrap_or_default(),
             pool: pool.state,
             waiting: pool.waiting,
-            queues: self.queue_depth().await,
+            queues,
+            paused,
         }
     }
 

@@ -247,7 +247,14 @@ impl Metrics {
             "operations": ops,
         });
         match s.queues {
-            Ok(q) => out["queues"] = serde_json::to_value(q).unwrap_or_default(),
+            Ok(q) => {
+                out["queues"] = serde_json::to_value(q).unwrap_or_default();
+                out["pausedQueues"] = s
+                    .paused
+                    .iter()
+                    .map(|(queue, at)| serde_json::json!({ "queue": queue, "pausedAt": at }))
+                    .collect();
+            }
             Err(e) => out["queuesError"] = Json::String(format!("{}: {e}", e.code())),
         }
         out
@@ -330,13 +337,31 @@ impl Metrics {
                 o,
                 "# HELP dbc_queue_tasks Tasks by queue and status.\n# TYPE dbc_queue_tasks gauge"
             );
-            for q in depth {
+            let mut names: Vec<&str> = depth.iter().map(|q| q.queue.as_str()).collect();
+            for q in &depth {
                 let _ = writeln!(
                     o,
                     "dbc_queue_tasks{{{base},queue=\"{}\",status=\"{}\"}} {}",
                     esc(&q.queue),
                     q.status,
                     q.count
+                );
+            }
+            // 1 for a paused queue, 0 for every other queue that has tasks
+            names.extend(s.paused.iter().map(|(queue, _)| queue.as_str()));
+            names.sort_unstable();
+            names.dedup();
+            let _ = writeln!(
+                o,
+                "# HELP dbc_queue_paused 1 while the queue is paused (no runtime claims from it).\n# TYPE dbc_queue_paused gauge"
+            );
+            for name in names {
+                let paused = s.paused.iter().any(|(queue, _)| queue == name);
+                let _ = writeln!(
+                    o,
+                    "dbc_queue_paused{{{base},queue=\"{}\"}} {}",
+                    esc(name),
+                    u8::from(paused)
                 );
             }
         }
@@ -365,6 +390,8 @@ pub struct Snapshot {
     pub waiting: u32,
     /// tasks by queue and status, or why they could not be counted
     pub queues: std::result::Result<Vec<QueueDepth>, DbcError>,
+    /// the paused queues with the time each was paused (empty when `queues` failed)
+    pub paused: Vec<(String, String)>,
 }
 
 /// Tasks by queue and status (metrics).

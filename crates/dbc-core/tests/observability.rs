@@ -49,6 +49,12 @@ async fn metrics_count_what_ran(p: Provider) {
         assert!(p50 > 0.0 && p99 >= p50, "{ins}");
         assert_eq!(m["operations"]["query"]["count"], 1);
         assert_eq!(m["queues"], json!([{"queue": "m", "status": "pending", "count": 3}]));
+        assert_eq!(m["pausedQueues"], json!([]));
+
+        // a paused queue shows, with its time, also one that has no tasks
+        let since = db.op("pauseQueue", json!({"queue": "idle"})).await["pausedAt"].clone();
+        let m = db.conn.metrics_json().await;
+        assert_eq!(m["pausedQueues"], json!([{"queue": "idle", "pausedAt": since}]));
 
         let name = "line \"one\"\\\ntwo";
         let text = db.conn.metrics_prometheus(name).await;
@@ -61,6 +67,8 @@ async fn metrics_count_what_ran(p: Provider) {
             format!("dbc_operation_duration_seconds_bucket{{{base},operation=\"insertTask\",le=\"+Inf\"}} 5"),
             format!("dbc_operation_duration_seconds_count{{{base},operation=\"insertTask\"}} 5"),
             format!("dbc_queue_tasks{{{base},queue=\"m\",status=\"pending\"}} 3"),
+            format!("dbc_queue_paused{{{base},queue=\"idle\"}} 1"),
+            format!("dbc_queue_paused{{{base},queue=\"m\"}} 0"),
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
         }
@@ -91,6 +99,7 @@ async fn metrics_count_what_ran(p: Provider) {
         let text = other.metrics_prometheus("c").await;
         assert!(text.contains(&format!("dbc_up{{{}}} 0", labels("c", p))), "{text}");
         assert!(!text.contains("dbc_queue_tasks{"), "{text}");
+        assert!(!text.contains("dbc_queue_paused{"), "{text}");
     })
     .await
 }
