@@ -305,7 +305,8 @@ impl Connector {
             Op::UpdateTaskStatus if payload.is_array() => {
                 let changes = StatusChange::parse_many(payload, self.limits())?;
                 Ok(Json::Array(
-                    service::settle_many(conn, store, &changes, self.backoff(), trace).await?,
+                    crate::queue::settle::settle_many(conn, store, &changes, self.backoff(), trace)
+                        .await?,
                 ))
             }
             Op::UpdateTaskStatus => {

@@ -404,50 +404,6 @@ pub async fn update_task_status(
     .await
 }
 
-/// `updateTaskStatus` with an array (a batch settle): each change runs as a single call
-/// runs ([`update_task_status`]: the same state machine and the same rules for every
-/// ending), in input order, each in its own transaction, so a change that fails (an
-/// unknown task, a transition the state machine refuses, a lost lease) undoes none of the
-/// others. The answer has one outcome per change, in input order: the updated task, or
-/// `{id, error: {code, message}}`. Once the connection or time itself fails, the changes
-/// not yet run get that error without running.
-pub async fn settle_many(
-    conn: &mut Conn,
-    store: &Store,
-    changes: &[StatusChange],
-    backoff: Backoff,
-    mut trace: Option<&mut Trace>,
-) -> Result<Vec<Json>> {
-    let mut out = Vec::with_capacity(changes.len());
-    let mut broken: Option<DbcError> = None;
-    for change in changes {
-        let r = match &broken {
-            Some(e) => Err(e.clone()),
-            None => update_task_status(conn, store, change, backoff, trace.as_deref_mut()).await,
-        };
-        out.push(match r {
-            Ok(task) => {
-                serde_json::to_value(task).map_err(|e| DbcError::Internal(e.to_string()))?
-            }
-            Err(e) => {
-                if matches!(
-                    e,
-                    DbcError::Connection { .. }
-                        | DbcError::PoolTimeout(_)
-                        | DbcError::QueryTimeout(_)
-                ) {
-                    broken.get_or_insert(e.clone());
-                }
-                serde_json::json!({
-                    "id": change.id,
-                    "error": {"code": e.code(), "message": e.to_string()},
-                })
-            }
-        });
-    }
-    Ok(out)
-}
-
 /// `claimTasks`: takes up to `limit` claimable tasks (pending, due, dependencies done),
 /// highest priority first, then oldest `runAt`, then id; two claimers never get the same
 /// task. Each claim starts an attempt under a lease; the attempt is kept on the task row
