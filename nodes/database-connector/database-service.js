@@ -194,7 +194,8 @@ function parsed(r) {
  * {@link DatabaseError}.
  *
  * Event `settled` `(id, task)`: an `updateTaskStatus` through this connector left the
- * task not `running` (`task` as stored); the consume nodes of this runtime free its slot.
+ * task not `running` (`task` as stored; once per such task of a batch settle); the
+ * consume nodes of this runtime free its slot.
  */
 class Connector extends EventEmitter {
   /** @param {object} handle the addon's Connector */
@@ -254,7 +255,12 @@ class Connector extends EventEmitter {
     } catch (err) {
       throw toDatabaseError(err, operation, this.provider);
     }
-    if (operation === 'updateTaskStatus' && r.value && r.value.status !== 'running') this.emit('settled', r.value.id, r.value);
+    if (operation === 'updateTaskStatus' && r.value) {
+      // a batch settle answers an array: each task it left not running, not the refused ids
+      for (const t of Array.isArray(r.value) ? r.value : [r.value]) {
+        if (t && !t.error && t.status !== 'running') this.emit('settled', t.id, t);
+      }
+    }
     return r;
   }
 

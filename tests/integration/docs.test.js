@@ -164,6 +164,11 @@ function assertShape(sample, real, at) {
   }
 }
 
+/** The fixture's ids put into a sample: per item when the fixture made one per item. */
+function fill(value, ids) {
+  return Array.isArray(ids) ? value.map((v, i) => substitute(v, ids[i])) : substitute(value, ids);
+}
+
 /** Replaces sample ids (a UUID or "…") in `id`, `workflowId`, `after` with the fixture's. */
 function substitute(value, ids) {
   if (Array.isArray(value)) return value.map((v) => substitute(v, ids));
@@ -182,6 +187,12 @@ let seq = 0;
 /** Makes what an operation's sample input refers to; returns the ids to put into it. */
 const FIXTURES = {
   async updateTaskStatus(db, sample) {
+    // a batch settle: a task of its own for each item
+    if (Array.isArray(sample)) {
+      const each = [];
+      for (const item of sample) each.push(await FIXTURES.updateTaskStatus(db, item));
+      return each;
+    }
     const queue = `fx-${++seq}`;
     const t = await db.insertTask({ queue });
     if (sample.workerId) await db.run('claimTasks', { queue, workerId: sample.workerId });
@@ -228,7 +239,7 @@ const DEFAULT_INPUTS = {
 /** Runs operation `op` with a sample input on `db`, after its fixture. */
 async function runInput(db, op, input) {
   const ids = FIXTURES[op] ? await FIXTURES[op](db, input) : {};
-  const payload = substitute(input, ids);
+  const payload = fill(input, ids);
   if (op === 'testConnection') return runTestConnection(payload);
   if (op === 'metrics') return db.metrics();
   return (await db.run(op, payload)).value;
@@ -396,7 +407,7 @@ test('function-node samples run, and what they leave in msg runs through the reg
       try {
         if (msg.operation) {
           const ids = FIXTURES[msg.operation] ? await FIXTURES[msg.operation](db, msg.payload) : {};
-          await db.run(msg.operation, substitute(msg.payload, ids));
+          await db.run(msg.operation, fill(msg.payload, ids));
         } else {
           assert.ok(msg.topic, `${where(s)}: leaves neither msg.operation nor msg.topic`);
           const r = await db.query(msg.topic, msg.params);

@@ -302,6 +302,13 @@ impl Connector {
                     service::claim_tasks(conn, store, &claim, trace).await?,
                 ))
             }
+            Op::UpdateTaskStatus if payload.is_array() => {
+                let changes = StatusChange::parse_many(payload, self.limits())?;
+                Ok(Json::Array(
+                    crate::queue::settle::settle_many(conn, store, &changes, self.backoff(), trace)
+                        .await?,
+                ))
+            }
             Op::UpdateTaskStatus => {
                 let change = StatusChange::parse(payload)?;
                 change.check_size(self.limits())?;

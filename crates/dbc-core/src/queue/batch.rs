@@ -158,7 +158,7 @@ impl Coalescer {
     }
 
     /// Runs the call through a lane when it can take one — a single `insertTask` without
-    /// `dependsOn`, or an `updateTaskStatus` to `completed` — and returns `None` for every
+    /// `dependsOn`, or a single `updateTaskStatus` to `completed` — and returns `None` for every
     /// other call, which then runs as before. Input errors are the caller's own, as
     /// before: the payload is validated here, before it joins a batch.
     pub async fn run(
@@ -182,7 +182,7 @@ impl Coalescer {
                 }
                 Some(to_json(self.inserts.submit(task).await))
             }
-            "updateTaskStatus" => {
+            "updateTaskStatus" if payload.is_object() => {
                 let lane = self.completions.as_ref()?;
                 let change = match StatusChange::parse(payload)
                     .and_then(|c| c.check_size(limits).map(|()| c))

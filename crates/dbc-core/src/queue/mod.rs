@@ -1,5 +1,5 @@
 //! The task queue's rules ([`service`]: insert, claim, status changes, leases, retention,
-//! reading), workflows ([`workflows`]), queues as a whole (pause, resume, statistics:
+//! reading; many status changes at once: [`settle`]), workflows ([`workflows`]), queues as a whole (pause, resume, statistics:
 //! [`queues`]), the group commit of concurrent single calls
 //! ([`batch`]) and the wake-ups of idle consumers ([`wake`]). What a task is lives in
 //! [`crate::task`]; everything that touches a database goes through
@@ -8,5 +8,6 @@
 pub mod batch;
 pub mod queues;
 pub mod service;
+pub mod settle;
 pub mod wake;
 pub mod workflows;

@@ -16,6 +16,8 @@ use crate::{DbcError, Result};
 pub const MAX_PRIORITY: i64 = 1_000_000;
 /// Most tasks accepted by one `insertTask` call.
 pub const MAX_BATCH: usize = 10_000;
+/// Most status changes in one `updateTaskStatus` message (a batch settle).
+pub const MAX_SETTLE: usize = 1000;
 /// Most tasks in one workflow.
 pub const MAX_WORKFLOW_TASKS: usize = 10_000;
 
@@ -258,14 +260,18 @@ pub struct StatusChange {
 impl StatusChange {
     /// `result` and `error` obey the payload size limit, like a task's payload.
     pub fn check_size(&self, limits: Limits) -> Result<()> {
-        for (field, v) in [("result", &self.result), ("error", &self.error)] {
+        self.check_size_at(limits, "")
+    }
+
+    fn check_size_at(&self, limits: Limits, at: &str) -> Result<()> {
+        for (f, v) in [("result", &self.result), ("error", &self.error)] {
             let Some(v) = v else { continue };
             let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
             if size > limits.max_payload_bytes {
                 return Err(DbcError::validation(
-                    field,
+                    field_path(at, f),
                     format!(
-                        "{field} is {size} bytes of JSON, over the limit of {}",
+                        "{f} is {size} bytes of JSON, over the limit of {}",
                         limits.max_payload_bytes
                     ),
                 ));
@@ -276,22 +282,57 @@ impl StatusChange {
 
     /// Validates the input of `updateTaskStatus`.
     pub fn parse(v: &Json) -> Result<StatusChange> {
+        Self::parse_at(v, "")
+    }
+
+    /// Validates the array input of `updateTaskStatus` (a batch settle): 1 to
+    /// [`MAX_SETTLE`] changes, each checked as a single one; the first bad item refuses
+    /// the whole array, its field named `payload[i].…`.
+    pub fn parse_many(v: &Json, limits: Limits) -> Result<Vec<StatusChange>> {
+        let items = match v {
+            Json::Array(a) if !a.is_empty() && a.len() <= MAX_SETTLE => a,
+            _ => {
+                return Err(DbcError::validation(
+                    "payload",
+                    format!(
+                        "updateTaskStatus takes an object {{id, status}} or an array of 1 to \
+                         {MAX_SETTLE} of them; split a longer array"
+                    ),
+                ))
+            }
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let at = format!("payload[{i}]");
+                let c = Self::parse_at(item, &at)?;
+                c.check_size_at(limits, &at)?;
+                Ok(c)
+            })
+            .collect()
+    }
+
+    fn parse_at(v: &Json, at: &str) -> Result<StatusChange> {
         let obj = v.as_object().ok_or_else(|| {
-            DbcError::validation("payload", "updateTaskStatus needs an object {id, status}")
+            DbcError::validation(
+                if at.is_empty() { "payload" } else { at },
+                "updateTaskStatus needs an object {id, status}",
+            )
         })?;
         check_keys(
             obj,
-            "",
+            at,
             &["id", "status", "result", "error", "workerId", "leaseMs"],
         )?;
-        let id = uuid_of("id", obj.get("id").unwrap_or(&Json::Null))?;
+        let id = uuid_of(&field_path(at, "id"), obj.get("id").unwrap_or(&Json::Null))?;
         let status = match obj.get("status") {
-            Some(Json::String(s)) => TaskStatus::parse_field("status", s)?,
-            _ => return Err(TaskStatus::invalid("status")),
+            Some(Json::String(s)) => TaskStatus::parse_field(&field_path(at, "status"), s)?,
+            _ => return Err(TaskStatus::invalid(&field_path(at, "status"))),
         };
         for f in ["result", "error"] {
             if let Some(v) = obj.get(f) {
-                check_no_nul(f, v)?;
+                check_no_nul(&field_path(at, f), v)?;
             }
         }
         Ok(StatusChange {
@@ -299,8 +340,8 @@ impl StatusChange {
             status,
             result: obj.get("result").cloned(),
             error: obj.get("error").cloned().filter(|e| !e.is_null()),
-            worker_id: opt_str(obj, "", "workerId", 191)?,
-            lease_ms: opt_int(obj, "", "leaseMs", 100, 86_400_000)?.unwrap_or(30_000),
+            worker_id: opt_str(obj, at, "workerId", 191)?,
+            lease_ms: opt_int(obj, at, "leaseMs", 100, 86_400_000)?.unwrap_or(30_000),
         })
     }
 }

@@ -274,8 +274,9 @@ pub(crate) async fn errors_unknown_operation(p: Provider) {
             )
             .await;
         assert_validation(&f, "status");
+        // an array is a batch settle: the item that is not an object is named
         let f = db.op_err("updateTaskStatus", json!([1])).await;
-        assert_validation(&f, "payload");
+        assert_validation(&f, "payload[0]");
         let f = db.op_err("insertTask", json!([])).await;
         assert_validation(&f, "payload");
         let f = db.op_err("insertTask", json!("a string")).await;

@@ -26,6 +26,7 @@ mod migrations;
 mod params;
 mod queues;
 mod retention;
+mod settle;
 mod streaming;
 mod tasks;
 mod types;
@@ -46,6 +47,7 @@ use migrations::*;
 use params::*;
 use queues::*;
 use retention::*;
+use settle::*;
 use streaming::*;
 use tasks::*;
 use types::*;
@@ -96,4 +98,6 @@ conformance!(
     queues_pause_stops_claims_until_resumed,
     queues_node_queue_and_validation,
     queues_stats_count_exactly,
+    settle_batch_of_1000,
+    settle_batch_validation_changes_nothing,
 );
