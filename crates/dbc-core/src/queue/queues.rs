@@ -4,11 +4,11 @@
 //! claimed by no runtime sharing the database; claiming from it returns no task.
 
 use serde::Serialize;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 
 use crate::db::{Conn, Trace};
 use crate::store::{in_tx, Store};
-use crate::task::input::{check_keys, opt_str};
+use crate::task::input::{check_keys, input_object, opt_str};
 use crate::task::{now, TaskStatus};
 use crate::{DbcError, Result};
 
@@ -46,17 +46,7 @@ pub struct Counts {
 /// The queue a `pauseQueue`/`resumeQueue` input names, else the node's (`default`);
 /// `DBC_VALIDATION` (field `queue`) when there is neither.
 fn queue_of(op: &str, v: &Json, default: Option<&str>) -> Result<String> {
-    let empty = Map::new();
-    let obj = match v {
-        Json::Null => &empty,
-        Json::Object(o) => o,
-        _ => {
-            return Err(DbcError::validation(
-                "payload",
-                format!("{op} takes an object {{queue}}"),
-            ))
-        }
-    };
+    let obj = input_object(v, &format!("{op} takes an object {{queue}}"))?;
     check_keys(obj, "", &["queue"])?;
     opt_str(obj, "", "queue", MAX_QUEUE)?
         .or_else(|| default.filter(|q| !q.is_empty()).map(str::to_string))
@@ -110,17 +100,7 @@ pub async fn stats(
     v: &Json,
     mut trace: Option<&mut Trace>,
 ) -> Result<Json> {
-    let empty = Map::new();
-    let obj = match v {
-        Json::Null => &empty,
-        Json::Object(o) => o,
-        _ => {
-            return Err(DbcError::validation(
-                "payload",
-                "getQueueStats takes an object {queue?}",
-            ))
-        }
-    };
+    let obj = input_object(v, "getQueueStats takes an object {queue?}")?;
     check_keys(obj, "", &["queue"])?;
     let only = opt_str(obj, "", "queue", MAX_QUEUE)?;
     let ts = now();

@@ -134,6 +134,17 @@ pub fn uuid_of(field: &str, v: &Json) -> Result<String> {
     }
 }
 
+/// An operation's input object: `v` itself, or an empty object for `null` (no input);
+/// anything else is `DBC_VALIDATION` on `payload` with `usage` as the message.
+pub(crate) fn input_object<'a>(v: &'a Json, usage: &str) -> Result<&'a Map<String, Json>> {
+    static EMPTY: std::sync::LazyLock<Map<String, Json>> = std::sync::LazyLock::new(Map::new);
+    match v {
+        Json::Null => Ok(&EMPTY),
+        Json::Object(o) => Ok(o),
+        _ => Err(DbcError::validation("payload", usage)),
+    }
+}
+
 pub(crate) fn check_keys(obj: &Map<String, Json>, at: &str, allowed: &[&str]) -> Result<()> {
     if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(DbcError::validation(
@@ -384,17 +395,10 @@ pub struct Claim {
 impl Claim {
     /// Validates `claimTasks` input; `queue` and `worker` are the defaults.
     pub fn parse(v: &Json, queue: &str, worker: &str) -> Result<Claim> {
-        let empty = Map::new();
-        let obj = match v {
-            Json::Null => &empty,
-            Json::Object(o) => o,
-            _ => {
-                return Err(DbcError::validation(
-                    "payload",
-                    "claimTasks takes an object {queue?, limit?, leaseMs?, workerId?}",
-                ))
-            }
-        };
+        let obj = input_object(
+            v,
+            "claimTasks takes an object {queue?, limit?, leaseMs?, workerId?}",
+        )?;
         check_keys(obj, "", &["queue", "limit", "leaseMs", "workerId"])?;
         Ok(Claim {
             queue: opt_str(obj, "", "queue", 191)?.unwrap_or_else(|| queue.to_string()),
@@ -425,15 +429,10 @@ pub struct TaskFilter {
 impl TaskFilter {
     /// Validates `listTasks` input.
     pub fn parse(v: &Json) -> Result<TaskFilter> {
-        let empty = Map::new();
-        let obj = match v {
-            Json::Null => &empty,
-            Json::Object(o) => o,
-            _ => return Err(DbcError::validation(
-                "payload",
-                "listTasks takes an object {queue?, status?, workflowId?, name?, limit?, after?}",
-            )),
-        };
+        let obj = input_object(
+            v,
+            "listTasks takes an object {queue?, status?, workflowId?, name?, limit?, after?}",
+        )?;
         check_keys(
             obj,
             "",
