@@ -40,6 +40,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_partial_indexes"),
     migration!(3, "0003_attempt_on_task"),
     migration!(4, "0004_queues"),
+    migration!(7, "0007_unique_and_dead_letter"),
 ];
 
 // The schema the migrations build, described once for the code that reads it as a whole
@@ -106,6 +107,10 @@ pub const TASKS: Table = Table {
         // start of the latest attempt: the one in progress while running (its history
         // row is written when it ends)
         ("attempt_started_at", D),
+        // a key a later insert took over (uniqueness windows, migration 0007)
+        ("released_key", T),
+        // on a dead-letter task: the task that died
+        ("dead_letter_of", T),
     ],
     key: &["id"],
 };
@@ -146,10 +151,16 @@ pub const DEPENDENCIES: Table = Table {
     key: &["task_id", "depends_on"],
 };
 
-/// A queue's own state: paused or not (a row only for a queue ever paused or resumed).
+/// A queue's own state: paused or not, its dead-letter queue (a row only for a queue ever
+/// paused, resumed or configured).
 pub const QUEUES: Table = Table {
     name: "queues",
-    cols: &[("queue", T), ("paused_at", D), ("updated_at", D)],
+    cols: &[
+        ("queue", T),
+        ("paused_at", D),
+        ("updated_at", D),
+        ("dead_letter_queue", T),
+    ],
     key: &["queue"],
 };
 

@@ -12,6 +12,7 @@
 //! `sql/mariadb/status.sql`.
 
 pub mod common;
+pub mod dead_letter;
 pub mod maintenance;
 pub mod mariadb;
 pub mod postgres;
@@ -19,6 +20,7 @@ pub mod queues;
 pub mod sqlite;
 mod statements;
 pub mod transfer;
+pub mod unique;
 pub mod workflows;
 
 use chrono::{DateTime, Utc};
