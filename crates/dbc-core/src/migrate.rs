@@ -6,6 +6,9 @@
 //! `_sqlx_migrations`. Locks: PostgreSQL `pg_advisory_xact_lock` (the whole set runs in
 //! one transaction: DDL is transactional there), MariaDB `GET_LOCK` (DDL commits
 //! implicitly, so each version is recorded right after it ran), SQLite `BEGIN EXCLUSIVE`.
+//!
+//! Long (just over 600 lines): the schema description ([`TABLES`]) and the test that holds
+//! it to what the migrations create stay next to the migrations they describe.
 
 use crate::db::{Conn, Pool};
 use crate::value::{Param, Value};
@@ -107,9 +110,7 @@ pub const TASKS: Table = Table {
         // start of the latest attempt: the one in progress while running (its history
         // row is written when it ends)
         ("attempt_started_at", D),
-        // a key a later insert took over (uniqueness windows, migration 0007)
         ("released_key", T),
-        // on a dead-letter task: the task that died
         ("dead_letter_of", T),
     ],
     key: &["id"],
@@ -151,8 +152,7 @@ pub const DEPENDENCIES: Table = Table {
     key: &["task_id", "depends_on"],
 };
 
-/// A queue's own state: paused or not, its dead-letter queue (a row only for a queue ever
-/// paused, resumed or configured).
+/// A queue's own state: paused or not, its dead-letter queue (a row once set).
 pub const QUEUES: Table = Table {
     name: "queues",
     cols: &[
