@@ -232,6 +232,26 @@ pub(crate) async fn dead_letter_configure_validation(p: Provider) {
             .op_with("configureQueue", json!({"deadLetterQueue": "d"}), &opts)
             .await;
         assert_eq!(v, json!({"queue": "nodeq", "deadLetterQueue": "d"}));
+        // a step of a transaction: applied with the others, or not at all
+        let f = db
+            .op_err(
+                "executeTransaction",
+                json!([
+                    {"operation": "configureQueue", "payload": {"queue": "tx", "deadLetterQueue": "d"}},
+                    {"operation": "getTask", "payload": {"id": "0190d6e0-0000-7000-8000-000000000000"}},
+                ]),
+            )
+            .await;
+        assert_code(&f, "DBC_TRANSACTION");
+        let st = db.op("getQueueStats", json!({"queue": "tx"})).await;
+        assert_eq!(st["queues"][0]["deadLetterQueue"], Json::Null, "{st}");
+        db.op(
+            "executeTransaction",
+            json!([{"operation": "configureQueue", "payload": {"queue": "tx", "deadLetterQueue": "d"}}]),
+        )
+        .await;
+        let st = db.op("getQueueStats", json!({"queue": "tx"})).await;
+        assert_eq!(st["queues"][0]["deadLetterQueue"], json!("d"), "{st}");
         // a paused queue stays paused when configured
         db.op("pauseQueue", json!({"queue": "nodeq"})).await;
         db.op(
