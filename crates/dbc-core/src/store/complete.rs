@@ -136,9 +136,7 @@ async fn complete_chunk(
     )
     .await?;
     let read = sql.read_completed.replace("{{ids}}", &ids(1, n));
-    let out = conn
-        .exec("read tasks", &read, &params, trace.as_deref_mut())
-        .await?;
+    let out = conn.exec("read tasks", &read, &params, trace).await?;
     Task::from_rows(&out.rows)
 }
 
