@@ -100,4 +100,7 @@ conformance!(
     queues_stats_count_exactly,
     settle_batch_of_1000,
     settle_batch_validation_changes_nothing,
+    settle_batch_completions_set_based,
+    settle_batch_mixed_outcomes,
+    settle_batch_set_path_checks_lease,
 );
