@@ -112,4 +112,7 @@ conformance!(
     dead_letter_on_lease_expiry,
     dead_letter_never_loops,
     dead_letter_configure_validation,
+    settle_batch_completions_set_based,
+    settle_batch_mixed_outcomes,
+    settle_batch_set_path_checks_lease,
 );
