@@ -29,11 +29,12 @@ pub enum Op {
     PauseQueue,
     ResumeQueue,
     GetQueueStats,
+    ConfigureQueue,
 }
 
 impl Op {
     /// Every operation, `query` first; `Op::ALL[op.index()] == op`.
-    pub const ALL: [Op; 14] = [
+    pub const ALL: [Op; 15] = [
         Op::Query,
         Op::InsertTask,
         Op::ClaimTasks,
@@ -48,6 +49,7 @@ impl Op {
         Op::PauseQueue,
         Op::ResumeQueue,
         Op::GetQueueStats,
+        Op::ConfigureQueue,
     ];
 
     /// The name flows use (`msg.operation`, metrics labels, error fields).
@@ -67,6 +69,7 @@ impl Op {
             Op::PauseQueue => "pauseQueue",
             Op::ResumeQueue => "resumeQueue",
             Op::GetQueueStats => "getQueueStats",
+            Op::ConfigureQueue => "configureQueue",
         }
     }
 
@@ -116,6 +119,7 @@ impl Op {
                 | Op::ExecuteTransaction
                 | Op::PauseQueue
                 | Op::ResumeQueue
+                | Op::ConfigureQueue
         )
     }
 
@@ -170,5 +174,6 @@ mod tests {
         assert!(Op::ResumeQueue.uses_default_queue());
         assert!(!Op::GetQueueStats.uses_default_queue());
         assert!(!Op::PauseQueue.joins_batch(false));
+        assert!(Op::ConfigureQueue.uses_default_queue());
     }
 }

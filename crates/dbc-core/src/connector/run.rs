@@ -337,6 +337,10 @@ impl Connector {
             Op::PauseQueue => queues::pause(conn, store, payload, node_queue(opts), trace).await,
             Op::ResumeQueue => queues::resume(conn, store, payload, node_queue(opts), trace).await,
             Op::GetQueueStats => queues::stats(conn, store, payload, trace).await,
+            Op::ConfigureQueue => {
+                crate::queue::dead_letter::configure(conn, store, payload, node_queue(opts), trace)
+                    .await
+            }
             Op::Query | Op::ExecuteTransaction => Err(DbcError::validation(
                 "operation",
                 format!("operation {:?} cannot run here", op.as_str()),

@@ -6,8 +6,10 @@
 //! [`crate::store::Store`].
 
 pub mod batch;
+pub mod dead_letter;
 pub mod queues;
 pub mod service;
 pub mod settle;
+pub mod unique;
 pub mod wake;
 pub mod workflows;

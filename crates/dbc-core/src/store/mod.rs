@@ -13,6 +13,7 @@
 
 pub mod common;
 mod complete;
+pub mod dead_letter;
 pub mod maintenance;
 pub mod mariadb;
 pub mod postgres;
@@ -20,6 +21,7 @@ pub mod queues;
 pub mod sqlite;
 mod statements;
 pub mod transfer;
+pub mod unique;
 pub mod workflows;
 
 use chrono::{DateTime, Utc};

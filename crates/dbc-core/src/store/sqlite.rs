@@ -43,6 +43,8 @@ impl SqliteStore {
                 include_str!("sql/sqlite/workflows.sql"),
                 include_str!("sql/sqlite/queues.sql"),
                 include_str!("sql/sqlite/transfer.sql"),
+                include_str!("sql/sqlite/unique.sql"),
+                include_str!("sql/sqlite/dead_letter.sql"),
             ],
             prefix,
         );
