@@ -26,7 +26,7 @@ const { VIEWPORT, launchBrowser, screenshotter, docImage, nodeSel, dragFromPalet
 const PG_FROM_ENV = Boolean(process.env.DBC_TEST_PG_URL);
 const PG = new URL(PG_URL);
 const PG_FIELDS = { host: PG.hostname || '127.0.0.1', port: PG.port || '5432', database: PG.pathname.slice(1) || 'test', user: decodeURIComponent(PG.username) || 'postgres' };
-const PG_TABLES = ['queues', 'error_logs', 'task_executions', 'task_dependencies', 'tasks', 'workflows', 'migrations'];
+const PG_TABLES = ['schedules', 'queues', 'error_logs', 'task_executions', 'task_dependencies', 'tasks', 'workflows', 'migrations'];
 
 describe('the editor in a real browser', { timeout: 150000 }, () => {
   const shot = screenshotter();

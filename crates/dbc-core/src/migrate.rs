@@ -40,6 +40,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_partial_indexes"),
     migration!(3, "0003_attempt_on_task"),
     migration!(4, "0004_queues"),
+    migration!(6, "0006_schedules"),
 ];
 
 // The schema the migrations build, described once for the code that reads it as a whole
@@ -153,6 +154,27 @@ pub const QUEUES: Table = Table {
     key: &["queue"],
 };
 
+/// Schedules: named recurring tasks (`crate::queue::schedules`).
+pub const SCHEDULES: Table = Table {
+    name: "schedules",
+    cols: &[
+        ("name", T),
+        ("cron", T),
+        ("time_zone", T),
+        ("queue", T),
+        ("task_name", T),
+        ("payload", J),
+        ("priority", I),
+        ("max_attempts", I),
+        ("paused_at", D),
+        ("next_run_at", D),
+        ("last_run_at", D),
+        ("created_at", D),
+        ("updated_at", D),
+    ],
+    key: &["name"],
+};
+
 /// Every table of the connector's data (not its migrations record), parents first.
 pub const TABLES: &[&Table] = &[
     &WORKFLOWS,
@@ -161,6 +183,7 @@ pub const TABLES: &[&Table] = &[
     &ERRORS,
     &DEPENDENCIES,
     &QUEUES,
+    &SCHEDULES,
 ];
 
 impl Migration {

@@ -29,11 +29,18 @@ pub enum Op {
     PauseQueue,
     ResumeQueue,
     GetQueueStats,
+    CreateSchedule,
+    ListSchedules,
+    PauseSchedule,
+    ResumeSchedule,
+    DeleteSchedule,
+    /// a cron pattern's description and next ticks (no database)
+    PreviewSchedule,
 }
 
 impl Op {
     /// Every operation, `query` first; `Op::ALL[op.index()] == op`.
-    pub const ALL: [Op; 14] = [
+    pub const ALL: [Op; 20] = [
         Op::Query,
         Op::InsertTask,
         Op::ClaimTasks,
@@ -48,6 +55,12 @@ impl Op {
         Op::PauseQueue,
         Op::ResumeQueue,
         Op::GetQueueStats,
+        Op::CreateSchedule,
+        Op::ListSchedules,
+        Op::PauseSchedule,
+        Op::ResumeSchedule,
+        Op::DeleteSchedule,
+        Op::PreviewSchedule,
     ];
 
     /// The name flows use (`msg.operation`, metrics labels, error fields).
@@ -67,6 +80,12 @@ impl Op {
             Op::PauseQueue => "pauseQueue",
             Op::ResumeQueue => "resumeQueue",
             Op::GetQueueStats => "getQueueStats",
+            Op::CreateSchedule => "createSchedule",
+            Op::ListSchedules => "listSchedules",
+            Op::PauseSchedule => "pauseSchedule",
+            Op::ResumeSchedule => "resumeSchedule",
+            Op::DeleteSchedule => "deleteSchedule",
+            Op::PreviewSchedule => "previewSchedule",
         }
     }
 
@@ -105,8 +124,9 @@ impl Op {
     /// names no queue: the tasks it inserts or claims, a workflow's tasks, a
     /// transaction's steps, the queue to pause or resume (which, unlike the others, has
     /// no `default` fallback: with neither, the input is refused). `getQueueStats`
-    /// answers for every queue unless its input names one. The editor shows the node's
-    /// Queue field for these only.
+    /// answers for every queue unless its input names one; `createSchedule`'s tasks go to
+    /// the node's queue unless its input names one. The editor shows the node's Queue
+    /// field for these only.
     pub const fn uses_default_queue(self) -> bool {
         matches!(
             self,
@@ -116,6 +136,7 @@ impl Op {
                 | Op::ExecuteTransaction
                 | Op::PauseQueue
                 | Op::ResumeQueue
+                | Op::CreateSchedule
         )
     }
 

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod queues;
+pub mod schedules;
 pub mod service;
 pub mod settle;
 pub mod wake;

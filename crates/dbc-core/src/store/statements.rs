@@ -122,6 +122,15 @@ statements! {
     select_paused_queues,
     /// tasks by queue and status, `{{where}}` one queue or none
     count_queue_tasks,
+    /// schedules (`schedules.sql`, see [`super::schedules`]); `{{limit}}` per round
+    upsert_schedule,
+    select_schedule,
+    list_schedules,
+    pause_schedule,
+    resume_schedule,
+    delete_schedule,
+    select_due_schedules,
+    advance_schedule,
     any_rows_left,
     /// the failback's move (`transfer.sql`, see [`super::transfer`])
     transfer_read_all,
@@ -137,4 +146,5 @@ statements! {
     transfer_delete_errors,
     transfer_delete_workflows,
     transfer_delete_queues,
+    transfer_delete_schedules,
 }

@@ -26,6 +26,7 @@ mod migrations;
 mod params;
 mod queues;
 mod retention;
+mod schedules;
 mod settle;
 mod streaming;
 mod tasks;
@@ -47,6 +48,7 @@ use migrations::*;
 use params::*;
 use queues::*;
 use retention::*;
+use schedules::*;
 use settle::*;
 use streaming::*;
 use tasks::*;
@@ -100,4 +102,8 @@ conformance!(
     queues_stats_count_exactly,
     settle_batch_of_1000,
     settle_batch_validation_changes_nothing,
+    schedules_create_list_pause_delete,
+    schedules_validation_changes_nothing,
+    schedules_fire_once_per_tick_across_runtimes,
+    schedules_missed_ticks_fire_the_latest_once,
 );
