@@ -6,6 +6,10 @@
 //! `_sqlx_migrations`. Locks: PostgreSQL `pg_advisory_xact_lock` (the whole set runs in
 //! one transaction: DDL is transactional there), MariaDB `GET_LOCK` (DDL commits
 //! implicitly, so each version is recorded right after it ran), SQLite `BEGIN EXCLUSIVE`.
+//!
+//! Long (over 600 lines) because the schema description ([`TABLES`]: every table's
+//! columns) stays beside the migrations it describes, with the test that checks the two
+//! against each other.
 
 use crate::db::{Conn, Pool};
 use crate::value::{Param, Value};
@@ -155,23 +159,12 @@ pub const QUEUES: Table = Table {
 };
 
 /// Schedules: named recurring tasks (`crate::queue::schedules`).
+#[rustfmt::skip]
 pub const SCHEDULES: Table = Table {
     name: "schedules",
-    cols: &[
-        ("name", T),
-        ("cron", T),
-        ("time_zone", T),
-        ("queue", T),
-        ("task_name", T),
-        ("payload", J),
-        ("priority", I),
-        ("max_attempts", I),
-        ("paused_at", D),
-        ("next_run_at", D),
-        ("last_run_at", D),
-        ("created_at", D),
-        ("updated_at", D),
-    ],
+    cols: &[("name", T), ("cron", T), ("time_zone", T), ("queue", T), ("task_name", T),
+        ("payload", J), ("priority", I), ("max_attempts", I), ("paused_at", D),
+        ("next_run_at", D), ("last_run_at", D), ("created_at", D), ("updated_at", D)],
     key: &["name"],
 };
 
