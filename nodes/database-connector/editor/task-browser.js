@@ -264,7 +264,8 @@
         function scheduleForm() {
             const $form = $('<form class="dbc-tb-schedule-form"></form>');
             const field = function (name, placeholder) {
-                return $('<input type="text">').attr("id", "dbc-tb-schedule-" + name).attr("placeholder", placeholder).appendTo($form);
+                return $('<input type="text">').attr("id", "dbc-tb-schedule-" + name).attr("placeholder", placeholder)
+                    .attr("title", t("scheduleField." + name)).appendTo($form);
             };
             const $name = field("name", t("scheduleName"));
             const $cron = field("cron", "*/10 * * * * *");
