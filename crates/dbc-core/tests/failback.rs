@@ -117,8 +117,29 @@ async fn moves(src_p: Provider, dst_p: Provider) {
     let outage = src.op("pauseQueue", json!({"queue": "outage"})).await;
     src.op("resumeQueue", json!({"queue": "reopened"})).await;
 
+    // schedules: the primary has `both`; during the outage the fallback made its own
+    // `both` (paused, another pattern) and `outage`
+    dst.op("createSchedule", json!({"name": "both", "cron": "@yearly"}))
+        .await;
+    src.op("createSchedule", json!({"name": "both", "cron": "0 0 1 1 *", "timeZone": "Europe/Berlin", "paused": true, "payload": {"p": 1}}))
+        .await;
+    src.op(
+        "createSchedule",
+        json!({"name": "outage", "cron": "@monthly", "queue": "q"}),
+    )
+    .await;
+    let src_schedules = src.op("listSchedules", json!({})).await;
+
     let report = src.conn.move_all_to(&dst.conn).await.expect("move");
     assert_eq!(report.queues, 2, "{report:?}");
+    assert_eq!(report.schedules, 2, "{report:?}");
+    // the fallback's schedules replace the primary's of the same name, as they were
+    let moved = dst.op("listSchedules", json!({})).await;
+    assert_eq!(normalized(&moved), normalized(&src_schedules));
+    assert_eq!(
+        src.op("listSchedules", json!({})).await,
+        json!({"schedules": []})
+    );
     let paused = |v: &Json| -> Vec<(String, bool, Json)> {
         v["queues"]
             .as_array()
@@ -216,7 +237,10 @@ async fn moves(src_p: Provider, dst_p: Provider) {
         "the source is empty"
     );
     let again = src.conn.move_all_to(&dst.conn).await.expect("second move");
-    assert_eq!((again.tasks, again.workflows, again.queues), (0, 0, 0));
+    assert_eq!(
+        (again.tasks, again.workflows, again.queues, again.schedules),
+        (0, 0, 0, 0)
+    );
 }
 
 async fn mariadb_to_postgres(_: Provider) {

@@ -132,6 +132,39 @@ pub(crate) async fn schedules_create_list_pause_delete(p: Provider) {
         assert_eq!(resumed["pausedAt"], Json::Null);
         assert!(time_of(&resumed, "nextRunAt") > chrono::Utc::now());
 
+        // replaced with the same pattern and zone, a running schedule keeps its next tick
+        // (every runtime may create it at start-up without losing or repeating one)
+        let on = match db.p {
+            Provider::Postgres => "next_run_at + interval '7 days'",
+            Provider::Mariadb => "next_run_at + INTERVAL 7 DAY",
+            Provider::Sqlite => "next_run_at + 604800000",
+        };
+        db.sql(
+            &format!(
+                "UPDATE {} SET next_run_at = {on} WHERE name = {}",
+                db.t("schedules"),
+                db.ph(1)
+            ),
+            vec![Param::Text("alpha".into())],
+        )
+        .await;
+        let moved = db.op("listSchedules", json!({})).await["schedules"][0].clone();
+        let same = db
+            .op(
+                "createSchedule",
+                json!({"name": "alpha", "cron": "@hourly", "payload": 2}),
+            )
+            .await;
+        assert_eq!(time_of(&same, "nextRunAt"), time_of(&moved, "nextRunAt"));
+        assert_eq!(same["payload"], json!(2));
+        let other = db
+            .op("createSchedule", json!({"name": "alpha", "cron": "@daily"}))
+            .await;
+        assert!(
+            time_of(&other, "nextRunAt") < time_of(&moved, "nextRunAt"),
+            "{other}"
+        );
+
         let gone = db.op("deleteSchedule", json!({"name": "nightly"})).await;
         assert_eq!(gone, json!({"name": "nightly", "deleted": true}));
         for op in ["pauseSchedule", "resumeSchedule", "deleteSchedule"] {
