@@ -391,8 +391,17 @@ pub async fn fire_due(conn: &mut Conn, store: &Store) -> Result<Vec<String>> {
             let Some((tick, following)) = next_fire(&p, due_at, at) else {
                 break;
             };
-            if !fire_one(conn, store, &s, due_at, tick, following, at).await? {
-                break; // another runtime has this tick
+            match fire_one(conn, store, &s, due_at, tick, following, at).await {
+                Ok(true) => {}
+                Ok(false) => break, // another runtime has this tick
+                // a connection that broke ends the round; any other error is this
+                // schedule's (rolled back, tried again next round) and must not keep the
+                // schedules after it from firing
+                Err(e) if e.is_connection_class() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(schedule = s.name, "schedule tick not enqueued: {e}");
+                    break;
+                }
             }
             if tick > due_at {
                 tracing::info!(schedule = s.name, missed_since = %iso(due_at), tick = %iso(tick), "missed ticks of a schedule: the latest enqueued once");
@@ -471,6 +480,38 @@ mod tests {
             Some(t("2026-07-01T07:00:00Z"))
         );
         assert!(!p.describe().is_empty());
+    }
+
+    #[test]
+    fn summer_time_a_skipped_tick_runs_at_the_jump_a_repeated_one_once() {
+        let p = Pattern::parse("0 30 2 * * *", "Europe/Berlin").unwrap();
+        let ticks = |from: &str| {
+            let mut at = t(from);
+            (0..3)
+                .map(|_| {
+                    at = p.next_after(at).unwrap();
+                    at
+                })
+                .collect::<Vec<_>>()
+        };
+        // 2026-03-29 has no 02:30 in Berlin: that day's tick is at 03:00 local (01:00 UTC)
+        assert_eq!(
+            ticks("2026-03-27T12:00:00Z"),
+            [
+                t("2026-03-28T01:30:00Z"),
+                t("2026-03-29T01:00:00Z"),
+                t("2026-03-30T00:30:00Z")
+            ]
+        );
+        // 2026-10-25 has 02:30 twice: one tick, the first
+        assert_eq!(
+            ticks("2026-10-23T12:00:00Z"),
+            [
+                t("2026-10-24T00:30:00Z"),
+                t("2026-10-25T00:30:00Z"),
+                t("2026-10-26T01:30:00Z")
+            ]
+        );
     }
 
     #[test]
