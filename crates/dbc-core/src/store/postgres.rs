@@ -119,6 +119,7 @@ impl PostgresStore {
         conn: &mut Conn,
         items: &[Completion<'_>],
         ts: DateTime<Utc>,
+        trace: Option<&mut Trace>,
     ) -> Result<Vec<Task>> {
         let rows: Vec<Json> = items
             .iter()
@@ -126,7 +127,7 @@ impl PostgresStore {
             .collect();
         let params = [Param::Json(Json::Array(rows)), time(ts)];
         let out = conn
-            .exec("complete tasks", &self.complete_tasks, &params, None)
+            .exec("complete tasks", &self.complete_tasks, &params, trace)
             .await?;
         Task::from_rows(&out.rows)
     }
