@@ -31,7 +31,7 @@ module.exports = [
   },
   {
     // code that page.evaluate() runs inside the editor's page
-    files: ['tests/integration/browser.test.js', 'tests/integration/config-dialog.test.js', 'tests/integration/task-browser.test.js', 'tests/integration/dashboard.test.js', 'tests/support/browser.js'],
+    files: ['tests/integration/browser.test.js', 'tests/integration/config-dialog.test.js', 'tests/integration/task-browser.test.js', 'tests/integration/schedules-browser.test.js', 'tests/integration/dashboard.test.js', 'tests/support/browser.js'],
     languageOptions: { globals: { ...globals.browser, RED: 'readonly', $: 'readonly' } },
   },
 ];

@@ -10,6 +10,7 @@
 const service = require('./database-service');
 const { buildConnectorConfig } = require('./config');
 const { registerTaskRoutes } = require('./task-routes');
+const { registerScheduleRoutes } = require('./schedule-routes');
 
 /**
  * Answers the editor's "Test connection": fills stored credentials for fields the
@@ -96,6 +97,8 @@ function registerAdminRoutes(RED) {
 
   // the editor's task browser: tasks, workflows and its client files (task-routes.js)
   registerTaskRoutes(RED, { read, write, configNode });
+  // and its Schedules section (schedule-routes.js)
+  registerScheduleRoutes(RED, { read, write, configNode });
 
   RED.httpAdmin.get('/database-connector/:configId/metrics', read, (req, res) => {
     const node = configNode(req, res);

@@ -157,6 +157,52 @@ class Registry extends Connector {
   }
 
   /**
+   * Creates a schedule, or replaces the one of that name: a named recurring task that
+   * every runtime sharing the database enqueues once per tick in total (see
+   * docs/API.md "Schedules"). `cron` has 5 fields, or 6 with seconds first; `timeZone`
+   * is an IANA name (default `UTC`).
+   * @param {object} schedule `{name, cron, timeZone?, queue?, taskName?, payload?, priority?, maxAttempts?, paused?}`
+   * @returns {Promise<object>} the schedule with `nextRunAt` and `description`
+   * @example await registry.createSchedule({ name: 'nightly-report', cron: '0 30 2 * * *', timeZone: 'Europe/Berlin', queue: 'reports' })
+   */
+  async createSchedule(schedule) {
+    return (await this.run('createSchedule', schedule)).value;
+  }
+
+  /**
+   * Lists every schedule, by name.
+   * @returns {Promise<{schedules: object[]}>}
+   * @example const { schedules } = await registry.listSchedules()
+   */
+  async listSchedules() {
+    return (await this.run('listSchedules', {})).value;
+  }
+
+  /**
+   * Pauses a schedule (no runtime enqueues its ticks), resumes it (from its next tick
+   * after now), or deletes it; `DBC_NOT_FOUND` for an unknown name.
+   * @param {'pauseSchedule'|'resumeSchedule'|'deleteSchedule'} operation
+   * @param {string} name
+   * @returns {Promise<object>} the schedule, or `{name, deleted: true}`
+   * @example await registry.changeSchedule('pauseSchedule', 'nightly-report')
+   */
+  async changeSchedule(operation, name) {
+    return (await this.run(operation, { name })).value;
+  }
+
+  /**
+   * A cron pattern in words and its next ticks, computed by the runtime (no database).
+   * @param {string} cron
+   * @param {string} [timeZone] IANA name, default `UTC`
+   * @param {number} [count] ticks, 1..50 (default 5)
+   * @returns {Promise<{cron: string, timeZone: string, description: string, nextRuns: string[]}>}
+   * @example await registry.previewSchedule('*\/10 * * * * *')
+   */
+  async previewSchedule(cron, timeZone, count) {
+    return (await this.run('previewSchedule', { cron, timeZone, count })).value;
+  }
+
+  /**
    * Runs several operations in one database transaction: all applied or none.
    * @param {Array<{operation: string, payload: any}>} operations
    * @returns {Promise<any[]>} one result per step

@@ -425,7 +425,7 @@ class Connector extends EventEmitter {
   /**
    * Failback by hand (failback `manual`): moves what was written to the fallback during
    * the outage to the primary, then routes new operations there.
-   * @returns {Promise<{workflows: number, tasks: number, executions: number, errors: number, dependencies: number, queues: number, mergedByKey: number, ms: number}>} what moved
+   * @returns {Promise<{workflows: number, tasks: number, executions: number, errors: number, dependencies: number, queues: number, schedules: number, mergedByKey: number, ms: number}>} what moved
    */
   failback() {
     return this.call('failback', () => this.handle.failback());

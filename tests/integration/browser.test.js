@@ -26,7 +26,7 @@ const { VIEWPORT, launchBrowser, screenshotter, docImage, nodeSel, dragFromPalet
 const PG_FROM_ENV = Boolean(process.env.DBC_TEST_PG_URL);
 const PG = new URL(PG_URL);
 const PG_FIELDS = { host: PG.hostname || '127.0.0.1', port: PG.port || '5432', database: PG.pathname.slice(1) || 'test', user: decodeURIComponent(PG.username) || 'postgres' };
-const PG_TABLES = ['queues', 'error_logs', 'task_executions', 'task_dependencies', 'tasks', 'workflows', 'migrations'];
+const PG_TABLES = ['schedules', 'queues', 'error_logs', 'task_executions', 'task_dependencies', 'tasks', 'workflows', 'migrations'];
 
 describe('the editor in a real browser', { timeout: 150000 }, () => {
   const shot = screenshotter();
@@ -140,7 +140,9 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     assert.deepEqual(queueShown, {
       query: false, insertTask: true, claimTasks: true, updateTaskStatus: false, requeueFailedTask: false,
       getTask: false, listTasks: false, deleteTask: false, createWorkflow: true, getWorkflowProgress: false,
-      executeTransaction: true, pauseQueue: true, resumeQueue: true, getQueueStats: false, configureQueue: true, consume: true, msg: true,
+      executeTransaction: true, pauseQueue: true, resumeQueue: true, getQueueStats: false, configureQueue: true,
+      createSchedule: true, listSchedules: false, pauseSchedule: false, resumeSchedule: false, deleteSchedule: false, previewSchedule: false,
+      consume: true, msg: true,
     });
     await page.selectOption('#node-input-operation', 'insertTask');
     await page.fill('#node-input-queue', 'browser');

@@ -163,7 +163,7 @@ async function tableRows(url, provider, prefix) {
 async function dropTables(url, provider, prefix) {
   const db = await service.open({ primary: { provider, url }, autoMigrate: false });
   try {
-    for (const t of ['queues', 'error_logs', 'task_executions', 'task_dependencies', 'tasks', 'workflows', 'migrations']) {
+    for (const t of ['schedules', 'queues', 'error_logs', 'task_executions', 'task_dependencies', 'tasks', 'workflows', 'migrations']) {
       await db.query(`DROP TABLE IF EXISTS ${prefix}${t}`);
     }
   } finally {

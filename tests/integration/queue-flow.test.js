@@ -145,7 +145,7 @@ test('two runtimes share one PostgreSQL queue of 20,000 tasks; one is killed wit
     assert.equal(await count(`SELECT count(*) AS n FROM ${prefix}tasks WHERE status <> 'completed'`), 0);
   } finally {
     await Promise.all([a.stop(), b.stop()]);
-    await db.query(`DROP TABLE IF EXISTS ${prefix}queues, ${prefix}error_logs, ${prefix}task_executions, ${prefix}task_dependencies, ${prefix}tasks, ${prefix}workflows, ${prefix}migrations`);
+    await db.query(`DROP TABLE IF EXISTS ${prefix}schedules, ${prefix}queues, ${prefix}error_logs, ${prefix}task_executions, ${prefix}task_dependencies, ${prefix}tasks, ${prefix}workflows, ${prefix}migrations`);
     await db.close();
   }
 });

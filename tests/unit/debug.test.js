@@ -94,7 +94,7 @@ test('every operation carries msg._debug of the documented shape, without secret
   await service
     .open({ primary: { provider: 'postgres', url: PG_URL }, tablePrefix: prefix, autoMigrate: false })
     .then(async (db) => {
-      await db.query(`DROP TABLE IF EXISTS ${prefix}queues, ${prefix}error_logs, ${prefix}task_executions, ${prefix}task_dependencies, ${prefix}tasks, ${prefix}workflows, ${prefix}migrations`);
+      await db.query(`DROP TABLE IF EXISTS ${prefix}schedules, ${prefix}queues, ${prefix}error_logs, ${prefix}task_executions, ${prefix}task_dependencies, ${prefix}tasks, ${prefix}workflows, ${prefix}migrations`);
       await db.close();
     });
 });

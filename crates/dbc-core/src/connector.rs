@@ -134,11 +134,6 @@ impl Connector {
             )
             .await?,
         );
-        let background = vec![
-            tokio::spawn(router.clone().health_loop()),
-            upkeep::spawn(router.clone(), cfg.retention_days),
-        ];
-
         let waker = crate::queue::wake::Waker::new(
             router
                 .primary
@@ -146,6 +141,10 @@ impl Connector {
                 .notify_pool()
                 .map(|p| (p, format!("{}wake", cfg.table_prefix))),
         );
+        let background = vec![
+            tokio::spawn(router.clone().health_loop()),
+            upkeep::spawn(router.clone(), waker.clone(), cfg.retention_days),
+        ];
         let worker_id = format!("dbc-{}", &task::new_id()[24..]);
         let lanes = crate::queue::batch::Lanes::new(
             &router,

@@ -7,8 +7,9 @@
 //! one transaction: DDL is transactional there), MariaDB `GET_LOCK` (DDL commits
 //! implicitly, so each version is recorded right after it ran), SQLite `BEGIN EXCLUSIVE`.
 //!
-//! Long (just over 600 lines): the schema description ([`TABLES`]) and the test that holds
-//! it to what the migrations create stay next to the migrations they describe.
+//! Long (over 600 lines) because the schema description ([`TABLES`]: every table's
+//! columns) stays beside the migrations it describes, with the test that checks the two
+//! against each other.
 
 use crate::db::{Conn, Pool};
 use crate::value::{Param, Value};
@@ -43,6 +44,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_partial_indexes"),
     migration!(3, "0003_attempt_on_task"),
     migration!(4, "0004_queues"),
+    migration!(6, "0006_schedules"),
     migration!(7, "0007_unique_and_dead_letter"),
 ];
 
@@ -164,6 +166,16 @@ pub const QUEUES: Table = Table {
     key: &["queue"],
 };
 
+/// Schedules: named recurring tasks (`crate::queue::schedules`).
+#[rustfmt::skip]
+pub const SCHEDULES: Table = Table {
+    name: "schedules",
+    cols: &[("name", T), ("cron", T), ("time_zone", T), ("queue", T), ("task_name", T),
+        ("payload", J), ("priority", I), ("max_attempts", I), ("paused_at", D),
+        ("next_run_at", D), ("last_run_at", D), ("created_at", D), ("updated_at", D)],
+    key: &["name"],
+};
+
 /// Every table of the connector's data (not its migrations record), parents first.
 pub const TABLES: &[&Table] = &[
     &WORKFLOWS,
@@ -172,6 +184,7 @@ pub const TABLES: &[&Table] = &[
     &ERRORS,
     &DEPENDENCIES,
     &QUEUES,
+    &SCHEDULES,
 ];
 
 impl Migration {

@@ -30,11 +30,18 @@ pub enum Op {
     ResumeQueue,
     GetQueueStats,
     ConfigureQueue,
+    CreateSchedule,
+    ListSchedules,
+    PauseSchedule,
+    ResumeSchedule,
+    DeleteSchedule,
+    /// a cron pattern's description and next ticks (no database)
+    PreviewSchedule,
 }
 
 impl Op {
     /// Every operation, `query` first; `Op::ALL[op.index()] == op`.
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 21] = [
         Op::Query,
         Op::InsertTask,
         Op::ClaimTasks,
@@ -50,6 +57,12 @@ impl Op {
         Op::ResumeQueue,
         Op::GetQueueStats,
         Op::ConfigureQueue,
+        Op::CreateSchedule,
+        Op::ListSchedules,
+        Op::PauseSchedule,
+        Op::ResumeSchedule,
+        Op::DeleteSchedule,
+        Op::PreviewSchedule,
     ];
 
     /// The name flows use (`msg.operation`, metrics labels, error fields).
@@ -70,6 +83,12 @@ impl Op {
             Op::ResumeQueue => "resumeQueue",
             Op::GetQueueStats => "getQueueStats",
             Op::ConfigureQueue => "configureQueue",
+            Op::CreateSchedule => "createSchedule",
+            Op::ListSchedules => "listSchedules",
+            Op::PauseSchedule => "pauseSchedule",
+            Op::ResumeSchedule => "resumeSchedule",
+            Op::DeleteSchedule => "deleteSchedule",
+            Op::PreviewSchedule => "previewSchedule",
         }
     }
 
@@ -108,8 +127,9 @@ impl Op {
     /// names no queue: the tasks it inserts or claims, a workflow's tasks, a
     /// transaction's steps, the queue to pause or resume (which, unlike the others, has
     /// no `default` fallback: with neither, the input is refused). `getQueueStats`
-    /// answers for every queue unless its input names one. The editor shows the node's
-    /// Queue field for these only.
+    /// answers for every queue unless its input names one; `createSchedule`'s tasks go to
+    /// the node's queue unless its input names one. The editor shows the node's Queue
+    /// field for these only.
     pub const fn uses_default_queue(self) -> bool {
         matches!(
             self,
@@ -120,6 +140,7 @@ impl Op {
                 | Op::PauseQueue
                 | Op::ResumeQueue
                 | Op::ConfigureQueue
+                | Op::CreateSchedule
         )
     }
 

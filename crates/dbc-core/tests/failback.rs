@@ -142,8 +142,22 @@ async fn moves(src_p: Provider, dst_p: Provider) {
     let new_k2 = src.op("insertTask", k2).await;
     assert_ne!(new_k2["id"], old_k2["id"]);
 
+    // schedules: the primary has `both`; during the outage the fallback made its own
+    // `both` (paused, another pattern) and `outage`
+    dst.op("createSchedule", json!({"name": "both", "cron": "@yearly"}))
+        .await;
+    src.op("createSchedule", json!({"name": "both", "cron": "0 0 1 1 *", "timeZone": "Europe/Berlin", "paused": true, "payload": {"p": 1}}))
+        .await;
+    src.op(
+        "createSchedule",
+        json!({"name": "outage", "cron": "@monthly", "queue": "q"}),
+    )
+    .await;
+    let src_schedules = src.op("listSchedules", json!({})).await;
+
     let report = src.conn.move_all_to(&dst.conn).await.expect("move");
     assert_eq!(report.queues, 3, "{report:?}");
+    assert_eq!(report.schedules, 2, "{report:?}");
     let st = dst.op("getQueueStats", json!({"queue": "dl"})).await;
     assert_eq!(st["queues"][0]["deadLetterQueue"], json!("dl.dead"), "{st}");
     let by = |col: &str| format!("WHERE {col} = {}", dst.ph(1));
@@ -166,6 +180,13 @@ async fn moves(src_p: Provider, dst_p: Provider) {
         dst.count(&dst.t("tasks"), &by("idempotency_key"), text(&json!("k2")))
             .await,
         1
+    );
+    // the fallback's schedules replace the primary's of the same name, as they were
+    let moved = dst.op("listSchedules", json!({})).await;
+    assert_eq!(normalized(&moved), normalized(&src_schedules));
+    assert_eq!(
+        src.op("listSchedules", json!({})).await,
+        json!({"schedules": []})
     );
     let paused = |v: &Json| -> Vec<(String, bool, Json)> {
         v["queues"]
@@ -264,7 +285,10 @@ async fn moves(src_p: Provider, dst_p: Provider) {
         "the source is empty"
     );
     let again = src.conn.move_all_to(&dst.conn).await.expect("second move");
-    assert_eq!((again.tasks, again.workflows, again.queues), (0, 0, 0));
+    assert_eq!(
+        (again.tasks, again.workflows, again.queues, again.schedules),
+        (0, 0, 0, 0)
+    );
 }
 
 async fn mariadb_to_postgres(_: Provider) {

@@ -98,10 +98,11 @@
         const $header = $('<div class="red-ui-sidebar-header dbc-tb-header"></div>').appendTo($panel);
         const $connection = $('<select id="dbc-tb-connection"></select>').attr("title", t("connection")).appendTo($header);
         $('<button type="button" id="dbc-tb-refresh" class="red-ui-button red-ui-button-small"><i class="fa fa-refresh"></i></button>')
-            .attr("title", t("refresh")).on("click", function (e) { e.preventDefault(); loadQueues(); refresh(); }).appendTo($header);
+            .attr("title", t("refresh")).on("click", function (e) { e.preventDefault(); loadQueues(); loadSchedules(); refresh(); }).appendTo($header);
         const $body = $('<div class="dbc-tb-body"></div>').appendTo($panel);
         const $message = $('<div class="dbc-tb-message"></div>').appendTo($body);
         const $queues = $('<div class="dbc-tb-queues"></div>').appendTo($body);
+        const $schedules = $('<div class="dbc-tb-schedules"></div>').appendTo($body);
         const $view = $('<div class="dbc-tb-view"></div>').appendTo($body);
         const $updated = $('<div class="dbc-tb-updated"></div>').appendTo($body);
 
@@ -143,6 +144,7 @@
             say("");
             show("list");
             loadQueues();
+            loadSchedules();
             refresh();
         });
 
@@ -207,6 +209,100 @@
                     loadQueues();
                 })
                 .fail(function () { say(describeError.apply(null, arguments), "error"); });
+        }
+
+        // ------------------------------------------------------------ schedules
+        // (schedule-routes.js): the list with pause / resume / delete, and a form to create
+        // or replace one whose cron field shows the pattern in words and its next runs, as
+        // the runtime computes them (POST …/schedules-preview, as the user types)
+
+        /** GET …/schedules; a 404 without a code: this runtime has no schedule routes. */
+        function loadSchedules() {
+            if (!state.configId) { $schedules.empty(); return; }
+            const id = state.configId;
+            $.ajax({ url: url("schedules"), dataType: "json", cache: false })
+                .done(function (body) { if (id === state.configId) { renderSchedules((body && body.schedules) || []); } })
+                .fail(function (jqXHR) {
+                    if (id !== state.configId) { return; }
+                    if (!(jqXHR.status === 404 && !(jqXHR.responseJSON && jqXHR.responseJSON.code))) { say(describeError.apply(null, arguments), "error"); }
+                });
+        }
+
+        function renderSchedules(list) {
+            $schedules.empty();
+            $('<div class="dbc-tb-subtitle"></div>').text(t("schedules")).appendTo($schedules);
+            const $table = $('<table class="dbc-tb-table dbc-tb-schedule-table"></table>').appendTo($schedules);
+            $("<tr></tr>").append($("<th></th>").text(t("scheduleName"))).append($("<th></th>").text(t("cron")))
+                .append($("<th></th>").text(t("nextRun"))).append("<th></th>").appendTo($table);
+            list.forEach(function (sc) {
+                const $tr = $('<tr class="dbc-tb-schedule"></tr>').attr("data-name", sc.name).attr("data-paused", String(sc.paused)).appendTo($table);
+                $("<td></td>").text(sc.name).attr("title", sc.queue + " · " + sc.taskName).appendTo($tr);
+                $('<td class="dbc-tb-schedule-cron"></td>').text(sc.cron).attr("title", (sc.description || "") + " (" + sc.timeZone + ")").appendTo($tr);
+                $("<td></td>").text(sc.paused ? t("paused") : shortTime(sc.nextRunAt)).attr("title", time(sc.nextRunAt)).toggleClass("dbc-tb-warn", sc.paused).appendTo($tr);
+                const $actions = $("<td></td>").appendTo($tr);
+                [[sc.paused ? "resume" : "pause", "POST", "/" + (sc.paused ? "resume" : "pause")], ["delete", "DELETE", ""]].forEach(function (a) {
+                    $('<button type="button" class="red-ui-button red-ui-button-small dbc-tb-schedule-action"></button>')
+                        .text(t(a[0])).attr("data-action", a[0]).prop("disabled", !canWrite).attr("title", canWrite ? "" : t("readOnly"))
+                        .on("click", function (e) {
+                            e.preventDefault();
+                            if (a[0] === "delete" && !window.confirm(t("confirmDeleteSchedule", { name: sc.name }))) { return; }
+                            changeSchedule(sc.name, a[1], a[2]);
+                        }).appendTo($actions);
+                });
+            });
+            if (!list.length) { $('<tr><td colspan="4" class="dbc-tb-empty"></td></tr>').find("td").text(t("noSchedules")).end().appendTo($table); }
+            if (canWrite) { scheduleForm().appendTo($schedules); }
+        }
+
+        function changeSchedule(name, method, rest) {
+            $.ajax({ url: url("schedules/" + encodeURIComponent(name) + rest), method: method, dataType: "json" })
+                .done(function () { say(""); loadSchedules(); })
+                .fail(function () { say(describeError.apply(null, arguments), "error"); });
+        }
+
+        /** The create / replace form; its cron field previews the pattern as the user types. */
+        function scheduleForm() {
+            const $form = $('<form class="dbc-tb-schedule-form"></form>');
+            const field = function (name, placeholder) {
+                return $('<input type="text">').attr("id", "dbc-tb-schedule-" + name).attr("placeholder", placeholder)
+                    .attr("title", t("scheduleField." + name)).appendTo($form);
+            };
+            const $name = field("name", t("scheduleName"));
+            const $cron = field("cron", "*/10 * * * * *");
+            const $tz = field("tz", "UTC");
+            const $queue = field("queue", "default");
+            const $preview = $('<div class="dbc-tb-schedule-preview" id="dbc-tb-schedule-preview"></div>').appendTo($form);
+            let timer = null;
+            let seq = 0;
+            function preview() {
+                const cron = $cron.val().trim();
+                if (!cron) { $preview.empty().attr("data-valid", ""); return; }
+                const mine = ++seq;
+                $.ajax({ url: url("schedules-preview"), method: "POST", contentType: "application/json", dataType: "json", data: JSON.stringify({ cron: cron, timeZone: $tz.val().trim() }) })
+                    .done(function (p) {
+                        if (mine !== seq) { return; }
+                        $preview.empty().attr("data-valid", "true");
+                        $('<div class="dbc-tb-schedule-words"></div>').text(p.description).appendTo($preview);
+                        $('<div class="dbc-tb-schedule-next"></div>').text(t("nextRuns", { runs: p.nextRuns.map(time).join(" · ") })).appendTo($preview);
+                    })
+                    .fail(function (jqXHR) {
+                        if (mine !== seq) { return; }
+                        const b = jqXHR.responseJSON || {};
+                        $preview.empty().attr("data-valid", "false").append($('<div class="dbc-tb-warn"></div>').text(b.message || describeError.apply(null, arguments)));
+                    });
+            }
+            $cron.add($tz).on("input", function () { clearTimeout(timer); timer = setTimeout(preview, 250); });
+            $('<button type="submit" class="red-ui-button red-ui-button-small" id="dbc-tb-schedule-save"></button>').text(t("saveSchedule")).appendTo($form);
+            $form.on("submit", function (e) {
+                e.preventDefault();
+                const body = { name: $name.val().trim(), cron: $cron.val().trim() };
+                if ($tz.val().trim()) { body.timeZone = $tz.val().trim(); }
+                if ($queue.val().trim()) { body.queue = $queue.val().trim(); }
+                $.ajax({ url: url("schedules"), method: "POST", contentType: "application/json", dataType: "json", data: JSON.stringify(body) })
+                    .done(function (sc) { say(t("scheduleSaved", { name: sc.name }), "ok"); loadSchedules(); })
+                    .fail(function () { say(describeError.apply(null, arguments), "error"); });
+            });
+            return $form;
         }
 
         // ------------------------------------------------------------ views
@@ -598,7 +694,7 @@
             onchange: function () { setTimeout(sync, 0); },
             onremove: stop
         });
-        const onDeploy = function () { if (state.timer) { loadQueues(); refresh(); } };
+        const onDeploy = function () { if (state.timer) { loadQueues(); loadSchedules(); refresh(); } };
         RED.events.on("sidebar:resize", sync);
         RED.events.on("deploy", onDeploy);
         document.addEventListener("visibilitychange", sync);

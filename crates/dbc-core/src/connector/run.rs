@@ -18,6 +18,7 @@ use super::{Connector, Failure, OpOptions, OpValue, Outcome};
 use crate::db::{Conn, Trace};
 use crate::op::Op;
 use crate::queue::queues;
+use crate::queue::schedules::{self, Change};
 use crate::queue::service;
 use crate::queue::workflows;
 use crate::route::Backend;
@@ -131,6 +132,9 @@ impl Connector {
             {
                 return r;
             }
+        }
+        if op == Op::PreviewSchedule {
+            return schedules::preview(payload); // no database
         }
         let mut conn = self.acquire(b).await?;
         if op == Op::ExecuteTransaction {
@@ -341,6 +345,20 @@ impl Connector {
                 crate::queue::dead_letter::configure(conn, store, payload, node_queue(opts), trace)
                     .await
             }
+            Op::CreateSchedule => {
+                schedules::create(conn, store, payload, queue, self.limits(), trace).await
+            }
+            Op::ListSchedules => schedules::list(conn, store, payload, trace).await,
+            Op::PauseSchedule => {
+                schedules::change(conn, store, Change::Pause, payload, trace).await
+            }
+            Op::ResumeSchedule => {
+                schedules::change(conn, store, Change::Resume, payload, trace).await
+            }
+            Op::DeleteSchedule => {
+                schedules::change(conn, store, Change::Delete, payload, trace).await
+            }
+            Op::PreviewSchedule => schedules::preview(payload),
             Op::Query | Op::ExecuteTransaction => Err(DbcError::validation(
                 "operation",
                 format!("operation {:?} cannot run here", op.as_str()),

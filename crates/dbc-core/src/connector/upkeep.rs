@@ -1,10 +1,12 @@
 //! Background upkeep on the database in use, beside the router's own health loop:
-//! expired leases go back to `pending`, and finished tasks past their retention are
-//! deleted.
+//! expired leases go back to `pending`, due schedules enqueue their tasks
+//! (`queue::schedules::fire_due`, once per tick across runtimes), and finished tasks past
+//! their retention are deleted.
 
 use std::sync::Arc;
 
-use crate::queue::service;
+use crate::queue::wake::Waker;
+use crate::queue::{schedules, service};
 use crate::route::Router;
 use crate::state::ConnState;
 use crate::DbcError;
@@ -12,10 +14,14 @@ use crate::DbcError;
 /// How often expired leases are looked for.
 const REAP_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Background upkeep on the database in use: expired leases go back to `pending`
-/// (every `REAP_EVERY`), and once a minute finished tasks older than the retention are
+/// Background upkeep on the database in use: expired leases go back to `pending` and due
+/// schedules fire (every `REAP_EVERY`; their queues' consumers are woken), and once a minute finished tasks older than the retention are
 /// deleted in small batches. Health and failover are the router's own loop.
-pub(super) fn spawn(router: Arc<Router>, retention_days: u32) -> tokio::task::JoinHandle<()> {
+pub(super) fn spawn(
+    router: Arc<Router>,
+    waker: Arc<Waker>,
+    retention_days: u32,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(REAP_EVERY);
         let mut last_error = String::new();
@@ -35,6 +41,9 @@ pub(super) fn spawn(router: Arc<Router>, retention_days: u32) -> tokio::task::Jo
                 let b = router.active();
                 let mut conn = b.pool().acquire().await?;
                 let n = service::reap_expired(&mut conn, &b.store).await?;
+                for q in schedules::fire_due(&mut conn, &b.store).await? {
+                    waker.poke(&q);
+                }
                 if purge {
                     let removed =
                         service::purge_finished(&mut conn, &b.store, retention_days).await?;

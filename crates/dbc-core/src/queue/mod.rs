@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod dead_letter;
 pub mod queues;
+pub mod schedules;
 pub mod service;
 pub mod settle;
 pub mod unique;

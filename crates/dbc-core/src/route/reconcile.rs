@@ -1,5 +1,5 @@
 //! The failback's data move: every workflow, task, execution, error row, dependency and
-//! queue state (paused or resumed) written to one database carried to another ([`reconcile`]): in which order, in which
+//! queue state (paused or resumed) and schedule written to one database carried to another ([`reconcile`]): in which order, in which
 //! transactions, what an idempotency key already in the destination means, and what is
 //! deleted from the source afterwards. Its statements are the stores'
 //! ([`crate::store::transfer`]); which tables and columns it moves, and how each column
@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::db::Pool;
-use crate::migrate::{DEPENDENCIES, ERRORS, EXECUTIONS, QUEUES, TASKS, WORKFLOWS};
+use crate::migrate::{DEPENDENCIES, ERRORS, EXECUTIONS, QUEUES, SCHEDULES, TASKS, WORKFLOWS};
 use crate::store::transfer::{Moved, Rows};
 use crate::store::Store;
 use crate::task::read_text;
@@ -26,13 +26,15 @@ pub struct MoveReport {
     pub dependencies: u64,
     /// queues paused or resumed on the fallback: that state replaces the primary's
     pub queues: u64,
+    /// schedules created or changed on the fallback: each replaces the primary's of its name
+    pub schedules: u64,
     /// fallback tasks whose idempotency key already had a task in the primary: the
     /// primary's task stands, the fallback's is dropped
     pub merged_by_key: u64,
     pub ms: f64,
 }
 
-/// Moves every workflow, task, execution, error row, dependency and queue state from
+/// Moves every workflow, task, execution, error row, dependency, queue state and schedule from
 /// `src` to `dst` and then deletes what it moved from `src`. A queue paused or resumed on
 /// `src` (during the outage) is so in `dst` afterwards. Rows are upserted by their ids, so running
 /// it again after an interruption gives the same end state. A fallback task whose
@@ -149,6 +151,13 @@ pub async fn reconcile(
     report.queues = dst_store
         .write_rows(&mut to, &QUEUES, &queues, true)
         .await?;
+    // likewise a schedule written on the fallback (created, paused, or moved on by a tick)
+    let schedules = src_store
+        .read_rows(&mut from, &SCHEDULES, Rows::All)
+        .await?;
+    report.schedules = dst_store
+        .write_rows(&mut to, &SCHEDULES, &schedules, true)
+        .await?;
     drop(to);
 
     // everything read is in the primary: delete exactly that from the fallback (a task's
@@ -170,6 +179,9 @@ pub async fn reconcile(
         .await?;
     src_store
         .delete_moved(&mut from, Moved::Queues, &ids_of(&queues))
+        .await?;
+    src_store
+        .delete_moved(&mut from, Moved::Schedules, &ids_of(&schedules))
         .await?;
     from.commit().await?;
     Ok(report)

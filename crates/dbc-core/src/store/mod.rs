@@ -18,6 +18,7 @@ pub mod maintenance;
 pub mod mariadb;
 pub mod postgres;
 pub mod queues;
+pub mod schedules;
 pub mod sqlite;
 mod statements;
 pub mod transfer;

@@ -122,6 +122,15 @@ statements! {
     select_paused_queues,
     /// tasks by queue and status, `{{where}}` one queue or none
     count_queue_tasks,
+    /// schedules (`schedules.sql`, see [`super::schedules`]); `{{limit}}` per round
+    upsert_schedule,
+    select_schedule,
+    list_schedules,
+    pause_schedule,
+    resume_schedule,
+    delete_schedule,
+    select_due_schedules,
+    advance_schedule,
     any_rows_left,
     /// the failback's move (`transfer.sql`, see [`super::transfer`])
     transfer_read_all,
@@ -145,4 +154,5 @@ statements! {
     select_dead_letter_queues,
     dead_letter_targets,
     mark_dead_letter,
+    transfer_delete_schedules,
 }

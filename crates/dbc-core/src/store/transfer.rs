@@ -35,10 +35,12 @@ pub enum Moved {
     Workflows,
     /// queue states, by queue name
     Queues,
+    /// schedules, by name
+    Schedules,
 }
 
 impl Store {
-    /// Whether the tables still hold a task, a workflow or a queue state (a fallback
+    /// Whether the tables still hold a task, a workflow, a queue state or a schedule (a fallback
     /// with work of an outage, or leftovers of an interrupted failback).
     pub async fn any_rows_left(&self, conn: &mut Conn) -> Result<bool> {
         let out = conn
@@ -168,6 +170,7 @@ impl Store {
             Moved::Errors => &self.sql().transfer_delete_errors,
             Moved::Workflows => &self.sql().transfer_delete_workflows,
             Moved::Queues => &self.sql().transfer_delete_queues,
+            Moved::Schedules => &self.sql().transfer_delete_schedules,
         };
         for chunk in ids.chunks(CHUNK) {
             let sql = sql.replace("{{ids}}", &self.placeholders(1, chunk.len()));

@@ -143,7 +143,8 @@ pub fn unreachable_message(p: Provider, e: &DbcError) -> String {
 // ---------------------------------------------------------------------------------------
 
 /// The connector's own tables, in an order that respects the foreign keys when dropping.
-pub const OWN_TABLES: [&str; 7] = [
+pub const OWN_TABLES: [&str; 8] = [
+    "schedules",
     "queues",
     "task_dependencies",
     "task_executions",

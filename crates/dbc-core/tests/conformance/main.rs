@@ -27,6 +27,7 @@ mod migrations;
 mod params;
 mod queues;
 mod retention;
+mod schedules;
 mod settle;
 mod streaming;
 mod tasks;
@@ -50,6 +51,7 @@ use migrations::*;
 use params::*;
 use queues::*;
 use retention::*;
+use schedules::*;
 use settle::*;
 use streaming::*;
 use tasks::*;
@@ -115,4 +117,8 @@ conformance!(
     settle_batch_completions_set_based,
     settle_batch_mixed_outcomes,
     settle_batch_set_path_checks_lease,
+    schedules_create_list_pause_delete,
+    schedules_validation_changes_nothing,
+    schedules_fire_once_per_tick_across_runtimes,
+    schedules_missed_ticks_fire_the_latest_once,
 );

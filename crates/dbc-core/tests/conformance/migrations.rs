@@ -63,13 +63,19 @@ pub(crate) async fn migrations_auto_and_status(p: Provider) {
         }
         // 0003: the attempt in progress lives on the task row
         assert_eq!(st.applied[2].name, "0003_attempt_on_task");
-        // 0004: a queue's paused state
-        assert_eq!(st.applied[3].name, "0004_queues");
-        // 0007: uniqueness windows and dead-letter queues
-        assert_eq!(
-            st.applied.last().map(|m| m.name.as_str()),
-            Some("0007_unique_and_dead_letter")
-        );
+        // 0004: a queue's paused state; 0006: schedules; 0007: uniqueness windows and dead-letter queues
+        let names: Vec<&str> = st.applied.iter().map(|m| m.name.as_str()).collect();
+        assert!(names.contains(&"0004_queues"), "{names:?}");
+        assert_eq!(names.last(), Some(&"0007_unique_and_dead_letter"), "{names:?}");
+        db.sql(
+            &format!(
+                "SELECT name, cron, time_zone, queue, task_name, payload, priority, max_attempts, \
+                 paused_at, next_run_at, last_run_at, created_at, updated_at FROM {} WHERE 1 = 0",
+                db.t("schedules")
+            ),
+            vec![],
+        )
+        .await;
         db.sql(
             &format!(
                 "SELECT released_key, dead_letter_of FROM {} WHERE 1 = 0",

@@ -523,7 +523,8 @@ pub(crate) async fn tasks_node_queue_default(p: Provider) {
                 "executeTransaction",
                 "pauseQueue",
                 "resumeQueue",
-                "configureQueue"
+                "configureQueue",
+                "createSchedule"
             ]
         );
         let other = db.insert_task(json!({"name": "elsewhere"})).await;

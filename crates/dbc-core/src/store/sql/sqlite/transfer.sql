@@ -5,7 +5,7 @@
 
 -- name: any_rows_left
 SELECT 1 FROM {{prefix}}tasks UNION ALL SELECT 1 FROM {{prefix}}workflows
-UNION ALL SELECT 1 FROM {{prefix}}queues LIMIT 1
+UNION ALL SELECT 1 FROM {{prefix}}queues UNION ALL SELECT 1 FROM {{prefix}}schedules LIMIT 1
 
 -- name: transfer_read_all
 SELECT {{columns}} FROM {{prefix}}{{table}} ORDER BY {{key}}
@@ -49,3 +49,6 @@ DELETE FROM {{prefix}}workflows WHERE id IN ({{ids}}) AND NOT EXISTS (SELECT 1 F
 
 -- name: transfer_delete_queues
 DELETE FROM {{prefix}}queues WHERE queue IN ({{ids}})
+
+-- name: transfer_delete_schedules
+DELETE FROM {{prefix}}schedules WHERE name IN ({{ids}})

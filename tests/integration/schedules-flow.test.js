@@ -1,0 +1,77 @@
+/**
+ * Schedules in real Node-RED runtimes (docs/USER-GUIDE.md "Recurring tasks: schedules"):
+ * THREE runtimes on one database each deploy the same flow, which creates the schedule
+ * `every-second` (`* * * * * *`) at start-up with an inject node and a `createSchedule`
+ * node. All three upkeep loops race for every tick; each tick must become exactly one
+ * task.
+ *
+ * Counting: the tasks are counted by their tick (`runAt`, a whole second) inside a window
+ * of N seconds of tick times that starts after all three runtimes run. That count is
+ * exactly N. Counting "all the tasks between start and stop" instead would be N ± 1 at
+ * each edge: the first tick depends on the moment the schedule was created, and a tick
+ * due just before the stop may or may not have been found by an upkeep round (every
+ * 0.5 s) when it stops. The window is read only after a tick past its end has fired, and
+ * a schedule's ticks fire in order, so every tick of the window has fired by then.
+ */
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const service = require('../../nodes/database-connector/database-service');
+const { nodeConfigFor, requireDatabases, spawnNodeRed, pollUntil } = require('../support');
+
+test.before(() => requireDatabases(service));
+
+const SCHEDULE = { name: 'every-second', cron: '* * * * * *', queue: 'ticks', payload: { from: 'flow' } };
+
+/** The flow every runtime deploys: the config node, and the schedule made at start-up. */
+function flowsFor(cfg) {
+  return [
+    { id: 'tab', type: 'tab' },
+    cfg.props,
+    { id: 'inj', type: 'inject', z: 'tab', props: [{ p: 'payload' }], payload: JSON.stringify(SCHEDULE), payloadType: 'json', once: true, onceDelay: 0.1, repeat: '', topic: '', wires: [['mk']] },
+    { id: 'mk', type: 'database-connector', z: 'tab', connection: cfg.props.id, operation: 'createSchedule', wires: [] },
+  ];
+}
+
+for (const [provider, seconds] of [['postgres', 30], ['mariadb', 10], ['sqlite', 10]]) {
+  test(`${provider}: three runtimes with the same schedule every second enqueue exactly one task per tick (${seconds} s window)`, { timeout: 240000 }, async () => {
+    const cfg = nodeConfigFor(provider, 'cfg');
+    const primary = provider === 'sqlite' ? { provider, sqliteFile: cfg.props.sqliteFile } : { provider, url: cfg.credentials.url };
+    const db = await service.open({ primary, tablePrefix: cfg.prefix });
+    const reds = [];
+    try {
+      for (let n = 0; n < 3; n += 1) {
+        reds.push(await spawnNodeRed({ flows: flowsFor(cfg), credentials: { cfg: cfg.credentials } }));
+      }
+      // each runtime ran its createSchedule (the same schedule, replaced twice: its next
+      // tick stays, so no tick is lost to a replacement)
+      for (const red of reds) {
+        await pollUntil('createSchedule ran in every runtime', async () => (await red.request('GET', '/database-connector/cfg/metrics')).body.operations?.createSchedule?.count || 0, (c) => c === 1, { ms: 30000, every: 100 });
+      }
+      const { schedules } = (await db.execute('listSchedules', {})).value;
+      assert.deepEqual(schedules.map((s) => [s.name, s.cron, s.queue, s.paused]), [['every-second', '* * * * * *', 'ticks', false]]);
+
+      const from = Math.ceil(Date.now() / 1000) * 1000 + 1000;
+      const to = from + seconds * 1000; // ticks in [from, to)
+      const ticks = async () => (await db.execute('listTasks', { queue: 'ticks', limit: 1000 })).value.tasks;
+      const all = await pollUntil('a tick after the window fired', ticks, (ts) => ts.some((t) => Date.parse(t.runAt) > to), { ms: seconds * 1000 + 30000, every: 250 });
+      const inWindow = all.filter((t) => Date.parse(t.runAt) >= from && Date.parse(t.runAt) < to);
+      assert.equal(inWindow.length, seconds, `${inWindow.length} tasks for ${seconds} ticks`);
+
+      // none twice, none left out, from the first tick to the last
+      const times = all.map((t) => Date.parse(t.runAt)).sort((a, b) => a - b);
+      for (let k = 1; k < times.length; k += 1) assert.equal(times[k] - times[k - 1], 1000, `ticks ${new Date(times[k - 1]).toISOString()} → ${new Date(times[k]).toISOString()}`);
+      for (const t of all) {
+        assert.equal(t.name, 'every-second');
+        assert.deepEqual(t.payload, { from: 'flow' });
+        assert.equal(t.idempotencyKey, `schedule:every-second:${t.runAt}`);
+      }
+      assert.equal((await db.execute('deleteSchedule', { name: 'every-second' })).value.deleted, true);
+    } finally {
+      for (const red of reds) await red.stop();
+      await db.query(`DROP TABLE IF EXISTS ${cfg.prefix}schedules, ${cfg.prefix}queues, ${cfg.prefix}error_logs, ${cfg.prefix}task_executions, ${cfg.prefix}task_dependencies, ${cfg.prefix}tasks, ${cfg.prefix}workflows, ${cfg.prefix}migrations`).catch(() => {});
+      await db.close();
+    }
+  });
+}
