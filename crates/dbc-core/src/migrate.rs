@@ -40,6 +40,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_partial_indexes"),
     migration!(3, "0003_attempt_on_task"),
     migration!(4, "0004_queues"),
+    migration!(5, "0005_task_progress"),
 ];
 
 // The schema the migrations build, described once for the code that reads it as a whole
@@ -103,9 +104,9 @@ pub const TASKS: Table = Table {
         ("updated_at", D),
         ("started_at", D),
         ("finished_at", D),
-        // start of the latest attempt: the one in progress while running (its history
-        // row is written when it ends)
+        // start of the latest attempt (the one in progress while running), its progress
         ("attempt_started_at", D),
+        ("progress", J),
     ],
     key: &["id"],
 };

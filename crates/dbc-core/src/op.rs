@@ -29,11 +29,15 @@ pub enum Op {
     PauseQueue,
     ResumeQueue,
     GetQueueStats,
+    /// a worker's "still alive": pushes its task's lease forward, stores its progress
+    Heartbeat,
+    /// a worker gives its task back to run later without spending the attempt
+    SnoozeTask,
 }
 
 impl Op {
     /// Every operation, `query` first; `Op::ALL[op.index()] == op`.
-    pub const ALL: [Op; 14] = [
+    pub const ALL: [Op; 16] = [
         Op::Query,
         Op::InsertTask,
         Op::ClaimTasks,
@@ -48,6 +52,8 @@ impl Op {
         Op::PauseQueue,
         Op::ResumeQueue,
         Op::GetQueueStats,
+        Op::Heartbeat,
+        Op::SnoozeTask,
     ];
 
     /// The name flows use (`msg.operation`, metrics labels, error fields).
@@ -67,6 +73,8 @@ impl Op {
             Op::PauseQueue => "pauseQueue",
             Op::ResumeQueue => "resumeQueue",
             Op::GetQueueStats => "getQueueStats",
+            Op::Heartbeat => "heartbeat",
+            Op::SnoozeTask => "snoozeTask",
         }
     }
 

@@ -6,6 +6,7 @@
 //! [`crate::store::Store`].
 
 pub mod batch;
+pub mod lease;
 pub mod queues;
 pub mod service;
 pub mod settle;

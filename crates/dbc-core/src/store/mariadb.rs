@@ -40,6 +40,7 @@ impl MariadbStore {
                 include_str!("sql/mariadb/maintenance.sql"),
                 include_str!("sql/mariadb/workflows.sql"),
                 include_str!("sql/mariadb/queues.sql"),
+                include_str!("sql/mariadb/lease.sql"),
                 include_str!("sql/mariadb/transfer.sql"),
             ],
             prefix,

@@ -12,6 +12,7 @@
 //! `sql/mariadb/status.sql`.
 
 pub mod common;
+pub mod lease;
 pub mod maintenance;
 pub mod mariadb;
 pub mod postgres;

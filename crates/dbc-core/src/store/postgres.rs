@@ -49,6 +49,7 @@ impl PostgresStore {
                 include_str!("sql/postgres/maintenance.sql"),
                 include_str!("sql/postgres/workflows.sql"),
                 include_str!("sql/postgres/queues.sql"),
+                include_str!("sql/postgres/lease.sql"),
                 include_str!("sql/postgres/transfer.sql"),
             ],
             prefix,

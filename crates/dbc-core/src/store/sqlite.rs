@@ -40,6 +40,7 @@ impl SqliteStore {
                 include_str!("sql/sqlite/maintenance.sql"),
                 include_str!("sql/sqlite/workflows.sql"),
                 include_str!("sql/sqlite/queues.sql"),
+                include_str!("sql/sqlite/lease.sql"),
                 include_str!("sql/sqlite/transfer.sql"),
             ],
             prefix,

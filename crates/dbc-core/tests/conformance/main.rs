@@ -22,6 +22,7 @@ mod attempts;
 mod debug;
 mod endings;
 mod errors;
+mod lease;
 mod migrations;
 mod params;
 mod queues;
@@ -43,6 +44,7 @@ use attempts::*;
 use debug::*;
 use endings::*;
 use errors::*;
+use lease::*;
 use migrations::*;
 use params::*;
 use queues::*;
@@ -100,4 +102,9 @@ conformance!(
     queues_stats_count_exactly,
     settle_batch_of_1000,
     settle_batch_validation_changes_nothing,
+    lease_heartbeat_keeps_a_long_task,
+    lease_heartbeat_only_by_the_holder,
+    lease_progress_is_shown,
+    lease_snooze_keeps_the_attempt,
+    lease_cancelled_running_task_is_told,
 );

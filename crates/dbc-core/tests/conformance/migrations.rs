@@ -64,10 +64,17 @@ pub(crate) async fn migrations_auto_and_status(p: Provider) {
         // 0003: the attempt in progress lives on the task row
         assert_eq!(st.applied[2].name, "0003_attempt_on_task");
         // 0004: a queue's paused state
+        assert_eq!(st.applied[3].name, "0004_queues");
+        // 0005: a running task's progress (heartbeat)
         assert_eq!(
             st.applied.last().map(|m| m.name.as_str()),
-            Some("0004_queues")
+            Some("0005_task_progress")
         );
+        db.sql(
+            &format!("SELECT progress FROM {} WHERE 1 = 0", db.t("tasks")),
+            vec![],
+        )
+        .await;
         db.sql(
             &format!("SELECT queue, paused_at, updated_at FROM {} WHERE 1 = 0", db.t("queues")),
             vec![],
