@@ -43,9 +43,8 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_task_progress"),
 ];
 
-// The schema the migrations build, described once for the code that reads it as a whole
-// (the failback's move between providers). `tables_match_the_migrations` checks this
-// description against what the migrations create, so the two cannot drift apart.
+// The schema the migrations build, described once for the failback's move between
+// providers; `tables_match_the_migrations` keeps it equal to what the migrations create.
 
 /// How a column's values are carried between providers (the failback's move).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
