@@ -26,23 +26,24 @@ const LEASE = 600;
 
 /**
  * consume (queue, heartbeat on or off, cancel output) → a function that reports progress
- * at once through a heartbeat node, works `workMs` and then completes the task.
+ * at once through a heartbeat node (unless `report` is false: a heartbeat of its own),
+ * works `workMs` and then completes the task.
  */
-function flow(cfg, { queue, heartbeat, workMs }) {
+function flow(cfg, { queue, heartbeat, workMs, report = true }) {
   return [
     { id: 'tab', type: 'tab' },
     cfg.props,
     { id: 'src', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'consume', queue, concurrency: '1', leaseMs: String(LEASE), heartbeat, cancelOutput: true, outputs: 2, wires: [['work', 'seen'], ['cancels']] },
     {
       id: 'work', type: 'function', z: 'tab', outputs: 2,
-      func: `node.send([null, { task: msg.task, heartbeat: { progress: 10, note: { step: 'started' } } }]);
+      func: `${report ? "node.send([null, { task: msg.task, heartbeat: { progress: 10, note: { step: 'started' }, leaseMs: " + LEASE + ' } }]);' : ''}
 setTimeout(() => { msg.payload = { status: 'completed', result: { ok: true } }; node.send([msg, null]); node.done(); }, ${workMs});
 return null;`,
       wires: [['settle'], ['beat']],
     },
     { id: 'beat', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'heartbeat', wires: [['beats']] },
     { id: 'settle', type: 'database-connector', z: 'tab', connection: 'cfg', operation: 'updateTaskStatus', wires: [['settled']] },
-    { id: 'catch', type: 'catch', z: 'tab', scope: ['settle'], uncaught: false, wires: [['caught']] },
+    { id: 'c1', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
     { id: 'seen', type: 'helper', z: 'tab' },
     { id: 'beats', type: 'helper', z: 'tab' },
     { id: 'settled', type: 'helper', z: 'tab' },
@@ -86,7 +87,7 @@ for (const provider of ['postgres', 'mariadb', 'sqlite']) {
 
       // the same flow without heartbeats: the lease runs out while it works, and the task
       // is emitted again (its first settle is refused)
-      const again = await load(cfg, { queue: 'short', heartbeat: false, workMs: 5 * LEASE });
+      const again = await load(cfg, { queue: 'short', heartbeat: false, workMs: 5 * LEASE, report: false });
       const u = (await db.execute('insertTask', { queue: 'short', maxAttempts: 3 })).value;
       await pollUntil('the task emitted a second time', async () => again.seen.length, (n) => n >= 2, { ms: 30000, every: 50 });
       assert.deepEqual(again.seen.map((m) => [m.task.id, m.task.attempts]).slice(0, 2), [[u.id, 1], [u.id, 2]]);
