@@ -93,7 +93,7 @@ test('every operation carries msg._debug of the documented shape, without secret
     assert.doesNotMatch(text, new RegExp(SECRET));
     assert.doesNotMatch(text, /postgres:\/\/[^/@\s]*:[^/@\s]*@/);
   }
-  assert.equal(metrics.body.operations.insertTask.count, 1);
+  assert.equal(metrics.body.operations.insertTask.count, 2);
   await service
     .open({ primary: { provider: 'postgres', url: PG_URL }, tablePrefix: prefix, autoMigrate: false })
     .then(async (db) => {
