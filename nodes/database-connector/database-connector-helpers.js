@@ -89,7 +89,7 @@ class Registry extends Connector {
    * @param {number} [extra.progress] 0–100
    * @param {*} [extra.note] any JSON up to 4096 bytes
    * @returns {Promise<object>} the task, with `leaseExpiresAt` and `progress: {percent, note, updatedAt}`
-   * @example await registry.heartbeat(task.id, { workerId: task.workerId, progress: 40 })
+   * @example await registry.heartbeat(id, { progress: 40, note: { rows: 4000 } })
    */
   async heartbeat(id, extra = {}) {
     return (await this.run('heartbeat', { ...extra, id })).value;

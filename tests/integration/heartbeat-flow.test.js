@@ -8,7 +8,8 @@
  *   interval), the flow's later settle gets DBC_INVALID_TRANSITION with
  *   `reason: "cancelled"` in msg.error.cause, and nothing is overwritten;
  * - a flow reports progress with a heartbeat node fed from msg.task + msg.heartbeat.
- * The samples of docs/API.md (heartbeat, consume's cancel signals) mirror these flows.
+ * The samples of docs/API.md#heartbeat and docs/API.md#consume (cancel signals) mirror
+ * these flows.
  */
 'use strict';
 
