@@ -258,7 +258,7 @@ pub async fn snooze(
             conn,
             store,
             Ending::Snoozed,
-            &[task.id.clone()],
+            std::slice::from_ref(&task.id),
             ts,
             trace.as_deref_mut(),
         )
