@@ -355,7 +355,7 @@ mod tests {
             assert!(store
                 .sql()
                 .select_task
-                .contains("finished_at FROM pre_tasks"));
+                .contains("finished_at, progress FROM pre_tasks"));
         }
     }
 }
