@@ -5,7 +5,8 @@
  *   past the lease; a heartbeat answering `reason: "cancelled"` (the registry's
  *   `cancelled` event) frees the slot and, with `cancelOutput`, sends one cancel signal
  *   on the second output; a lease lost otherwise frees the slot without a signal; with
- *   the options absent (a saved flow from before them) no heartbeat is sent;
+ *   the options absent (a saved flow from before them) no heartbeat is sent; a cancel by
+ *   a flow of this runtime (a `settled` event with status `cancelled`) signals too;
  * - a consume node in node-red-node-test-helper on SQLite shows "queue paused" while its
  *   queue is paused and the in-flight count again after resume.
  */
@@ -105,6 +106,29 @@ test('a consumer saved without the new options sends no heartbeat and has no sec
     registry.emit('cancelled', 'a');
     assert.equal(c.inFlight.size, 0, 'a cancelled task frees its slot');
     assert.equal(node.sent.filter((m) => Array.isArray(m)).length, 0, 'no signal without the cancel output');
+  } finally {
+    c.stop();
+  }
+});
+
+test('a cancel by a flow of this runtime (a settled event with status cancelled) signals too', async () => {
+  const task = { id: 'a', attempts: 1, payload: {} };
+  const registry = new ScriptedRegistry([task], () => null);
+  const node = fakeNode();
+  const c = new Consumer(node, async () => registry, { queue: 'q', concurrency: 1, leaseMs: 60000, cancelOutput: true, workerId: 'w', statusText: String });
+  c.start();
+  try {
+    await pollUntil('the task in flight', async () => c.inFlight.size, (n) => n === 1, { ms: 5000, every: 10 });
+    registry.emit('settled', 'a', { id: 'a', attempts: 1, status: 'cancelled', workerId: null });
+    assert.equal(c.inFlight.size, 0);
+    assert.deepEqual(node.sent.filter((m) => Array.isArray(m)), [[null, { payload: { id: 'a', reason: 'cancelled' }, task, topic: 'cancelled' }]]);
+    // a settle to any other status frees the slot without a signal
+    registry.tasks = [{ id: 'b', attempts: 1 }];
+    c.schedule(0);
+    await pollUntil('the next task in flight', async () => c.inFlight.size, (n) => n === 1, { ms: 5000, every: 10 });
+    registry.emit('settled', 'b', { id: 'b', attempts: 1, status: 'completed' });
+    assert.equal(c.inFlight.size, 0);
+    assert.equal(node.sent.filter((m) => Array.isArray(m)).length, 1);
   } finally {
     c.stop();
   }
