@@ -266,6 +266,7 @@ class Connector extends EventEmitter {
       // a batch settle answers an array: each task it left not running, not the refused ids
       for (const t of Array.isArray(r.value) ? r.value : [r.value]) {
         if (t && !t.error && t.status !== 'running') this.emit('settled', t.id, t);
+        else if (t && t.error && t.error.reason === 'cancelled') this.emit('cancelled', t.id);
       }
     }
     return r;

@@ -134,6 +134,25 @@ test('a cancel by a flow of this runtime (a settled event with status cancelled)
   }
 });
 
+test('sqlite: the connector emits cancelled when a heartbeat, settle or batch-settle item answers reason cancelled', async () => {
+  const cfg = nodeConfigFor('sqlite');
+  const db = await service.open({ ...configFor('sqlite'), primary: { provider: 'sqlite', sqliteFile: cfg.props.sqliteFile }, tablePrefix: cfg.prefix });
+  try {
+    const events = [];
+    db.on('cancelled', (id) => events.push(id));
+    const t = (await db.execute('insertTask', { queue: 'ev' })).value;
+    await db.execute('claimTasks', { queue: 'ev', workerId: 'w' });
+    await db.execute('updateTaskStatus', { id: t.id, status: 'cancelled' });
+    await assert.rejects(db.execute('heartbeat', { id: t.id, workerId: 'w' }), { code: 'DBC_LEASE_LOST', reason: 'cancelled' });
+    await assert.rejects(db.execute('updateTaskStatus', { id: t.id, status: 'completed', workerId: 'w' }), { code: 'DBC_INVALID_TRANSITION', reason: 'cancelled' });
+    const many = (await db.execute('updateTaskStatus', [{ id: t.id, status: 'completed', workerId: 'w' }])).value;
+    assert.equal(many[0].error.reason, 'cancelled');
+    assert.deepEqual(events, [t.id, t.id, t.id]);
+  } finally {
+    await db.close();
+  }
+});
+
 test('sqlite: a consume node shows "queue paused" while its queue is paused, and its count after resume', { timeout: 60000 }, async () => {
   const cfg = nodeConfigFor('sqlite');
   const direct = await service.open({ ...configFor('sqlite'), primary: { provider: 'sqlite', sqliteFile: cfg.props.sqliteFile }, tablePrefix: cfg.prefix });
