@@ -162,13 +162,29 @@ class Registry extends Connector {
   /**
    * Counts every queue's tasks by status (or one queue's), with its paused state, how
    * long its oldest due pending task has waited and how many tasks completed in the last
-   * minute; queues sorted by name, paused ones listed even without tasks.
+   * minute; queues sorted by name, paused ones and ones with a dead-letter queue listed
+   * even without tasks.
    * @param {string} [queue] only this queue (listed even when it has no task)
-   * @returns {Promise<{queues: Array<{queue: string, paused: boolean, pausedAt: (string|null), counts: {pending: number, running: number, completed: number, failed: number, cancelled: number}, scheduled: number, oldestPendingAgeMs: (number|null), completedLastMinute: number}>}>}
+   * @returns {Promise<{queues: Array<{queue: string, paused: boolean, pausedAt: (string|null), deadLetterQueue: (string|null), counts: {pending: number, running: number, completed: number, failed: number, cancelled: number}, scheduled: number, oldestPendingAgeMs: (number|null), completedLastMinute: number}>}>}
    * @example const { queues } = await registry.getQueueStats()
    */
   async getQueueStats(queue) {
     return (await this.run('getQueueStats', queue === undefined ? {} : { queue })).value;
+  }
+
+  /**
+   * Sets a queue's dead-letter queue, or clears it with `null`: each of the queue's tasks
+   * that fails its last attempt (reported, or its lease expired) stays `failed` where it
+   * is, and a copy goes to the dead-letter queue, pending, with the payload
+   * `{deadLetter: {taskId, queue, name, attempts, error, failedAt}, payload}`. A copy is
+   * never dead-lettered again.
+   * @param {string} queue
+   * @param {string|null} deadLetterQueue another queue's name, or `null` for none
+   * @returns {Promise<{queue: string, deadLetterQueue: (string|null)}>}
+   * @example await registry.configureQueue('mail', 'mail.dead')
+   */
+  async configureQueue(queue, deadLetterQueue) {
+    return (await this.run('configureQueue', { queue, deadLetterQueue })).value;
   }
 
   /**

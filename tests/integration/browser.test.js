@@ -140,7 +140,7 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     assert.deepEqual(queueShown, {
       query: false, insertTask: true, claimTasks: true, updateTaskStatus: false, requeueFailedTask: false,
       getTask: false, listTasks: false, deleteTask: false, createWorkflow: true, getWorkflowProgress: false,
-      executeTransaction: true, pauseQueue: true, resumeQueue: true, getQueueStats: false, heartbeat: false, snoozeTask: false, consume: true, msg: true,
+      executeTransaction: true, pauseQueue: true, resumeQueue: true, getQueueStats: false, configureQueue: true, heartbeat: false, snoozeTask: false, consume: true, msg: true,
     });
     await page.selectOption('#node-input-operation', 'insertTask');
     await page.fill('#node-input-queue', 'browser');

@@ -82,10 +82,11 @@ test('every operation carries msg._debug of the documented shape, without secret
   await run('claimTasks', { queue: 'dq2', limit: 1, workerId: 'w' });
   seen.heartbeat = (await run('heartbeat', { id: t2.payload.id, workerId: 'w', progress: 5 }))._debug;
   seen.snoozeTask = (await run('snoozeTask', { id: t2.payload.id, workerId: 'w', delayMs: 1000 }))._debug;
+  seen.configureQueue = (await run('configureQueue', { queue: 'dq', deadLetterQueue: 'dq.dead' }))._debug;
   seen.executeTransaction = (await run('executeTransaction', [{ operation: 'insertTask', payload: { name: 'tx' } }, { operation: 'query', payload: { sql: 'SELECT 1 AS one' } }]))._debug;
   seen.query = (await run('query', null, { topic: 'SELECT $1::int AS n', params: [7] }))._debug;
   for (const [operation, d] of Object.entries(seen)) checkDebug(d, operation);
-  assert.equal(Object.keys(seen).length, 16);
+  assert.equal(Object.keys(seen).length, 17);
 
   const metrics = await helper.request().get('/database-connector/cfg/metrics').expect(200);
   const prom = await helper.request().get('/database-connector/cfg/metrics?format=prometheus').expect(200);

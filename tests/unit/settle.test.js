@@ -1,7 +1,8 @@
 /**
  * Batch settle in a real Node-RED runtime (node-red-node-test-helper), on every
  * provider: one message with an array of 1,000 status changes into an
- * `updateTaskStatus` node; one bad id fails alone, a bad shape refuses the message.
+ * `updateTaskStatus` node; one bad id fails alone, a bad shape refuses the message; 1,000
+ * completions with `workerId` run a constant number of statements (set-based).
  */
 'use strict';
 
@@ -39,6 +40,9 @@ async function load(provider) {
     flow.push({ id: `n-${op}`, type: 'database-connector', z: 'tab', connection: 'cfg', queue: 'bulk', operation: op, wires: [[`${op}-out`]] });
     flow.push({ id: `${op}-out`, type: 'helper', z: 'tab' });
   }
+  // an updateTaskStatus node with debug on (msg._debug lists the statements it ran)
+  flow.push({ id: 'n-settleDebug', type: 'database-connector', z: 'tab', connection: 'cfg', queue: 'bulk', operation: 'updateTaskStatus', debug: true, wires: [['settleDebug-out']] });
+  flow.push({ id: 'settleDebug-out', type: 'helper', z: 'tab' });
   await helper.load([dbNode, catchNode], flow, { cfg: cfg.credentials });
   const caught = helper.getNode('caught');
   /** Sends msg to node `op`; resolves with its output msg, or the caught error. */
@@ -107,5 +111,30 @@ for (const provider of ['postgres', 'mariadb', 'sqlite']) {
     assert.equal(Number(errors.ok.payload[0].n), 499);
     const history = await n.send('query', { topic: `SELECT count(*) AS n FROM ${n.prefix}task_executions` });
     assert.equal(Number(history.ok.payload[0].n), 999);
+  });
+}
+
+for (const provider of ['postgres', 'mariadb', 'sqlite']) {
+  test(`${provider}: 1,000 completions in one message are set-based: a constant number of statements`, async () => {
+    const n = await load(provider);
+    const inserted = await n.send('insertTask', { payload: Array.from({ length: 1000 }, (_, i) => ({ name: `c${i}` })) });
+    assert.ok(inserted.ok, JSON.stringify(inserted.caught && inserted.caught.error));
+    const claimed = await n.send('claimTasks', { payload: { limit: 1000, workerId: 'w1', leaseMs: 600000 } });
+    const ids = claimed.ok.payload.map((t) => t.id);
+    assert.equal(ids.length, 1000);
+    const items = ids.map((id, i) => ({ id, status: 'completed', workerId: 'w1', result: { i } }));
+    const r = await n.send('settleDebug', { payload: items });
+    assert.ok(r.ok, JSON.stringify(r.caught && r.caught.error));
+    assert.equal(r.ok.payload.length, 1000);
+    r.ok.payload.forEach((t, i) => {
+      assert.equal(t.id, ids[i], `answer ${i} out of order`);
+      assert.equal(t.status, 'completed');
+      assert.deepEqual(t.result, { i });
+    });
+    // PostgreSQL: one statement; MariaDB and SQLite: pick, history, complete, release, read
+    const names = r.ok._debug.statements.map((st) => st.name);
+    assert.equal(names.length, provider === 'postgres' ? 1 : 5, names.join(', '));
+    const history = await n.send('query', { topic: `SELECT count(*) AS n FROM ${n.prefix}task_executions WHERE status = ${n.ph}`, params: ['completed'] });
+    assert.equal(Number(history.ok.payload[0].n), 1000);
   });
 }

@@ -6,6 +6,9 @@
 //! `_sqlx_migrations`. Locks: PostgreSQL `pg_advisory_xact_lock` (the whole set runs in
 //! one transaction: DDL is transactional there), MariaDB `GET_LOCK` (DDL commits
 //! implicitly, so each version is recorded right after it ran), SQLite `BEGIN EXCLUSIVE`.
+//!
+//! Long (just over 600 lines): the schema description ([`TABLES`]) and the test that holds
+//! it to what the migrations create stay next to the migrations they describe.
 
 use crate::db::{Conn, Pool};
 use crate::value::{Param, Value};
@@ -41,6 +44,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_attempt_on_task"),
     migration!(4, "0004_queues"),
     migration!(5, "0005_task_progress"),
+    migration!(7, "0007_unique_and_dead_letter"),
 ];
 
 // The schema the migrations build, described once for the failback's move between
@@ -106,6 +110,8 @@ pub const TASKS: Table = Table {
         // start of the latest attempt (the one in progress while running), its progress
         ("attempt_started_at", D),
         ("progress", J),
+        ("released_key", T),
+        ("dead_letter_of", T),
     ],
     key: &["id"],
 };
@@ -146,10 +152,15 @@ pub const DEPENDENCIES: Table = Table {
     key: &["task_id", "depends_on"],
 };
 
-/// A queue's own state: paused or not (a row only for a queue ever paused or resumed).
+/// A queue's own state: paused or not, its dead-letter queue (a row once set).
 pub const QUEUES: Table = Table {
     name: "queues",
-    cols: &[("queue", T), ("paused_at", D), ("updated_at", D)],
+    cols: &[
+        ("queue", T),
+        ("paused_at", D),
+        ("updated_at", D),
+        ("dead_letter_queue", T),
+    ],
     key: &["queue"],
 };
 

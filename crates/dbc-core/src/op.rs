@@ -33,11 +33,12 @@ pub enum Op {
     Heartbeat,
     /// a worker gives its task back to run later without spending the attempt
     SnoozeTask,
+    ConfigureQueue,
 }
 
 impl Op {
     /// Every operation, `query` first; `Op::ALL[op.index()] == op`.
-    pub const ALL: [Op; 16] = [
+    pub const ALL: [Op; 17] = [
         Op::Query,
         Op::InsertTask,
         Op::ClaimTasks,
@@ -54,6 +55,7 @@ impl Op {
         Op::GetQueueStats,
         Op::Heartbeat,
         Op::SnoozeTask,
+        Op::ConfigureQueue,
     ];
 
     /// The name flows use (`msg.operation`, metrics labels, error fields).
@@ -75,6 +77,7 @@ impl Op {
             Op::GetQueueStats => "getQueueStats",
             Op::Heartbeat => "heartbeat",
             Op::SnoozeTask => "snoozeTask",
+            Op::ConfigureQueue => "configureQueue",
         }
     }
 
@@ -124,6 +127,7 @@ impl Op {
                 | Op::ExecuteTransaction
                 | Op::PauseQueue
                 | Op::ResumeQueue
+                | Op::ConfigureQueue
         )
     }
 
@@ -178,5 +182,6 @@ mod tests {
         assert!(Op::ResumeQueue.uses_default_queue());
         assert!(!Op::GetQueueStats.uses_default_queue());
         assert!(!Op::PauseQueue.joins_batch(false));
+        assert!(Op::ConfigureQueue.uses_default_queue());
     }
 }

@@ -124,8 +124,56 @@ async fn moves(src_p: Provider, dst_p: Provider) {
     let outage = src.op("pauseQueue", json!({"queue": "outage"})).await;
     src.op("resumeQueue", json!({"queue": "reopened"})).await;
 
+    // a dead-letter queue set during the outage, a task dead-lettered there, and a key
+    // taken over by a uniqueFor insert (migration 0007's columns move too)
+    src.op(
+        "configureQueue",
+        json!({"queue": "dl", "deadLetterQueue": "dl.dead"}),
+    )
+    .await;
+    let dead = src
+        .op("insertTask", json!({"queue": "dl", "maxAttempts": 1}))
+        .await;
+    src.op(
+        "updateTaskStatus",
+        json!({"id": dead["id"], "status": "failed", "error": "x"}),
+    )
+    .await;
+    let k2 = json!({"queue": "u", "idempotencyKey": "k2", "uniqueFor": "active"});
+    let old_k2 = src.op("insertTask", k2.clone()).await;
+    src.op(
+        "updateTaskStatus",
+        json!({"id": old_k2["id"], "status": "cancelled"}),
+    )
+    .await;
+    let new_k2 = src.op("insertTask", k2).await;
+    assert_ne!(new_k2["id"], old_k2["id"]);
+
     let report = src.conn.move_all_to(&dst.conn).await.expect("move");
-    assert_eq!(report.queues, 2, "{report:?}");
+    assert_eq!(report.queues, 3, "{report:?}");
+    let st = dst.op("getQueueStats", json!({"queue": "dl"})).await;
+    assert_eq!(st["queues"][0]["deadLetterQueue"], json!("dl.dead"), "{st}");
+    let by = |col: &str| format!("WHERE {col} = {}", dst.ph(1));
+    let text = |v: &Json| {
+        vec![dbc_core::value::Param::Text(
+            v.as_str().unwrap_or("").into(),
+        )]
+    };
+    assert_eq!(
+        dst.count(&dst.t("tasks"), &by("dead_letter_of"), text(&dead["id"]))
+            .await,
+        1
+    );
+    assert_eq!(
+        dst.count(&dst.t("tasks"), &by("released_key"), text(&json!("k2")))
+            .await,
+        1
+    );
+    assert_eq!(
+        dst.count(&dst.t("tasks"), &by("idempotency_key"), text(&json!("k2")))
+            .await,
+        1
+    );
     let paused = |v: &Json| -> Vec<(String, bool, Json)> {
         v["queues"]
             .as_array()
@@ -160,7 +208,7 @@ async fn moves(src_p: Provider, dst_p: Provider) {
         vec![],
         "the source's queue states moved"
     );
-    assert_eq!(report.tasks, 6, "{report:?}");
+    assert_eq!(report.tasks, 10, "{report:?}");
     assert_eq!(report.merged_by_key, 1, "{report:?}");
     assert_eq!(report.workflows, 1);
     assert!(report.executions >= 2 && report.errors >= 1, "{report:?}");

@@ -347,6 +347,10 @@ impl Connector {
                     lease::snooze(conn, store, &snooze, trace).await?,
                 ))
             }
+            Op::ConfigureQueue => {
+                crate::queue::dead_letter::configure(conn, store, payload, node_queue(opts), trace)
+                    .await
+            }
             Op::Query | Op::ExecuteTransaction => Err(DbcError::validation(
                 "operation",
                 format!("operation {:?} cannot run here", op.as_str()),

@@ -14,11 +14,12 @@
 //! resolve as they would one by one (the batch runs `ON CONFLICT DO NOTHING` and then
 //! looks the duplicates up).
 //!
-//! Two lanes exist: single `insertTask` calls (every store), and `updateTaskStatus`
-//! to `completed` where the store completes many tasks in one statement
-//! ([`Store::complete_many`], PostgreSQL), which also writes the attempts' history rows; a task the statement does not take (not running,
-//! lease lost, another worker) goes the one-by-one way, which yields the same error as
-//! before, and so does a completion that names no worker.
+//! Two lanes exist, on every store: single `insertTask` calls, and single
+//! `updateTaskStatus` calls to `completed`, which complete as one set-based batch
+//! ([`Store::complete_many`]: PostgreSQL one statement, MariaDB and SQLite one statement
+//! per step) with the attempts' history rows and the released dependents; a task the
+//! batch does not take (not running, lease lost, another worker) goes the one-by-one way,
+//! which yields the same error as before, and so does a completion that names no worker.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,11 +30,10 @@ use tokio::sync::oneshot;
 
 use crate::db::Conn;
 use crate::metrics::Metrics;
-use crate::queue::service;
+use crate::queue::{service, settle};
 use crate::route::{Backend, Router};
-use crate::store::{in_tx, Completion, Store};
+use crate::store::Store;
 use crate::task::input::{Limits, NewTask, StatusChange};
-use crate::task::now;
 use crate::task::status::{Backoff, TaskStatus};
 use crate::task::Task;
 use crate::{DbcError, Result};
@@ -142,18 +142,15 @@ impl<I: Send + 'static, O: Send + 'static> Lane<I, O> {
 /// The lanes of one backend, and which calls may take them.
 pub struct Coalescer {
     inserts: Arc<InsertLane>,
-    completions: Option<Arc<CompleteLane>>,
+    completions: Arc<CompleteLane>,
 }
 
 impl Coalescer {
-    /// Lanes of one database; completions are coalesced where the store completes many
-    /// tasks in one statement.
+    /// Lanes of one database.
     fn new(acquire: Acquire, store: &Arc<Store>, backoff: Backoff) -> Coalescer {
         Coalescer {
             inserts: insert_lane(acquire.clone(), store.clone()),
-            completions: store
-                .completes_many_at_once()
-                .then(|| complete_lane(acquire, store.clone(), backoff)),
+            completions: complete_lane(acquire, store.clone(), backoff),
         }
     }
 
@@ -183,7 +180,7 @@ impl Coalescer {
                 Some(to_json(self.inserts.submit(task).await))
             }
             "updateTaskStatus" if payload.is_object() => {
-                let lane = self.completions.as_ref()?;
+                let lane = &self.completions;
                 let change = match StatusChange::parse(payload)
                     .and_then(|c| c.check_size(limits).map(|()| c))
                 {
@@ -271,7 +268,7 @@ fn flushers() -> usize {
 
 /// The lane of single `insertTask` calls.
 pub type InsertLane = Lane<NewTask, Task>;
-/// The lane of `updateTaskStatus` calls to `completed` (PostgreSQL).
+/// The lane of `updateTaskStatus` calls to `completed`.
 pub type CompleteLane = Lane<StatusChange, Task>;
 
 /// Single inserts: one `insert_tasks` call for the batch; if it fails, each task alone.
@@ -304,9 +301,10 @@ fn insert_lane(acquire: Acquire, store: Arc<Store>) -> Arc<InsertLane> {
     })
 }
 
-/// Completions on PostgreSQL: one statement completes every task of the batch that is
-/// running under a live lease held by the reporting worker (or any worker when none is
-/// named); the rest run one by one through `update_task_status`.
+/// Completions: one set-based batch ([`settle::complete_set`]: PostgreSQL one
+/// statement, MariaDB and SQLite five) completes every task of the batch that is running
+/// under a live lease held by the reporting worker; the rest run one by one through
+/// `update_task_status`.
 fn complete_lane(acquire: Acquire, store: Arc<Store>, backoff: Backoff) -> Arc<CompleteLane> {
     Lane::new(MAX_BATCH, flushers(), move |items: Vec<StatusChange>| {
         let (acquire, store) = (acquire.clone(), store.clone());
@@ -316,43 +314,19 @@ fn complete_lane(acquire: Acquire, store: Arc<Store>, backoff: Backoff) -> Arc<C
                 Ok(c) => c,
                 Err(e) => return fail_all(n, &e),
             };
-            let mut out: Vec<Option<Result<Task>>> = (0..n).map(|_| None).collect();
             // the same task twice in one batch: the later ones go one by one, after; so
-            // does a completion that names no worker (its history row needs the worker
-            // the task row holds, which the batch statement clears)
+            // does a completion that names no worker (its history row would need the
+            // worker the task row holds)
             let mut seen = std::collections::HashSet::new();
             let firsts: Vec<usize> = (0..n)
                 .filter(|i| items[*i].worker_id.is_some() && seen.insert(&items[*i].id))
                 .collect();
-            if !firsts.is_empty() {
-                // in a transaction like the one-by-one path: a connection that breaks
-                // before COMMIT was sent leaves nothing applied (the router may rerun it)
-                let batch = in_tx(&mut conn, async |conn: &mut Conn| {
-                    let which: Vec<Completion> = firsts
-                        .iter()
-                        .map(|i| Completion {
-                            id: &items[*i].id,
-                            worker_id: items[*i].worker_id.as_deref().unwrap_or_default(),
-                            result: items[*i].result.as_ref(),
-                        })
-                        .collect();
-                    store.complete_many(conn, &which, now()).await
-                })
-                .await;
-                match batch {
-                    Ok(done) => {
-                        let at: std::collections::HashMap<&str, usize> =
-                            firsts.iter().map(|i| (items[*i].id.as_str(), *i)).collect();
-                        for t in done {
-                            if let Some(i) = at.get(t.id.as_str()) {
-                                out[*i] = Some(Ok(t));
-                            }
-                        }
-                    }
+            let mut out: Vec<Option<Result<Task>>> =
+                match settle::complete_set(&mut conn, &store, &items, &firsts, None).await {
+                    Ok(done) => done.into_iter().map(|t| t.map(Ok)).collect(),
                     Err(e) if reaches_all(&e) => return fail_all(n, &e),
-                    Err(_) => {}
-                }
-            }
+                    Err(_) => (0..n).map(|_| None).collect(),
+                };
             for (i, slot) in out.iter_mut().enumerate() {
                 if slot.is_none() {
                     *slot = Some(
@@ -375,8 +349,5 @@ fn fail_all<O>(n: usize, e: &DbcError) -> Vec<Result<O>> {
 /// one would only fail again (or, after a dropped connection, run twice what may have
 /// been applied). Anything else was the statement's refusal and nothing was applied.
 fn reaches_all(e: &DbcError) -> bool {
-    matches!(
-        e,
-        DbcError::Connection { .. } | DbcError::PoolTimeout(_) | DbcError::QueryTimeout(_)
-    )
+    settle::breaks_all(e)
 }

@@ -6,9 +6,11 @@
 //! [`crate::store::Store`].
 
 pub mod batch;
+pub mod dead_letter;
 pub mod lease;
 pub mod queues;
 pub mod service;
 pub mod settle;
+pub mod unique;
 pub mod wake;
 pub mod workflows;

@@ -23,6 +23,8 @@ pub struct QueueStats {
     pub paused: bool,
     /// when it was paused (first time, while it stays paused)
     pub paused_at: Option<String>,
+    /// where its tasks that fail their last attempt are copied (`configureQueue`)
+    pub dead_letter_queue: Option<String>,
     pub counts: Counts,
     /// pending tasks whose `runAt` is still in the future (included in `counts.pending`)
     pub scheduled: i64,
@@ -110,14 +112,19 @@ pub async fn stats(
         .await?;
     let paused: Vec<(String, String)> = match &only {
         Some(q) => store
-            .queue_paused_at(conn, q, trace)
+            .queue_paused_at(conn, q, trace.as_deref_mut())
             .await?
             .map(|at| vec![(q.clone(), at)])
             .unwrap_or_default(),
-        None => store.paused_queues(conn, trace).await?,
+        None => store.paused_queues(conn, trace.as_deref_mut()).await?,
     };
+    let mut dead_letter = store.dead_letter_queues(conn, trace).await?;
+    if let Some(q) = &only {
+        dead_letter.retain(|(name, _)| name == q);
+    }
     let mut names: Vec<&str> = counts.iter().map(|c| c.queue.as_str()).collect();
     names.extend(paused.iter().map(|(q, _)| q.as_str()));
+    names.extend(dead_letter.iter().map(|(q, _)| q.as_str()));
     names.extend(only.as_deref());
     names.sort_unstable();
     names.dedup();
@@ -132,6 +139,10 @@ pub async fn stats(
                 queue: name.to_string(),
                 paused: paused_at.is_some(),
                 paused_at,
+                dead_letter_queue: dead_letter
+                    .iter()
+                    .find(|(q, _)| q == name)
+                    .map(|(_, d)| d.clone()),
                 counts: Counts::default(),
                 scheduled: 0,
                 oldest_pending_age_ms: None,

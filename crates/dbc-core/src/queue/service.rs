@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
+use super::{dead_letter, unique};
 use crate::db::{Conn, Trace};
 use crate::queue::lease;
 use crate::store::common::{Attempt, ErrorRow};
@@ -46,9 +47,8 @@ pub async fn insert_tasks(
     // a fresh connection or the fallback); a lone INSERT that breaks would be "outcome
     // unknown" instead
     in_tx(conn, async |conn: &mut Conn| {
-        let inserted = store
-            .insert_tasks(conn, tasks, ts, trace.as_deref_mut())
-            .await?;
+        // the store's insert, and the keys a uniqueness window lets this insert take over
+        let inserted = unique::insert_tasks(conn, store, tasks, ts, trace.as_deref_mut()).await?;
         let with_deps: Vec<&NewTask> = tasks.iter().filter(|t| t.has_dependencies()).collect();
         if !with_deps.is_empty() {
             insert_dependencies(conn, store, &with_deps, trace.as_deref_mut()).await?;
@@ -239,6 +239,9 @@ pub(crate) async fn follow_ending(
             }
         }
         Ending::Dead | Ending::Cancelled => {
+            if ending == Ending::Dead {
+                dead_letter::send(conn, store, ids, ts, trace.as_deref_mut()).await?;
+            }
             let mut frontier = ids.to_vec();
             // a workflow's dependencies point only backwards, so the depth is bounded by
             // its size

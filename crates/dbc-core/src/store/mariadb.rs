@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
 use crate::store::statements::{Sections, Statements};
-use crate::store::ClaimStatements;
+use crate::store::{ClaimStatements, CompleteStatements};
 use crate::value::Param;
 use crate::Result;
 
@@ -16,6 +16,7 @@ use crate::Result;
 pub struct MariadbStore {
     pub(crate) sql: Statements,
     pub(crate) claim: ClaimStatements,
+    pub(crate) complete: CompleteStatements,
 }
 
 /// A time as a parameter: `YYYY-MM-DD HH:MM:SS.mmm` (UTC) for a `DATETIME(3)` column.
@@ -37,17 +38,21 @@ impl MariadbStore {
                 include_str!("sql/mariadb/tasks.sql"),
                 include_str!("sql/mariadb/status.sql"),
                 include_str!("sql/mariadb/claim.sql"),
+                include_str!("sql/mariadb/complete.sql"),
                 include_str!("sql/mariadb/maintenance.sql"),
                 include_str!("sql/mariadb/workflows.sql"),
                 include_str!("sql/mariadb/queues.sql"),
                 include_str!("sql/mariadb/lease.sql"),
                 include_str!("sql/mariadb/transfer.sql"),
+                include_str!("sql/mariadb/unique.sql"),
+                include_str!("sql/mariadb/dead_letter.sql"),
             ],
             prefix,
         );
         Ok(MariadbStore {
             sql: Statements::take(&mut s)?,
             claim: ClaimStatements::take(&mut s)?,
+            complete: CompleteStatements::take(&mut s)?,
         })
     }
 

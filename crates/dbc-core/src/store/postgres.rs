@@ -51,6 +51,8 @@ impl PostgresStore {
                 include_str!("sql/postgres/queues.sql"),
                 include_str!("sql/postgres/lease.sql"),
                 include_str!("sql/postgres/transfer.sql"),
+                include_str!("sql/postgres/unique.sql"),
+                include_str!("sql/postgres/dead_letter.sql"),
             ],
             prefix,
         );
@@ -119,6 +121,7 @@ impl PostgresStore {
         conn: &mut Conn,
         items: &[Completion<'_>],
         ts: DateTime<Utc>,
+        trace: Option<&mut Trace>,
     ) -> Result<Vec<Task>> {
         let rows: Vec<Json> = items
             .iter()
@@ -126,7 +129,7 @@ impl PostgresStore {
             .collect();
         let params = [Param::Json(Json::Array(rows)), time(ts)];
         let out = conn
-            .exec("complete tasks", &self.complete_tasks, &params, None)
+            .exec("complete tasks", &self.complete_tasks, &params, trace)
             .await?;
         Task::from_rows(&out.rows)
     }

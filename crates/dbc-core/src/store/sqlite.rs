@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
 use crate::store::statements::{Sections, Statements};
-use crate::store::ClaimStatements;
+use crate::store::{ClaimStatements, CompleteStatements};
 use crate::value::Param;
 use crate::Result;
 
@@ -16,6 +16,7 @@ use crate::Result;
 pub struct SqliteStore {
     pub(crate) sql: Statements,
     pub(crate) claim: ClaimStatements,
+    pub(crate) complete: CompleteStatements,
 }
 
 /// A time as a parameter: milliseconds since the epoch.
@@ -37,17 +38,21 @@ impl SqliteStore {
                 include_str!("sql/sqlite/tasks.sql"),
                 include_str!("sql/sqlite/status.sql"),
                 include_str!("sql/sqlite/claim.sql"),
+                include_str!("sql/sqlite/complete.sql"),
                 include_str!("sql/sqlite/maintenance.sql"),
                 include_str!("sql/sqlite/workflows.sql"),
                 include_str!("sql/sqlite/queues.sql"),
                 include_str!("sql/sqlite/lease.sql"),
                 include_str!("sql/sqlite/transfer.sql"),
+                include_str!("sql/sqlite/unique.sql"),
+                include_str!("sql/sqlite/dead_letter.sql"),
             ],
             prefix,
         );
         Ok(SqliteStore {
             sql: Statements::take(&mut s)?,
             claim: ClaimStatements::take(&mut s)?,
+            complete: CompleteStatements::take(&mut s)?,
         })
     }
 }

@@ -141,4 +141,12 @@ statements! {
     transfer_delete_errors,
     transfer_delete_workflows,
     transfer_delete_queues,
+    /// uniqueness windows (`unique.sql`, see [`super::unique`])
+    release_ended_key,
+    release_old_key,
+    /// dead-letter queues (`dead_letter.sql`, see [`super::dead_letter`])
+    configure_queue,
+    select_dead_letter_queues,
+    dead_letter_targets,
+    mark_dead_letter,
 }

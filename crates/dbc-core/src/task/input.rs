@@ -9,6 +9,7 @@ use serde_json::{Map, Value as Json};
 use crate::task::new_id;
 use crate::task::now;
 use crate::task::status::TaskStatus;
+use crate::task::unique::UniqueFor;
 use crate::value::{parse_time, Param};
 use crate::{DbcError, Result};
 
@@ -33,6 +34,8 @@ pub struct NewTask {
     pub(crate) max_attempts: i64,
     pub(crate) workflow_id: Option<String>,
     pub(crate) idempotency_key: Option<String>,
+    /// how long the key keeps duplicates out (`uniqueFor`; `None`: until purged)
+    pub(crate) unique_for: Option<UniqueFor>,
     pub(crate) depends_on: Vec<String>,
 }
 
@@ -191,6 +194,7 @@ impl NewTask {
                 "maxAttempts",
                 "workflowId",
                 "idempotencyKey",
+                "uniqueFor",
                 "dependsOn",
             ],
         )?;
@@ -236,6 +240,12 @@ impl NewTask {
                 "dependsOn needs a workflowId: dependencies are between tasks of one workflow",
             ));
         }
+        let idempotency_key = opt_str(obj, at, "idempotencyKey", 191)?;
+        let unique_for = UniqueFor::parse(
+            &field_path(at, "uniqueFor"),
+            obj.get("uniqueFor"),
+            idempotency_key.is_some(),
+        )?;
         Ok(NewTask {
             id: new_id(),
             queue: opt_str(obj, at, "queue", 191)?.unwrap_or_else(|| default_queue.to_string()),
@@ -245,7 +255,8 @@ impl NewTask {
             run_at,
             max_attempts: opt_int(obj, at, "maxAttempts", 1, 1000)?.unwrap_or(5),
             workflow_id,
-            idempotency_key: opt_str(obj, at, "idempotencyKey", 191)?,
+            idempotency_key,
+            unique_for,
             depends_on,
         })
     }

@@ -7,6 +7,7 @@
 
 pub mod input;
 pub mod status;
+pub mod unique;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

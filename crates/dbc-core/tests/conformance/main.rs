@@ -19,6 +19,7 @@
 mod common;
 
 mod attempts;
+mod dead_letter;
 mod debug;
 mod endings;
 mod errors;
@@ -31,6 +32,7 @@ mod settle;
 mod streaming;
 mod tasks;
 mod types;
+mod unique;
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,7 @@ use dbc_core::{Connector, ConnectorConfig, Provider};
 use serde_json::{json, Value as Json};
 
 use attempts::*;
+use dead_letter::*;
 use debug::*;
 use endings::*;
 use errors::*;
@@ -53,6 +56,7 @@ use settle::*;
 use streaming::*;
 use tasks::*;
 use types::*;
+use unique::*;
 
 fn utc(s: &str) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(s)
@@ -107,4 +111,15 @@ conformance!(
     lease_progress_is_shown,
     lease_snooze_keeps_the_attempt,
     lease_cancelled_running_task_is_told,
+    unique_while_active,
+    unique_for_a_period,
+    unique_concurrent_inserts_take_a_freed_key_once,
+    unique_validation_writes_nothing,
+    dead_letter_on_reported_failure,
+    dead_letter_on_lease_expiry,
+    dead_letter_never_loops,
+    dead_letter_configure_validation,
+    settle_batch_completions_set_based,
+    settle_batch_mixed_outcomes,
+    settle_batch_set_path_checks_lease,
 );

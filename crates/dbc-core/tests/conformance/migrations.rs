@@ -66,12 +66,27 @@ pub(crate) async fn migrations_auto_and_status(p: Provider) {
         // 0004: a queue's paused state
         assert_eq!(st.applied[3].name, "0004_queues");
         // 0005: a running task's progress (heartbeat)
-        assert_eq!(
-            st.applied.last().map(|m| m.name.as_str()),
-            Some("0005_task_progress")
-        );
+        assert!(st.applied.iter().any(|m| m.name == "0005_task_progress"), "{:?}", st.applied);
         db.sql(
             &format!("SELECT progress FROM {} WHERE 1 = 0", db.t("tasks")),
+            vec![],
+        )
+        .await;
+        // 0007: uniqueness windows and dead-letter queues
+        assert_eq!(
+            st.applied.last().map(|m| m.name.as_str()),
+            Some("0007_unique_and_dead_letter")
+        );
+        db.sql(
+            &format!(
+                "SELECT released_key, dead_letter_of FROM {} WHERE 1 = 0",
+                db.t("tasks")
+            ),
+            vec![],
+        )
+        .await;
+        db.sql(
+            &format!("SELECT dead_letter_queue FROM {} WHERE 1 = 0", db.t("queues")),
             vec![],
         )
         .await;

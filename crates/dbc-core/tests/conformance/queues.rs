@@ -220,7 +220,7 @@ pub(crate) async fn queues_stats_count_exactly(p: Provider) {
         assert_eq!(
             a,
             json!({
-                "queue": "a", "paused": false, "pausedAt": null,
+                "queue": "a", "paused": false, "pausedAt": null, "deadLetterQueue": null,
                 "counts": {"pending": 2, "running": 1, "completed": 1, "failed": 1, "cancelled": 1},
                 "scheduled": 1, "oldestPendingAgeMs": "age", "completedLastMinute": 1,
             })
@@ -228,7 +228,7 @@ pub(crate) async fn queues_stats_count_exactly(p: Provider) {
         assert_eq!(
             queues[1],
             json!({
-                "queue": "b", "paused": false, "pausedAt": null,
+                "queue": "b", "paused": false, "pausedAt": null, "deadLetterQueue": null,
                 "counts": {"pending": 2, "running": 0, "completed": 0, "failed": 0, "cancelled": 0},
                 "scheduled": 2, "oldestPendingAgeMs": null, "completedLastMinute": 0,
             })
@@ -236,7 +236,7 @@ pub(crate) async fn queues_stats_count_exactly(p: Provider) {
         assert_eq!(
             queues[2],
             json!({
-                "queue": "c", "paused": true, "pausedAt": c["pausedAt"],
+                "queue": "c", "paused": true, "pausedAt": c["pausedAt"], "deadLetterQueue": null,
                 "counts": {"pending": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 0},
                 "scheduled": 0, "oldestPendingAgeMs": null, "completedLastMinute": 0,
             })
@@ -249,7 +249,7 @@ pub(crate) async fn queues_stats_count_exactly(p: Provider) {
         assert_eq!(
             none,
             json!({"queues": [{
-                "queue": "nothing", "paused": false, "pausedAt": null,
+                "queue": "nothing", "paused": false, "pausedAt": null, "deadLetterQueue": null,
                 "counts": {"pending": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 0},
                 "scheduled": 0, "oldestPendingAgeMs": null, "completedLastMinute": 0,
             }]})

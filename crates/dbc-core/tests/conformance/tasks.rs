@@ -522,7 +522,8 @@ pub(crate) async fn tasks_node_queue_default(p: Provider) {
                 "createWorkflow",
                 "executeTransaction",
                 "pauseQueue",
-                "resumeQueue"
+                "resumeQueue",
+                "configureQueue"
             ]
         );
         let other = db.insert_task(json!({"name": "elsewhere"})).await;
