@@ -18,9 +18,16 @@ const attemptKey = (task) => `${task.id}#${task.attempts}`;
  * The `consume` source: claims tasks in batches and emits one msg per task
  * (`msg.payload` = the task's payload, `msg.task` = the task), never more than
  * `concurrency` in flight. A slot frees when any node settles the task with
- * updateTaskStatus, or when its lease runs out. While the queue is empty it waits for a
- * wake-up (an insert in this runtime, or PostgreSQL NOTIFY from another), polling at
- * least once a second. On stop, tasks in flight are left to their lease.
+ * updateTaskStatus (or snoozeTask), or when its lease runs out. While the queue is empty
+ * it waits for a wake-up (an insert in this runtime, or PostgreSQL NOTIFY from another),
+ * polling at least once a second; while it is paused the status says so. On stop, tasks
+ * in flight are left to their lease.
+ *
+ * With `heartbeat` on, every task in flight gets a heartbeat each third of the lease, so
+ * a long flow keeps its task while Node-RED runs. A task cancelled while in flight (its
+ * heartbeat, settle or snooze answers `reason: "cancelled"`, or a flow of this runtime
+ * cancels it) frees its slot and, with `cancelOutput` on, sends a cancel signal on the
+ * second output: `{payload: {id, reason: 'cancelled'}, task, topic: 'cancelled'}`.
  */
 class Consumer {
   /**
@@ -31,8 +38,11 @@ class Consumer {
    * @param {(number|string)} [opts.concurrency] most tasks in flight, 1–1000, default 4
    * @param {(number|string)} [opts.leaseMs] lease of each claimed task, default 30000
    * @param {boolean} [opts.debug] add `msg._debug`
+   * @param {(boolean|string)} [opts.heartbeat] heartbeat the tasks in flight every leaseMs/3 (default off)
+   * @param {(boolean|string)} [opts.cancelOutput] send cancel signals on a second output (default off)
    * @param {string} opts.workerId the lease holder's id
    * @param {function(number): string} opts.statusText the status text for n in flight
+   * @param {string} [opts.pausedText] the status text while the queue is paused
    */
   constructor(node, getRegistry, opts) {
     this.node = node;
@@ -41,6 +51,11 @@ class Consumer {
     this.concurrency = Math.max(1, Math.min(1000, Number(opts.concurrency) || 4));
     this.leaseMs = Math.max(1000, Number(opts.leaseMs) || 30000);
     this.debug = opts.debug === true || opts.debug === 'true';
+    this.heartbeat = opts.heartbeat === true || opts.heartbeat === 'true';
+    this.cancelOutput = opts.cancelOutput === true || opts.cancelOutput === 'true';
+    this.pausedText = opts.pausedText || 'paused';
+    this.paused = false;
+    this.pauseCheckedAt = 0;
     this.workerId = opts.workerId;
     this.statusText = opts.statusText;
     this.inFlight = new Map();
@@ -54,12 +69,80 @@ class Consumer {
     // one entry per attempt (`id#attempts`): a task that failed, came back after its
     // backoff and was claimed again before its first settle reached us holds two slots
     // until both are settled, never one
-    this.onSettled = (id, task) => this.settle(attemptKey(task));
+    this.onSettled = (id, task) => {
+      if (task && task.status === 'cancelled') this.cancelled(id);
+      else this.settle(attemptKey(task));
+    };
+    this.onHeartbeat = (id, task) => this.extend(attemptKey(task));
+    this.onCancelled = (id) => this.cancelled(id);
+  }
+
+  /**
+   * A task in flight was cancelled: its slots free and, with `cancelOutput`, a cancel
+   * signal goes out on the second output (once per attempt in flight).
+   * @private
+   */
+  cancelled(id) {
+    for (const [key, slot] of this.inFlight) {
+      if (slot.task.id !== id) continue;
+      this.settle(key);
+      if (this.cancelOutput && !this.stopped) {
+        this.node.send([null, { payload: { id, reason: 'cancelled' }, task: slot.task, topic: 'cancelled' }]);
+      }
+    }
+  }
+
+  /**
+   * A heartbeat pushed the lease of one attempt forward: its slot is kept a lease longer.
+   * @private
+   */
+  extend(key) {
+    const slot = this.inFlight.get(key);
+    if (!slot) return;
+    clearTimeout(slot.timer);
+    slot.timer = setTimeout(() => this.settle(key), this.leaseMs);
+  }
+
+  /**
+   * One heartbeat for every task in flight (with `heartbeat` on); a refused one frees its
+   * slot (a cancelled task's through the `cancelled` event).
+   * @private
+   */
+  async beat() {
+    const registry = this.registry;
+    if (!registry || this.stopped) return;
+    await Promise.all([...this.inFlight].map(async ([key, slot]) => {
+      try {
+        await registry.run('heartbeat', { id: slot.task.id, workerId: this.workerId, leaseMs: this.leaseMs });
+      } catch (err) {
+        if (err.code === 'DBC_LEASE_LOST' && err.reason !== 'cancelled') this.settle(key);
+        else if (err.code !== 'DBC_LEASE_LOST') this.node.warn(err);
+      }
+    }));
+  }
+
+  /**
+   * Whether the queue is paused, read at most every 5 s while claims come back empty (a
+   * paused queue's always do); the status shows it.
+   * @private
+   */
+  async checkPaused(registry) {
+    if (Date.now() - this.pauseCheckedAt < 5000) return;
+    this.pauseCheckedAt = Date.now();
+    const r = await registry.run('getQueueStats', { queue: this.queue });
+    const paused = Boolean(r.value.queues[0] && r.value.queues[0].paused);
+    if (paused !== this.paused) {
+      this.paused = paused;
+      this.showStatus();
+    }
   }
 
   /** Starts polling. */
   start() {
     this.schedule(0);
+    if (this.heartbeat) {
+      this.beatTimer = setInterval(() => this.beat(), Math.max(100, Math.floor(this.leaseMs / 3)));
+    }
   }
 
   /**
@@ -87,9 +170,9 @@ class Consumer {
    * @private
    */
   settle(key) {
-    const lease = this.inFlight.get(key);
-    if (lease === undefined) return;
-    clearTimeout(lease);
+    const slot = this.inFlight.get(key);
+    if (slot === undefined) return;
+    clearTimeout(slot.timer);
     this.inFlight.delete(key);
     this.showStatus();
     this.schedule(0);
@@ -106,7 +189,8 @@ class Consumer {
       this.statusDirty = true;
       return;
     }
-    this.node.status({ fill: 'blue', shape: this.inFlight.size ? 'dot' : 'ring', text: this.statusText(this.inFlight.size) });
+    if (this.paused && this.inFlight.size === 0) this.node.status({ fill: 'yellow', shape: 'ring', text: this.pausedText });
+    else this.node.status({ fill: 'blue', shape: this.inFlight.size ? 'dot' : 'ring', text: this.statusText(this.inFlight.size) });
     this.statusTimer = setTimeout(() => {
       this.statusTimer = null;
       if (this.statusDirty && !this.stopped) {
@@ -135,9 +219,9 @@ class Consumer {
     try {
       const registry = await this.getRegistry();
       if (this.registry !== registry) {
-        if (this.registry) this.registry.off('settled', this.onSettled);
+        if (this.registry) this.listen(this.registry, 'off');
         this.registry = registry;
-        registry.on('settled', this.onSettled);
+        this.listen(registry, 'on');
       }
       const startedAt = Date.now();
       const t0 = this.debug ? performance.now() : 0;
@@ -146,15 +230,17 @@ class Consumer {
       held = 0;
       this.empty = r.value.length === 0;
       if (this.stopped) return;
+      if (!this.empty && this.paused) this.paused = false;
       for (const task of r.value) {
         const key = attemptKey(task);
-        this.inFlight.set(key, setTimeout(() => this.settle(key), this.leaseMs));
+        this.inFlight.set(key, { task, timer: setTimeout(() => this.settle(key), this.leaseMs) });
         const msg = { payload: task.payload, task };
         if (this.debug) msg._debug = buildDebug('consume', startedAt, t0, r.debug);
         this.node.send(msg);
       }
       this.showStatus();
       if (r.value.length === 0 && !this.stopped) {
+        await this.checkPaused(registry);
         // idle: sleep until woken by new work (same runtime, or NOTIFY on PostgreSQL);
         // the timeout is the polling safety net
         await registry.waitForTasks(this.queue, 1000);
@@ -175,9 +261,20 @@ class Consumer {
     this.stopped = true;
     if (this.timer) this.timer.cancel();
     clearTimeout(this.statusTimer);
-    for (const lease of this.inFlight.values()) clearTimeout(lease);
+    clearInterval(this.beatTimer);
+    for (const slot of this.inFlight.values()) clearTimeout(slot.timer);
     this.inFlight.clear();
-    if (this.registry) this.registry.off('settled', this.onSettled);
+    if (this.registry) this.listen(this.registry, 'off');
+  }
+
+  /**
+   * Adds (`on`) or removes (`off`) this consumer's listeners on a registry.
+   * @private
+   */
+  listen(registry, how) {
+    registry[how]('settled', this.onSettled);
+    registry[how]('heartbeat', this.onHeartbeat);
+    registry[how]('cancelled', this.onCancelled);
   }
 }
 

@@ -79,6 +79,37 @@ class Registry extends Connector {
   }
 
   /**
+   * A worker's "still alive": pushes the lease of its running task `leaseMs` forward from
+   * now and stores its progress. Only the lease holder may: otherwise `DBC_LEASE_LOST`,
+   * with `err.reason === 'cancelled'` when the task was cancelled (stop the work).
+   * @param {string} id task id
+   * @param {object} [extra]
+   * @param {string} [extra.workerId] who reports; must hold the lease
+   * @param {number} [extra.leaseMs] the new lease from now, default 30000
+   * @param {number} [extra.progress] 0–100
+   * @param {*} [extra.note] any JSON up to 4096 bytes
+   * @returns {Promise<object>} the task, with `leaseExpiresAt` and `progress: {percent, note, updatedAt}`
+   * @example await registry.heartbeat(id, { progress: 40, note: { rows: 4000 } })
+   */
+  async heartbeat(id, extra = {}) {
+    return (await this.run('heartbeat', { ...extra, id })).value;
+  }
+
+  /**
+   * Gives a running task back to run later without spending an attempt (the lease
+   * holder only, as for {@link Registry#heartbeat}).
+   * @param {string} id task id
+   * @param {object} [extra]
+   * @param {string} [extra.workerId] who gives it back; must hold the lease
+   * @param {number} [extra.delayMs] run again after this long; or
+   * @param {(string|number)} [extra.runAt] run again from then (neither: at once)
+   * @returns {Promise<object>} the task, `pending`
+   */
+  async snoozeTask(id, extra = {}) {
+    return (await this.run('snoozeTask', { ...extra, id })).value;
+  }
+
+  /**
    * Makes a failed task pending again with a fresh attempt budget.
    * @param {string} id
    * @returns {Promise<object>} the task
@@ -232,7 +263,7 @@ class Registry extends Connector {
 /**
  * Returns any failure as a {@link DatabaseError}, ready for `done(err)`: the Catch node's
  * `msg.error.code` is the `DBC_*` code and `msg.error.cause` holds `{code, retryable,
- * provider, operation, field?, index?, sqlState?, outcome?}`. A DatabaseError (every
+ * provider, operation, field?, index?, sqlState?, outcome?, reason?}`. A DatabaseError (every
  * failure of the registry and the service is one) comes back as it is; anything else
  * (a bug, a foreign exception) becomes `DBC_INTERNAL` with the context's operation and
  * provider.

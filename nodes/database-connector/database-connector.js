@@ -127,6 +127,7 @@ module.exports = function (RED) {
         ...config,
         workerId: `node-red:${node.id}:${process.pid}`,
         statusText: (count) => RED._('database-connector.status.inflight', { count }),
+        pausedText: RED._('database-connector.status.queuePaused'),
       });
       consumer.start();
       node.on('close', (done) => {

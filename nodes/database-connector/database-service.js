@@ -26,13 +26,13 @@ try {
   loadError = err;
 }
 
-const DETAIL_FIELDS = ['code', 'retryable', 'provider', 'operation', 'field', 'index', 'sqlState', 'outcome'];
+const DETAIL_FIELDS = ['code', 'retryable', 'provider', 'operation', 'field', 'index', 'sqlState', 'outcome', 'reason'];
 
 /**
  * An operation failure with a stable `DBC_*` code (docs/ERRORS.md). Node-RED copies only
  * an error's own `message`, `code`, `stack` and `cause` into a Catch node's `msg.error`,
  * so `cause` repeats the details: `{code, retryable, provider, operation, field?, index?,
- * sqlState?, outcome?}`.
+ * sqlState?, outcome?, reason?}`.
  */
 class DatabaseError extends Error {
   /**
@@ -193,9 +193,12 @@ function parsed(r) {
  * from JS. Every method resolves with the addon's answer or rejects with a
  * {@link DatabaseError}.
  *
- * Event `settled` `(id, task)`: an `updateTaskStatus` through this connector left the
- * task not `running` (`task` as stored; once per such task of a batch settle); the
- * consume nodes of this runtime free its slot.
+ * Event `settled` `(id, task)`: an `updateTaskStatus` (or `snoozeTask`) through this
+ * connector left the task not `running` (`task` as stored; once per such task of a
+ * batch settle); the consume nodes of this runtime free its slot. Event `heartbeat`
+ * `(id, task)`: a heartbeat pushed a task's lease forward (its slot is kept). Event
+ * `cancelled` `(id)`: a heartbeat, snooze or settle of a task answered
+ * `reason: "cancelled"` (the consume nodes send their cancel signal).
  */
 class Connector extends EventEmitter {
   /** @param {object} handle the addon's Connector */
@@ -253,12 +256,17 @@ class Connector extends EventEmitter {
         r = parsed(await this.handle.execute(operation, text, options));
       }
     } catch (err) {
-      throw toDatabaseError(err, operation, this.provider);
+      const e = toDatabaseError(err, operation, this.provider);
+      if (e.reason === 'cancelled' && payload && payload.id) this.emit('cancelled', payload.id);
+      throw e;
     }
+    if (operation === 'heartbeat' && r.value) this.emit('heartbeat', r.value.id, r.value);
+    if (operation === 'snoozeTask' && r.value) this.emit('settled', r.value.id, r.value);
     if (operation === 'updateTaskStatus' && r.value) {
       // a batch settle answers an array: each task it left not running, not the refused ids
       for (const t of Array.isArray(r.value) ? r.value : [r.value]) {
         if (t && !t.error && t.status !== 'running') this.emit('settled', t.id, t);
+        else if (t && t.error && t.error.reason === 'cancelled') this.emit('cancelled', t.id);
       }
     }
     return r;

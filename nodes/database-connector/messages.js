@@ -181,6 +181,13 @@ async function runOperation(registry, node, msg, stream = {}) {
     if (payload.id === undefined) payload.id = msg.task.id;
     if (payload.workerId === undefined && msg.task.workerId) payload.workerId = msg.task.workerId;
   }
+  if ((operation === 'heartbeat' || operation === 'snoozeTask') && msg.task && !(payload && typeof payload === 'object' && payload.id)) {
+    // after a consume node, msg.payload is the task's own payload: the task comes from
+    // msg.task, the other fields from msg.heartbeat / msg.snooze
+    const extra = operation === 'heartbeat' ? msg.heartbeat : msg.snooze;
+    payload = { ...(extra && typeof extra === 'object' ? extra : {}), id: msg.task.id };
+    if (payload.workerId === undefined && msg.task.workerId) payload.workerId = msg.task.workerId;
+  }
   const r = await registry.run(operation, payload, options);
   msg.payload = r.value;
   if (debug) msg._debug = buildDebug(operation, startedAt, t0, r.debug);

@@ -167,6 +167,15 @@ function badInputs(seed, provider) {
     ['updateTaskStatus: unknown task', { operation: 'updateTaskStatus', payload: { id: NIL_V7, status: 'completed' } }, 'DBC_NOT_FOUND'],
     ['updateTaskStatus: completed → running', { operation: 'updateTaskStatus', payload: { id: seed.completed, status: 'running' } }, 'DBC_INVALID_TRANSITION'],
     ['updateTaskStatus: by a worker without the lease', { operation: 'updateTaskStatus', payload: { id: seed.running, status: 'completed', workerId: 'someone-else' } }, 'DBC_LEASE_LOST'],
+    // --- heartbeat, snoozeTask
+    ['heartbeat: progress over 100', { operation: 'heartbeat', payload: { id: seed.running, progress: 101 } }, 'DBC_VALIDATION', 'progress'],
+    ['heartbeat: a note over 4 KB', { operation: 'heartbeat', payload: { id: seed.running, note: 'x'.repeat(5000) } }, 'DBC_VALIDATION', 'note'],
+    ['heartbeat: payload is a string', { operation: 'heartbeat', payload: 'alive' }, 'DBC_VALIDATION', 'payload'],
+    ['heartbeat: by a worker without the lease', { operation: 'heartbeat', payload: { id: seed.running, workerId: 'someone-else' } }, 'DBC_LEASE_LOST'],
+    ['heartbeat: a pending task', { operation: 'heartbeat', payload: { id: seed.pending } }, 'DBC_LEASE_LOST'],
+    ['snoozeTask: delayMs and runAt', { operation: 'snoozeTask', payload: { id: seed.running, delayMs: 1, runAt: 1 } }, 'DBC_VALIDATION', 'runAt'],
+    ['snoozeTask: negative delay', { operation: 'snoozeTask', payload: { id: seed.running, delayMs: -5 } }, 'DBC_VALIDATION', 'delayMs'],
+    ['snoozeTask: by a worker without the lease', { operation: 'snoozeTask', payload: { id: seed.running, workerId: 'someone-else' } }, 'DBC_LEASE_LOST'],
     // --- requeue, get, delete, list
     ['requeueFailedTask: id is a number', { operation: 'requeueFailedTask', payload: { id: 123 } }, 'DBC_VALIDATION', 'id'],
     ['requeueFailedTask: a pending task', { operation: 'requeueFailedTask', payload: { id: seed.pending } }, 'DBC_INVALID_TRANSITION'],

@@ -140,7 +140,7 @@ describe('the editor in a real browser', { timeout: 150000 }, () => {
     assert.deepEqual(queueShown, {
       query: false, insertTask: true, claimTasks: true, updateTaskStatus: false, requeueFailedTask: false,
       getTask: false, listTasks: false, deleteTask: false, createWorkflow: true, getWorkflowProgress: false,
-      executeTransaction: true, pauseQueue: true, resumeQueue: true, getQueueStats: false, configureQueue: true,
+      executeTransaction: true, pauseQueue: true, resumeQueue: true, getQueueStats: false, configureQueue: true, heartbeat: false, snoozeTask: false,
       createSchedule: true, listSchedules: false, pauseSchedule: false, resumeSchedule: false, deleteSchedule: false, previewSchedule: false,
       consume: true, msg: true,
     });

@@ -198,6 +198,12 @@ const FIXTURES = {
     if (sample.workerId) await db.run('claimTasks', { queue, workerId: sample.workerId });
     return { id: t.id };
   },
+  async heartbeat(db, sample) {
+    return FIXTURES.updateTaskStatus(db, sample); // a task the sample's worker holds
+  },
+  async snoozeTask(db, sample) {
+    return FIXTURES.updateTaskStatus(db, sample);
+  },
   async requeueFailedTask(db) {
     const t = await db.insertTask({ queue: `fx-${++seq}`, maxAttempts: 1 });
     await db.updateTaskStatus(t.id, 'failed', { error: 'oops' });

@@ -222,7 +222,7 @@ test('two runtimes starting together on one empty database both come up; migrati
     url.pathname = `/${database}`;
     const db = await service.open({ primary: { provider: 'postgres', url: url.toString() }, autoMigrate: false, pool: { poolMax: 1 } });
     const applied = await db.query('SELECT version FROM dbc_migrations ORDER BY version');
-    assert.deepEqual(applied.rows.map((r) => Number(r.version)), [1, 2, 3, 4, 6, 7]);
+    assert.deepEqual(applied.rows.map((r) => Number(r.version)), [1, 2, 3, 4, 5, 6, 7]);
     const tables = await db.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name LIKE 'dbc\\_%'");
     assert.equal(tables.rows[0].n, 8);
     await db.close();

@@ -78,11 +78,21 @@ test('every operation carries msg._debug of the documented shape, without secret
   seen.pauseQueue = (await run('pauseQueue', { queue: 'dq' }))._debug;
   seen.resumeQueue = (await run('resumeQueue', { queue: 'dq' }))._debug;
   seen.getQueueStats = (await run('getQueueStats', {}))._debug;
+  const t2 = await run('insertTask', { name: 'two', queue: 'dq2' });
+  await run('claimTasks', { queue: 'dq2', limit: 1, workerId: 'w' });
+  seen.heartbeat = (await run('heartbeat', { id: t2.payload.id, workerId: 'w', progress: 5 }))._debug;
+  seen.snoozeTask = (await run('snoozeTask', { id: t2.payload.id, workerId: 'w', delayMs: 1000 }))._debug;
   seen.configureQueue = (await run('configureQueue', { queue: 'dq', deadLetterQueue: 'dq.dead' }))._debug;
+  seen.createSchedule = (await run('createSchedule', { name: 'dbg', cron: '@yearly' }))._debug;
+  seen.listSchedules = (await run('listSchedules', {}))._debug;
+  seen.pauseSchedule = (await run('pauseSchedule', { name: 'dbg' }))._debug;
+  seen.resumeSchedule = (await run('resumeSchedule', { name: 'dbg' }))._debug;
+  seen.deleteSchedule = (await run('deleteSchedule', { name: 'dbg' }))._debug;
   seen.executeTransaction = (await run('executeTransaction', [{ operation: 'insertTask', payload: { name: 'tx' } }, { operation: 'query', payload: { sql: 'SELECT 1 AS one' } }]))._debug;
   seen.query = (await run('query', null, { topic: 'SELECT $1::int AS n', params: [7] }))._debug;
   for (const [operation, d] of Object.entries(seen)) checkDebug(d, operation);
-  assert.equal(Object.keys(seen).length, 15);
+  // every operation but previewSchedule, which runs no statement (it reads no database)
+  assert.equal(Object.keys(seen).length, 22);
 
   const metrics = await helper.request().get('/database-connector/cfg/metrics').expect(200);
   const prom = await helper.request().get('/database-connector/cfg/metrics?format=prometheus').expect(200);
@@ -90,7 +100,7 @@ test('every operation carries msg._debug of the documented shape, without secret
     assert.doesNotMatch(text, new RegExp(SECRET));
     assert.doesNotMatch(text, /postgres:\/\/[^/@\s]*:[^/@\s]*@/);
   }
-  assert.equal(metrics.body.operations.insertTask.count, 1);
+  assert.equal(metrics.body.operations.insertTask.count, 2);
   await service
     .open({ primary: { provider: 'postgres', url: PG_URL }, tablePrefix: prefix, autoMigrate: false })
     .then(async (db) => {

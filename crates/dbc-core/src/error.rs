@@ -88,6 +88,17 @@ pub enum DbcError {
     /// The caller's lease on the task expired or belongs to another worker.
     #[error("{0}")]
     LeaseLost(String),
+    /// The task was cancelled while its worker held it: the worker's heartbeat or snooze
+    /// learns it as `DBC_LEASE_LOST`, its settle as `DBC_INVALID_TRANSITION`, both with
+    /// `reason: "cancelled"` ([`DbcError::reason`]; docs/ERRORS.md). No new code: a
+    /// flow that knows the two codes already handles it.
+    #[error("{message}")]
+    Cancelled {
+        /// what happened, in plain words
+        message: String,
+        /// true for a settle (`updateTaskStatus`): code `DBC_INVALID_TRANSITION`
+        settle: bool,
+    },
     /// A step of `executeTransaction` failed; everything was rolled back.
     #[error("step {index} failed: {source}")]
     Transaction {
@@ -132,7 +143,8 @@ impl DbcError {
             DbcError::NotFound(_) => "DBC_NOT_FOUND",
             DbcError::Conflict { .. } => "DBC_CONFLICT",
             DbcError::InvalidTransition(_) => "DBC_INVALID_TRANSITION",
-            DbcError::LeaseLost(_) => "DBC_LEASE_LOST",
+            DbcError::LeaseLost(_) | DbcError::Cancelled { settle: false, .. } => "DBC_LEASE_LOST",
+            DbcError::Cancelled { settle: true, .. } => "DBC_INVALID_TRANSITION",
             DbcError::Transaction { .. } => "DBC_TRANSACTION",
             DbcError::Query { .. } => "DBC_QUERY",
             DbcError::Schema(_) => "DBC_SCHEMA",
@@ -161,6 +173,17 @@ impl DbcError {
                 sql_state.as_deref()
             }
             DbcError::Transaction { source, .. } => source.sql_state(),
+            _ => None,
+        }
+    }
+
+    /// Why a task change was refused, where the code alone does not say it: `cancelled`
+    /// when the task was cancelled while its worker held it (the `reason` of the JS
+    /// error).
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            DbcError::Cancelled { .. } => Some("cancelled"),
+            DbcError::Transaction { source, .. } => source.reason(),
             _ => None,
         }
     }
@@ -219,6 +242,20 @@ mod tests {
         assert_eq!(tx.code(), "DBC_TRANSACTION");
         assert!(tx.is_retryable());
         assert_eq!(tx.sql_state(), Some("40P01"));
+        let hb = DbcError::Cancelled {
+            message: "x".into(),
+            settle: false,
+        };
+        assert_eq!(
+            (hb.code(), hb.reason()),
+            ("DBC_LEASE_LOST", Some("cancelled"))
+        );
+        let settle = DbcError::Cancelled {
+            message: "x".into(),
+            settle: true,
+        };
+        assert_eq!(settle.code(), "DBC_INVALID_TRANSITION");
+        assert_eq!(DbcError::LeaseLost("x".into()).reason(), None);
         assert!(Provider::parse("oracle").is_err());
         assert_eq!(Provider::parse("mysql").unwrap(), Provider::Mariadb);
     }

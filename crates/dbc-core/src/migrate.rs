@@ -44,13 +44,13 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_partial_indexes"),
     migration!(3, "0003_attempt_on_task"),
     migration!(4, "0004_queues"),
+    migration!(5, "0005_task_progress"),
     migration!(6, "0006_schedules"),
     migration!(7, "0007_unique_and_dead_letter"),
 ];
 
-// The schema the migrations build, described once for the code that reads it as a whole
-// (the failback's move between providers). `tables_match_the_migrations` checks this
-// description against what the migrations create, so the two cannot drift apart.
+// The schema the migrations build, described once for the failback's move between
+// providers; `tables_match_the_migrations` keeps it equal to what the migrations create.
 
 /// How a column's values are carried between providers (the failback's move).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,9 +109,9 @@ pub const TASKS: Table = Table {
         ("updated_at", D),
         ("started_at", D),
         ("finished_at", D),
-        // start of the latest attempt: the one in progress while running (its history
-        // row is written when it ends)
+        // start of the latest attempt (the one in progress while running), its progress
         ("attempt_started_at", D),
+        ("progress", J),
         ("released_key", T),
         ("dead_letter_of", T),
     ],

@@ -29,6 +29,10 @@ pub enum Op {
     PauseQueue,
     ResumeQueue,
     GetQueueStats,
+    /// a worker's "still alive": pushes its task's lease forward, stores its progress
+    Heartbeat,
+    /// a worker gives its task back to run later without spending the attempt
+    SnoozeTask,
     ConfigureQueue,
     CreateSchedule,
     ListSchedules,
@@ -41,7 +45,7 @@ pub enum Op {
 
 impl Op {
     /// Every operation, `query` first; `Op::ALL[op.index()] == op`.
-    pub const ALL: [Op; 21] = [
+    pub const ALL: [Op; 23] = [
         Op::Query,
         Op::InsertTask,
         Op::ClaimTasks,
@@ -56,6 +60,8 @@ impl Op {
         Op::PauseQueue,
         Op::ResumeQueue,
         Op::GetQueueStats,
+        Op::Heartbeat,
+        Op::SnoozeTask,
         Op::ConfigureQueue,
         Op::CreateSchedule,
         Op::ListSchedules,
@@ -82,6 +88,8 @@ impl Op {
             Op::PauseQueue => "pauseQueue",
             Op::ResumeQueue => "resumeQueue",
             Op::GetQueueStats => "getQueueStats",
+            Op::Heartbeat => "heartbeat",
+            Op::SnoozeTask => "snoozeTask",
             Op::ConfigureQueue => "configureQueue",
             Op::CreateSchedule => "createSchedule",
             Op::ListSchedules => "listSchedules",

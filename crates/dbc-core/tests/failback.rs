@@ -90,6 +90,13 @@ async fn moves(src_p: Provider, dst_p: Provider) {
         json!({"queue": "r2", "limit": 1, "workerId": "w4", "leaseMs": 600000}),
     )
     .await;
+    // with the progress its worker reported (migration 0005): it moves with the task
+    src.op(
+        "heartbeat",
+        json!({"id": busy["id"], "workerId": "w4", "leaseMs": 600000,
+               "progress": 25, "note": {"step": "é"}}),
+    )
+    .await;
 
     let mut ids: Vec<Json> = wf["tasks"]
         .as_array()
@@ -258,6 +265,11 @@ async fn moves(src_p: Provider, dst_p: Provider) {
 
     // the attempt moved with its task: it ends with its start time and worker
     let busy_before = &before[before.len() - 1];
+    assert_eq!(
+        busy_before["progress"]["percent"],
+        json!(25.0),
+        "{busy_before}"
+    );
     assert_eq!(
         busy_before["history"][0]["status"], "running",
         "{busy_before}"

@@ -46,7 +46,7 @@ unsafe fn error_object(env: sys::napi_env, f: &Failure) -> Result<sys::napi_valu
 }
 
 /// The fields of a failed operation's error (code, message, retryable, provider,
-/// operation and, where they apply, field, index, sqlState, outcome): the properties of
+/// operation and, where they apply, field, index, sqlState, outcome, reason): the properties of
 /// the JS `Error` ([`error_object`]), and the `error` of an `executeMany` answer, from
 /// which database-service.js makes the same `DatabaseError`.
 pub fn failure_json(f: &Failure) -> serde_json::Map<String, serde_json::Value> {
@@ -65,6 +65,9 @@ pub fn failure_json(f: &Failure) -> serde_json::Map<String, serde_json::Value> {
             o.insert("index".into(), (*index as u64).into());
         }
         _ => {}
+    }
+    if let Some(reason) = e.reason() {
+        o.insert("reason".into(), reason.into());
     }
     if let Some(state) = e.sql_state() {
         o.insert("sqlState".into(), state.into());

@@ -49,6 +49,15 @@
         return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleDateString();
     }
 
+    // what the worker's last heartbeat reported: "40 % · {"step":2}", or "–"
+    function progressText(p) {
+        if (!p) { return "–"; }
+        const parts = [];
+        if (p.percent !== undefined) { parts.push(p.percent + " %"); }
+        if (p.note !== undefined) { parts.push(JSON.stringify(p.note)); }
+        return parts.join(" · ") || "–";
+    }
+
     function shortId(id) {
         return id ? String(id).slice(-8) : "";
     }
@@ -457,7 +466,8 @@
                 [t("finished"), document.createTextNode(time(task.finishedAt))],
                 [t("workflow"), task.workflowId ? workflowLink(task.workflowId) : document.createTextNode("–")],
                 [t("dependsOn"), document.createTextNode((task.dependsOn || []).map(shortId).join(", ") || "–")],
-                [t("lastError"), $('<span class="dbc-tb-last-error"></span>').text(task.lastError || "–")]
+                [t("lastError"), $('<span class="dbc-tb-last-error"></span>').text(task.lastError || "–")],
+                [t("taskProgress"), $('<span class="dbc-tb-progress"></span>').text(progressText(task.progress))]
             ]).appendTo($view);
 
             [["payload", "dbc-tb-payload"], ["result", "dbc-tb-result"]].forEach(function (f) {

@@ -17,6 +17,7 @@ use serde_json::Value as Json;
 use super::{Connector, Failure, OpOptions, OpValue, Outcome};
 use crate::db::{Conn, Trace};
 use crate::op::Op;
+use crate::queue::lease;
 use crate::queue::queues;
 use crate::queue::schedules::{self, Change};
 use crate::queue::service;
@@ -341,6 +342,15 @@ impl Connector {
             Op::PauseQueue => queues::pause(conn, store, payload, node_queue(opts), trace).await,
             Op::ResumeQueue => queues::resume(conn, store, payload, node_queue(opts), trace).await,
             Op::GetQueueStats => queues::stats(conn, store, payload, trace).await,
+            Op::Heartbeat => json(serde_json::to_value(
+                lease::heartbeat(conn, store, &lease::Beat::parse(payload)?, trace).await?,
+            )),
+            Op::SnoozeTask => {
+                let snooze = lease::Snooze::parse(payload, crate::task::now())?;
+                json(serde_json::to_value(
+                    lease::snooze(conn, store, &snooze, trace).await?,
+                ))
+            }
             Op::ConfigureQueue => {
                 crate::queue::dead_letter::configure(conn, store, payload, node_queue(opts), trace)
                     .await

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod dead_letter;
+pub mod lease;
 pub mod queues;
 pub mod schedules;
 pub mod service;

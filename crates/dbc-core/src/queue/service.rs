@@ -10,6 +10,7 @@ use serde_json::Value as Json;
 
 use super::{dead_letter, unique};
 use crate::db::{Conn, Trace};
+use crate::queue::lease;
 use crate::store::common::{Attempt, ErrorRow};
 use crate::store::maintenance::Expired;
 use crate::store::{finish_tx, in_tx, Store};
@@ -175,22 +176,34 @@ pub async fn get_task(
 /// | failed, last attempt | `failed` (dead) | `failed` | the reported error | cancelled, theirs too |
 /// | cancelled | `cancelled` | `cancelled` (if it ran) | — | cancelled, theirs too |
 /// | given back | `pending` | `cancelled` | — | untouched |
+/// | snoozed (`snoozeTask`) | `pending` at its new `runAt`, attempt not spent | `cancelled` | — | untouched |
 /// | lease expired, attempts left | `pending` | `lease_expired` | `LEASE_EXPIRED` | untouched |
 /// | lease expired, last attempt | `failed` (dead) | `lease_expired` | `LEASE_EXPIRED` | cancelled, theirs too |
 ///
 /// A workflow's status is derived from its tasks' (`workflows::progress`), so it follows
 /// without a write of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
+pub(crate) enum Ending {
     Completed,
     /// failed with attempts left, or given back: it will run again
     RunsAgain,
     /// failed on its last attempt (reported, or its lease expired)
     Dead,
     Cancelled,
+    /// given back to run later without spending the attempt (`queue::lease::snooze`)
+    Snoozed,
 }
 
 impl Ending {
+    /// The history row's status of an attempt that ended so, where it is one word.
+    pub(crate) fn history(self) -> &'static str {
+        match self {
+            Ending::Completed => "completed",
+            Ending::Dead | Ending::RunsAgain => "failed",
+            Ending::Cancelled | Ending::Snoozed => "cancelled",
+        }
+    }
+
     /// A failed attempt (reported or expired): the task runs again while it has attempts.
     fn of_failure(attempt: i64, max_attempts: i64) -> Ending {
         if attempt < max_attempts {
@@ -209,7 +222,7 @@ const LEASE_REAPER: &str = "leaseReaper";
 /// transaction: a completed task releases them; a task that will never complete (dead or
 /// cancelled) cancels the pending ones, and theirs in turn, so a workflow finishes instead
 /// of waiting forever.
-async fn follow_ending(
+pub(crate) async fn follow_ending(
     conn: &mut Conn,
     store: &Store,
     ending: Ending,
@@ -251,7 +264,7 @@ async fn follow_ending(
                 frontier = next;
             }
         }
-        Ending::RunsAgain => {}
+        Ending::RunsAgain | Ending::Snoozed => {}
     }
     Ok(())
 }
@@ -280,30 +293,16 @@ pub async fn update_task_status(
             } else {
                 ""
             };
-            return Err(DbcError::InvalidTransition(format!(
-                "task {} is {from}; it cannot become {to}{hint}",
-                task.id
-            )));
+            let message = format!("task {} is {from}; it cannot become {to}{hint}", task.id);
+            // a cancelled task's worker learns why (reason "cancelled", docs/ERRORS.md)
+            return Err(if from == Cancelled && to != Cancelled {
+                lease::cancelled_settle(message)
+            } else {
+                DbcError::InvalidTransition(message)
+            });
         }
         if from == Running {
-            let expired = task
-                .lease_expires_at
-                .as_deref()
-                .and_then(|l| chrono::DateTime::parse_from_rfc3339(l).ok())
-                .is_some_and(|l| l.with_timezone(&Utc) < ts);
-            let other = change.worker_id.is_some() && change.worker_id != task.worker_id;
-            if expired || other {
-                return Err(DbcError::LeaseLost(format!(
-                    "task {} is no longer leased to {}: {}",
-                    task.id,
-                    change.worker_id.as_deref().unwrap_or("this worker"),
-                    if expired {
-                        "the lease expired"
-                    } else {
-                        "another worker holds it"
-                    }
-                )));
-            }
+            lease::check_holder(&task, change.worker_id.as_deref(), ts)?;
         }
         // a worker reporting the outcome of an attempt that is already over (its lease
         // expired and the reaper put the task back to pending): no one holds a lease on a

@@ -67,10 +67,11 @@ pub async fn settle_many(
                 if breaks_all(&e) {
                     broken.get_or_insert(e.clone());
                 }
-                serde_json::json!({
-                    "id": change.id,
-                    "error": {"code": e.code(), "message": e.to_string()},
-                })
+                let mut error = serde_json::json!({"code": e.code(), "message": e.to_string()});
+                if let Some(reason) = e.reason() {
+                    error["reason"] = reason.into();
+                }
+                serde_json::json!({ "id": change.id, "error": error })
             }
         });
     }

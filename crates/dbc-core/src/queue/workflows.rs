@@ -6,6 +6,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::db::{Conn, Trace};
 use crate::queue::service;
+use crate::store::lease::RunningTask;
 use crate::store::{in_tx, Store};
 use crate::task::input::MAX_WORKFLOW_TASKS;
 use crate::task::input::{check_keys, check_no_nul, opt_str, uuid_of, Limits, NewTask};
@@ -184,6 +185,8 @@ pub struct Progress {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub metadata: Json,
+    /// its running tasks with their workers' progress (heartbeat), by id
+    pub in_progress: Vec<RunningTask>,
 }
 
 /// Counts a workflow's tasks by status and derives the workflow's status:
@@ -201,7 +204,9 @@ pub async fn progress(
         .fetch_workflow(conn, &id, trace.as_deref_mut())
         .await?
         .ok_or_else(|| DbcError::NotFound(format!("workflow {id} does not exist")))?;
-    let counts = store.count_workflow_tasks(conn, &id, trace).await?;
+    let counts = store
+        .count_workflow_tasks(conn, &id, trace.as_deref_mut())
+        .await?;
     let mut p = Progress {
         workflow_id: id,
         name,
@@ -216,6 +221,7 @@ pub async fn progress(
         started_at: None,
         finished_at: None,
         metadata,
+        in_progress: Vec::new(),
     };
     for c in &counts {
         let n = c.count;
@@ -261,6 +267,11 @@ pub async fn progress(
     };
     if unfinished > 0 {
         p.finished_at = None;
+    }
+    if p.running > 0 {
+        p.in_progress = store
+            .running_of_workflow(conn, &p.workflow_id, trace)
+            .await?;
     }
     Ok(p)
 }

@@ -43,6 +43,7 @@ impl MariadbStore {
                 include_str!("sql/mariadb/workflows.sql"),
                 include_str!("sql/mariadb/queues.sql"),
                 include_str!("sql/mariadb/schedules.sql"),
+                include_str!("sql/mariadb/lease.sql"),
                 include_str!("sql/mariadb/transfer.sql"),
                 include_str!("sql/mariadb/unique.sql"),
                 include_str!("sql/mariadb/dead_letter.sql"),

@@ -14,6 +14,7 @@
 pub mod common;
 mod complete;
 pub mod dead_letter;
+pub mod lease;
 pub mod maintenance;
 pub mod mariadb;
 pub mod postgres;
@@ -359,7 +360,7 @@ mod tests {
             assert!(store
                 .sql()
                 .select_task
-                .contains("finished_at FROM pre_tasks"));
+                .contains("finished_at, progress FROM pre_tasks"));
         }
     }
 }

@@ -50,6 +50,7 @@ impl PostgresStore {
                 include_str!("sql/postgres/workflows.sql"),
                 include_str!("sql/postgres/queues.sql"),
                 include_str!("sql/postgres/schedules.sql"),
+                include_str!("sql/postgres/lease.sql"),
                 include_str!("sql/postgres/transfer.sql"),
                 include_str!("sql/postgres/unique.sql"),
                 include_str!("sql/postgres/dead_letter.sql"),

@@ -43,6 +43,7 @@ impl SqliteStore {
                 include_str!("sql/sqlite/workflows.sql"),
                 include_str!("sql/sqlite/queues.sql"),
                 include_str!("sql/sqlite/schedules.sql"),
+                include_str!("sql/sqlite/lease.sql"),
                 include_str!("sql/sqlite/transfer.sql"),
                 include_str!("sql/sqlite/unique.sql"),
                 include_str!("sql/sqlite/dead_letter.sql"),

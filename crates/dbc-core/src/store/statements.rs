@@ -11,7 +11,7 @@ use crate::{DbcError, Result};
 /// The columns a [`crate::task::Task`] is read from, in the order of `Task::from_row`.
 const TASK_COLUMNS: &str = "id, queue, name, payload, status, priority, run_at, attempts, \
      max_attempts, workflow_id, idempotency_key, worker_id, lease_expires_at, result, \
-     last_error, created_at, updated_at, started_at, finished_at";
+     last_error, created_at, updated_at, started_at, finished_at, progress";
 
 /// The named statements of one dialect's files, rendered for one table prefix.
 pub(crate) struct Sections {
@@ -131,6 +131,10 @@ statements! {
     delete_schedule,
     select_due_schedules,
     advance_schedule,
+    /// a running task's lease and progress, snooze (`lease.sql`, see [`super::lease`])
+    heartbeat_task,
+    snooze_task,
+    running_of_workflow,
     any_rows_left,
     /// the failback's move (`transfer.sql`, see [`super::transfer`])
     transfer_read_all,

@@ -94,6 +94,10 @@ pub struct Task {
     pub updated_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// what its worker's last heartbeat reported, `{percent?, note?, updatedAt}`; absent
+    /// when none did
+    #[serde(skip_serializing_if = "Json::is_null")]
+    pub progress: Json,
     /// true when an insert found an existing task with the same idempotency key
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deduplicated: bool,
@@ -103,7 +107,7 @@ impl Task {
     /// A task from a row of the store's task columns (`{{task_columns}}` in its SQL:
     /// id, queue, name, payload, status, priority, run_at, attempts, max_attempts,
     /// workflow_id, idempotency_key, worker_id, lease_expires_at, result, last_error,
-    /// created_at, updated_at, started_at, finished_at).
+    /// created_at, updated_at, started_at, finished_at, progress).
     pub fn from_row(r: &[Value]) -> Result<Task> {
         let status = read_text(&r[4]).unwrap_or_default();
         Ok(Task {
@@ -127,6 +131,7 @@ impl Task {
             updated_at: read_time(&r[16]).unwrap_or_default(),
             started_at: read_time(&r[17]),
             finished_at: read_time(&r[18]),
+            progress: r.get(19).map(read_json).unwrap_or(Json::Null),
             deduplicated: false,
         })
     }
@@ -159,6 +164,7 @@ impl Task {
             updated_at: iso_utc(ts),
             started_at: None,
             finished_at: None,
+            progress: Json::Null,
             deduplicated: false,
         }
     }

@@ -23,6 +23,7 @@ mod dead_letter;
 mod debug;
 mod endings;
 mod errors;
+mod lease;
 mod migrations;
 mod params;
 mod queues;
@@ -47,6 +48,7 @@ use dead_letter::*;
 use debug::*;
 use endings::*;
 use errors::*;
+use lease::*;
 use migrations::*;
 use params::*;
 use queues::*;
@@ -106,6 +108,11 @@ conformance!(
     queues_stats_count_exactly,
     settle_batch_of_1000,
     settle_batch_validation_changes_nothing,
+    lease_heartbeat_keeps_a_long_task,
+    lease_heartbeat_only_by_the_holder,
+    lease_progress_is_shown,
+    lease_snooze_keeps_the_attempt,
+    lease_cancelled_running_task_is_told,
     unique_while_active,
     unique_for_a_period,
     unique_concurrent_inserts_take_a_freed_key_once,

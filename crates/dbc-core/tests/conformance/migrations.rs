@@ -63,7 +63,7 @@ pub(crate) async fn migrations_auto_and_status(p: Provider) {
         }
         // 0003: the attempt in progress lives on the task row
         assert_eq!(st.applied[2].name, "0003_attempt_on_task");
-        // 0004: a queue's paused state; 0006: schedules; 0007: uniqueness windows and dead-letter queues
+        // 0004: a queue's paused state; 0005: a running task's progress; 0006: schedules; 0007: uniqueness windows and dead-letter queues
         let names: Vec<&str> = st.applied.iter().map(|m| m.name.as_str()).collect();
         assert!(names.contains(&"0004_queues"), "{names:?}");
         assert_eq!(names.last(), Some(&"0007_unique_and_dead_letter"), "{names:?}");
@@ -73,6 +73,11 @@ pub(crate) async fn migrations_auto_and_status(p: Provider) {
                  paused_at, next_run_at, last_run_at, created_at, updated_at FROM {} WHERE 1 = 0",
                 db.t("schedules")
             ),
+            vec![],
+        )
+        .await;
+        db.sql(
+            &format!("SELECT progress FROM {} WHERE 1 = 0", db.t("tasks")),
             vec![],
         )
         .await;
