@@ -85,12 +85,13 @@ function systemsFor(opts) {
   const { Addon, NodeRed } = require('./lib/ours');
   const { PgBoss, Graphile, NodePostgres, Mysql2 } = require('./lib/peers');
   const { PgBossNewest, GraphileNewest } = require('./lib/newest');
+  const { BetterSqlite3 } = require('./lib/raw-sqlite');
   const all = [
     new NodeRed('postgres'), new Addon('postgres'), new PgBoss(), new Graphile(),
     ...(opts.newest ? [new PgBossNewest(), new GraphileNewest()] : []),
     new NodePostgres(),
     new NodeRed('mariadb'), new Addon('mariadb'), new Mysql2(),
-    new NodeRed('sqlite'), new Addon('sqlite'),
+    new NodeRed('sqlite'), new Addon('sqlite'), new BetterSqlite3(),
   ];
   return opts.only ? all.filter((s) => opts.only.some((o) => s.name.includes(o))) : all;
 }

@@ -12,6 +12,11 @@
  * due just before the stop may or may not have been found by an upkeep round (every
  * 0.5 s) when it stops. The window is read only after a tick past its end has fired, and
  * a schedule's ticks fire in order, so every tick of the window has fired by then.
+ *
+ * The queue `ticks` is paused before the runtimes start, and every runtime also runs a
+ * `consume` node on it: while it is paused none of the three claims a task (all stay
+ * pending, though each consumer keeps polling); after `resumeQueue` they complete every
+ * task, each once.
  */
 'use strict';
 
@@ -31,6 +36,9 @@ function flowsFor(cfg) {
     cfg.props,
     { id: 'inj', type: 'inject', z: 'tab', props: [{ p: 'payload' }], payload: JSON.stringify(SCHEDULE), payloadType: 'json', once: true, onceDelay: 0.1, repeat: '', topic: '', wires: [['mk']] },
     { id: 'mk', type: 'database-connector', z: 'tab', connection: cfg.props.id, operation: 'createSchedule', wires: [] },
+    { id: 'take', type: 'database-connector', z: 'tab', connection: cfg.props.id, operation: 'consume', queue: 'ticks', concurrency: '4', leaseMs: '30000', wires: [['done']] },
+    { id: 'done', type: 'function', z: 'tab', outputs: 1, func: "msg.payload = { status: 'completed', result: { by: msg.task.workerId } };\nreturn msg;", wires: [['upd']] },
+    { id: 'upd', type: 'database-connector', z: 'tab', connection: cfg.props.id, operation: 'updateTaskStatus', wires: [] },
   ];
 }
 
@@ -41,6 +49,8 @@ for (const [provider, seconds] of [['postgres', 30], ['mariadb', 10], ['sqlite',
     const db = await service.open({ primary, tablePrefix: cfg.prefix });
     const reds = [];
     try {
+      // paused before any runtime starts, so no consumer can take a tick first
+      assert.equal((await db.execute('pauseQueue', { queue: 'ticks' })).value.paused, true);
       for (let n = 0; n < 3; n += 1) {
         reds.push(await spawnNodeRed({ flows: flowsFor(cfg), credentials: { cfg: cfg.credentials } }));
       }
@@ -68,6 +78,18 @@ for (const [provider, seconds] of [['postgres', 30], ['mariadb', 10], ['sqlite',
         assert.equal(t.idempotencyKey, `schedule:every-second:${t.runAt}`);
       }
       assert.equal((await db.execute('deleteSchedule', { name: 'every-second' })).value.deleted, true);
+
+      // the paused queue: every runtime's consumer has been polling all along, none took a task
+      const claims = async (red) => (await red.request('GET', '/database-connector/cfg/metrics')).body.operations?.claimTasks?.count || 0;
+      for (const red of reds) assert.ok((await claims(red)) >= 2, 'each consumer polled while the queue was paused');
+      const made = (await ticks()).length;
+      let counts = (await db.execute('getQueueStats', { queue: 'ticks' })).value.queues[0].counts;
+      assert.deepEqual(counts, { pending: made, running: 0, completed: 0, failed: 0, cancelled: 0 });
+      // resumed: the three consumers complete every task, each once
+      assert.equal((await db.execute('resumeQueue', { queue: 'ticks' })).value.paused, false);
+      counts = await pollUntil('every tick task completed', async () => (await db.execute('getQueueStats', { queue: 'ticks' })).value.queues[0].counts, (c) => c.completed === made, { ms: 60000, every: 200 });
+      assert.deepEqual(counts, { pending: 0, running: 0, completed: made, failed: 0, cancelled: 0 });
+      for (const t of await ticks()) assert.equal(t.attempts, 1, `task ${t.id} ran ${t.attempts} times`);
     } finally {
       for (const red of reds) await red.stop();
       await db.query(`DROP TABLE IF EXISTS ${cfg.prefix}schedules, ${cfg.prefix}queues, ${cfg.prefix}error_logs, ${cfg.prefix}task_executions, ${cfg.prefix}task_dependencies, ${cfg.prefix}tasks, ${cfg.prefix}workflows, ${cfg.prefix}migrations`).catch(() => {});

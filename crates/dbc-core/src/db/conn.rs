@@ -12,6 +12,7 @@ use sqlx::sqlite::Sqlite;
 use sqlx::{AssertSqlSafe, Either};
 
 use super::stream::{Chunk, ChunkSink};
+use super::write_lock::{may_write, WriteGuard, WriteLock};
 use super::{mariadb, postgres, sqlite, QueryOutput, StatementTiming, Trace};
 use crate::value::Param;
 use crate::{DbcError, Provider, Result};
@@ -35,6 +36,11 @@ pub struct Conn {
     pub(super) broken: bool,
     /// longest wait for any answer from the server (a black-holed link never errors)
     pub(super) limit: Option<Duration>,
+    /// SQLite on a file: the file's write lock ([`super::write_lock`])
+    pub(super) write_lock: Option<WriteLock>,
+    /// held from `begin` to `commit`/`rollback`, or for one writing statement outside a
+    /// transaction; dropping the connection releases it
+    pub(super) write_guard: Option<WriteGuard>,
 }
 
 impl Drop for Conn {
@@ -82,8 +88,29 @@ impl Conn {
         }
     }
 
+    /// Takes the SQLite write lock for a statement outside a transaction that may write;
+    /// `None` when it is not needed (another provider, `:memory:`, a read, or the lock is
+    /// already held for the open transaction).
+    async fn write_guard_for(&self, sql: &str) -> Result<Option<WriteGuard>> {
+        match &self.write_lock {
+            Some(l) if self.write_guard.is_none() && !self.in_tx && may_write(sql) => {
+                l.acquire().await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Takes the SQLite write lock for a transaction about to begin (a no-op elsewhere).
+    async fn lock_for_tx(&mut self) -> Result<()> {
+        if let (Some(l), None) = (&self.write_lock, &self.write_guard) {
+            self.write_guard = Some(l.acquire().await?);
+        }
+        Ok(())
+    }
+
     /// Runs SQL that takes no parameters and returns nothing (may hold several statements).
     pub async fn batch(&mut self, sql: &str) -> Result<()> {
+        let _guard = self.write_guard_for(sql).await?;
         let committing = sql == "COMMIT";
         let s = sqlx::raw_sql(AssertSqlSafe(sql.to_string()));
         let limit = self.limit;
@@ -130,8 +157,17 @@ impl Conn {
         } else {
             "BEGIN"
         };
+        self.start_tx(sql).await
+    }
+
+    async fn start_tx(&mut self, sql: &str) -> Result<()> {
+        self.lock_for_tx().await?;
         self.in_tx = true;
-        self.batch(sql).await
+        let r = self.batch(sql).await;
+        if r.is_err() {
+            self.write_guard = None;
+        }
+        r
     }
 
     /// Starts a transaction (`BEGIN IMMEDIATE` on SQLite, so writers queue up front
@@ -142,20 +178,22 @@ impl Conn {
         } else {
             "BEGIN"
         };
-        self.in_tx = true;
-        self.batch(sql).await
+        self.start_tx(sql).await
     }
 
     /// Commits the open transaction.
     pub async fn commit(&mut self) -> Result<()> {
         self.batch("COMMIT").await?;
         self.in_tx = false;
+        self.write_guard = None;
         Ok(())
     }
 
     /// Rolls the open transaction back; a failure leaves the connection to be closed.
     pub async fn rollback(&mut self) -> Result<()> {
-        self.batch("ROLLBACK").await?;
+        let r = self.batch("ROLLBACK").await;
+        self.write_guard = None;
+        r?;
         self.in_tx = false;
         Ok(())
     }
@@ -168,6 +206,7 @@ impl Conn {
         params: &[Param],
         trace: Option<&mut Trace>,
     ) -> Result<QueryOutput> {
+        let _guard = self.write_guard_for(sql).await?;
         let started = trace.as_ref().map(|_| Instant::now());
         let limit = self.limit;
         let out = Self::bounded(limit, async {
@@ -206,6 +245,7 @@ impl Conn {
         params: &[Param],
         sink: &mut ChunkSink<'_, T>,
     ) -> Result<Option<Chunk>> {
+        let _guard = self.write_guard_for(sql).await?;
         sink.limit = self.limit;
         sink.restart_clock();
         // If the consumer leaves mid-statement (this future is dropped, or a send fails),

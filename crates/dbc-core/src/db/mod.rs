@@ -8,7 +8,8 @@
 //!   parameter binding and value decoding (the same [`Value`] mapping on every provider,
 //!   docs/TYPES.md);
 //! - [`sqltext`]: `:name` parameters rewritten into each dialect's placeholders;
-//! - `driver_error`: driver errors classified into `DbcError`s.
+//! - `driver_error`: driver errors classified into `DbcError`s;
+//! - [`write_lock`]: SQLite writers of one file queued in Rust, one at a time.
 
 use crate::value::Value;
 use crate::{DbcError, Provider};
@@ -123,6 +124,7 @@ mod postgres;
 mod sqlite;
 pub mod sqltext;
 pub mod stream;
+pub mod write_lock;
 
 /// What the rest of the connector may ask about a provider without branching on it.
 impl Provider {

@@ -18,6 +18,7 @@ use super::conn::{Conn, ConnInner};
 use super::mariadb::my_options;
 use super::postgres::pg_options;
 use super::sqlite::sqlite_options;
+use super::write_lock::WriteLock;
 use crate::config::{ConnectionConfig, PoolConfig};
 use crate::value::Value;
 use crate::{DbcError, Provider, Result};
@@ -29,8 +30,9 @@ pub enum Pool {
     Pg(PgPool),
     /// MariaDB / MySQL
     My(MySqlPool),
-    /// SQLite
-    Lite(SqlitePool),
+    /// SQLite, with its file's write lock (`None` for `:memory:`, whose one connection
+    /// already serializes everything)
+    Lite(SqlitePool, Option<WriteLock>),
 }
 
 /// Pool gauges for metrics and `_debug.pool`.
@@ -195,7 +197,13 @@ impl Pool {
                 } else {
                     p
                 };
-                Ok(Pool::Lite(p.connect_lazy_with(o)))
+                let lock = (!memory).then(|| {
+                    WriteLock::for_file(
+                        cfg.sqlite_file.as_deref().unwrap_or_default(),
+                        pool.acquire_timeout(),
+                    )
+                });
+                Ok(Pool::Lite(p.connect_lazy_with(o), lock))
             }
         }
     }
@@ -205,7 +213,7 @@ impl Pool {
         match self {
             Pool::Pg(_) => Provider::Postgres,
             Pool::My(_) => Provider::Mariadb,
-            Pool::Lite(_) => Provider::Sqlite,
+            Pool::Lite(..) => Provider::Sqlite,
         }
     }
 
@@ -222,17 +230,23 @@ impl Pool {
                     .await
                     .map_err(|e| DbcError::from_sqlx(e, false))?,
             ),
-            Pool::Lite(p) => ConnInner::Lite(
+            Pool::Lite(p, _) => ConnInner::Lite(
                 p.acquire()
                     .await
                     .map_err(|e| DbcError::from_sqlx(e, false))?,
             ),
+        };
+        let write_lock = match self {
+            Pool::Lite(_, lock) => lock.clone(),
+            _ => None,
         };
         Ok(Conn {
             inner,
             in_tx: false,
             broken: false,
             limit: None,
+            write_lock,
+            write_guard: None,
         })
     }
 
@@ -249,7 +263,7 @@ impl Pool {
                 p.num_idle() as u32,
                 p.options().get_max_connections(),
             ),
-            Pool::Lite(p) => (
+            Pool::Lite(p, _) => (
                 p.size(),
                 p.num_idle() as u32,
                 p.options().get_max_connections(),
@@ -268,7 +282,7 @@ impl Pool {
         match self {
             Pool::Pg(p) => p.close().await,
             Pool::My(p) => p.close().await,
-            Pool::Lite(p) => p.close().await,
+            Pool::Lite(p, _) => p.close().await,
         }
     }
 
@@ -277,14 +291,14 @@ impl Pool {
     pub fn notify_pool(&self) -> Option<PgPool> {
         match self {
             Pool::Pg(p) => Some(p.clone()),
-            Pool::My(_) | Pool::Lite(_) => None,
+            Pool::My(_) | Pool::Lite(..) => None,
         }
     }
 
     /// True for an embedded database (SQLite): a file that cannot be opened now will not
     /// come back by itself, unlike a server that is down.
     pub fn is_embedded(&self) -> bool {
-        matches!(self, Pool::Lite(_))
+        matches!(self, Pool::Lite(..))
     }
 
     /// True once `close` has been called.
@@ -292,7 +306,7 @@ impl Pool {
         match self {
             Pool::Pg(p) => p.is_closed(),
             Pool::My(p) => p.is_closed(),
-            Pool::Lite(p) => p.is_closed(),
+            Pool::Lite(p, _) => p.is_closed(),
         }
     }
 }

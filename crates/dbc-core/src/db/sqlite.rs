@@ -91,8 +91,8 @@ pub(super) async fn exec_lite(
     Ok(out)
 }
 
-/// True when the statement (after leading comments) is an INSERT or REPLACE.
-pub(super) fn is_insert(sql: &str) -> bool {
+/// The statement without its leading comments and whitespace.
+pub(super) fn skip_comments(sql: &str) -> &str {
     let mut rest = sql.trim_start();
     loop {
         if let Some(r) = rest.strip_prefix("--") {
@@ -108,10 +108,14 @@ pub(super) fn is_insert(sql: &str) -> bool {
                 .unwrap_or("")
                 .trim_start();
         } else {
-            break;
+            return rest;
         }
     }
-    let lower = rest.to_ascii_lowercase();
+}
+
+/// True when the statement (after leading comments) is an INSERT or REPLACE.
+pub(super) fn is_insert(sql: &str) -> bool {
+    let lower = skip_comments(sql).to_ascii_lowercase();
     lower.starts_with("insert")
         || lower.starts_with("replace")
         || (lower.starts_with("with") && lower.contains("insert"))
