@@ -11,7 +11,7 @@
  */
 'use strict';
 
-const service = require('./database-service');
+const { answer } = require('./task-routes');
 
 /** Next runs a preview shows. */
 const PREVIEW_RUNS = 3;
@@ -26,17 +26,7 @@ const PREVIEW_RUNS = 3;
  */
 function registerScheduleRoutes(RED, { read, write, configNode }) {
   // an error as `{ok: false, code, message, field?}`: 400 for bad input (a cron pattern
-  // the preview refuses), 404 for an unknown schedule
-  const answer = (res, promise) =>
-    promise.then(
-      (body) => res.json(body),
-      (error) => {
-        const err = service.toDatabaseError(error);
-        const body = { ok: false, code: err.code, message: err.message };
-        if (err.field !== undefined) body.field = err.field;
-        res.status({ DBC_VALIDATION: 400, DBC_NOT_FOUND: 404 }[err.code] || 500).json(body);
-      },
-    );
+  // the preview refuses), 404 for an unknown schedule (task-routes.js `answer`)
   const withRegistry = (req, res, fn) => {
     const node = configNode(req, res);
     if (node) answer(res, node.getRegistry().then(fn));

@@ -45,6 +45,24 @@ const HTTP_STATUS = {
 };
 
 /**
+ * Answers a route with what `promise` resolves to, or with its error as
+ * `{ok: false, code, message, field?}` and the code's HTTP status (HTTP_STATUS; else 500).
+ * @param {object} res the Express response
+ * @param {Promise<object>} promise
+ * @returns {Promise<void>}
+ */
+const answer = (res, promise) =>
+  promise.then(
+    (body) => res.json(body),
+    (error) => {
+      const err = service.toDatabaseError(error);
+      const body = { ok: false, code: err.code, message: err.message };
+      if (err.field !== undefined) body.field = err.field;
+      res.status(HTTP_STATUS[err.code] || 500).json(body);
+    },
+  );
+
+/**
  * A value as the editor may show it: unchanged when its JSON text (a string: the string
  * itself) is at most `max` bytes, else the first `max` bytes of that text.
  * @param {*} value a payload, result or error text
@@ -179,16 +197,6 @@ async function workflowGraph(registry, workflowId, withDependencies) {
  * @param {function(object, object): (object|null)} ctx.configNode the deployed config node of `req.params.configId`, or null after answering 404
  */
 function registerTaskRoutes(RED, { read, write, configNode }) {
-  const answer = (res, promise) =>
-    promise.then(
-      (body) => res.json(body),
-      (error) => {
-        const err = service.toDatabaseError(error);
-        const body = { ok: false, code: err.code, message: err.message };
-        if (err.field !== undefined) body.field = err.field;
-        res.status(HTTP_STATUS[err.code] || 500).json(body);
-      },
-    );
   /** Runs `fn(registry)` for the route's connection; opens its pool if it is not open. */
   const withRegistry = (req, res, fn) => {
     const node = configNode(req, res);
@@ -241,4 +249,4 @@ function registerTaskRoutes(RED, { read, write, configNode }) {
   });
 }
 
-module.exports = { registerTaskRoutes, forDisplay, preview, LIST_PREVIEW_BYTES, DETAIL_PREVIEW_BYTES, PAGE_MAX, GRAPH_MAX };
+module.exports = { registerTaskRoutes, answer, forDisplay, preview, LIST_PREVIEW_BYTES, DETAIL_PREVIEW_BYTES, PAGE_MAX, GRAPH_MAX };
