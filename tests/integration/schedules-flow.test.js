@@ -43,7 +43,7 @@ function flowsFor(cfg) {
 }
 
 for (const [provider, seconds] of [['postgres', 30], ['mariadb', 10], ['sqlite', 10]]) {
-  test(`${provider}: three runtimes with the same schedule every second enqueue exactly one task per tick (${seconds} s window)`, { timeout: 240000 }, async () => {
+  test(`${provider}: three runtimes with the same schedule every second enqueue exactly one task per tick (${seconds} s window); their consumers claim none while the queue is paused`, { timeout: 240000 }, async () => {
     const cfg = nodeConfigFor(provider, 'cfg');
     const primary = provider === 'sqlite' ? { provider, sqliteFile: cfg.props.sqliteFile } : { provider, url: cfg.credentials.url };
     const db = await service.open({ primary, tablePrefix: cfg.prefix });
