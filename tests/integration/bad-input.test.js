@@ -176,6 +176,15 @@ function badInputs(seed, provider) {
     ['snoozeTask: delayMs and runAt', { operation: 'snoozeTask', payload: { id: seed.running, delayMs: 1, runAt: 1 } }, 'DBC_VALIDATION', 'runAt'],
     ['snoozeTask: negative delay', { operation: 'snoozeTask', payload: { id: seed.running, delayMs: -5 } }, 'DBC_VALIDATION', 'delayMs'],
     ['snoozeTask: by a worker without the lease', { operation: 'snoozeTask', payload: { id: seed.running, workerId: 'someone-else' } }, 'DBC_LEASE_LOST'],
+    // --- schedules
+    ['createSchedule: a pattern that does not parse', { operation: 'createSchedule', payload: { name: 's', cron: 'every day' } }, 'DBC_VALIDATION', 'cron'],
+    ['createSchedule: a pattern that never matches (30 February)', { operation: 'createSchedule', payload: { name: 's', cron: '0 0 30 2 *' } }, 'DBC_VALIDATION', 'cron'],
+    ['createSchedule: an unknown time zone', { operation: 'createSchedule', payload: { name: 's', cron: '@daily', timeZone: 'Mars/Olympus' } }, 'DBC_VALIDATION', 'timeZone'],
+    ['createSchedule: no name', { operation: 'createSchedule', payload: { cron: '@daily' } }, 'DBC_VALIDATION', 'name'],
+    ['createSchedule: payload is a string', { operation: 'createSchedule', payload: '* * * * *' }, 'DBC_VALIDATION', 'payload'],
+    ['pauseSchedule: an unknown name', { operation: 'pauseSchedule', payload: { name: 'no-such-schedule' } }, 'DBC_NOT_FOUND'],
+    ['deleteSchedule: an unknown name', { operation: 'deleteSchedule', payload: { name: 'no-such-schedule' } }, 'DBC_NOT_FOUND'],
+    ['previewSchedule: count 0', { operation: 'previewSchedule', payload: { cron: '@daily', count: 0 } }, 'DBC_VALIDATION', 'count'],
     // --- requeue, get, delete, list
     ['requeueFailedTask: id is a number', { operation: 'requeueFailedTask', payload: { id: 123 } }, 'DBC_VALIDATION', 'id'],
     ['requeueFailedTask: a pending task', { operation: 'requeueFailedTask', payload: { id: seed.pending } }, 'DBC_INVALID_TRANSITION'],
@@ -274,7 +283,7 @@ for (const provider of PROVIDERS) {
       const counts = await watcher.query(
         `SELECT (SELECT count(*) FROM ${p}tasks) AS tasks, (SELECT count(*) FROM ${p}workflows) AS workflows, ` +
         `(SELECT count(*) FROM ${p}task_executions) AS executions, (SELECT count(*) FROM ${p}error_logs) AS errors, ` +
-        `(SELECT count(*) FROM ${p}task_dependencies) AS deps`,
+        `(SELECT count(*) FROM ${p}task_dependencies) AS deps, (SELECT count(*) FROM ${p}schedules) AS schedules, (SELECT count(*) FROM ${p}queues) AS queues`,
       );
       const rows = await watcher.query(`SELECT id, status, attempts, priority, worker_id, updated_at FROM ${p}tasks ORDER BY id`);
       return JSON.stringify({ counts: Object.fromEntries(Object.entries(counts.rows[0]).map(([k, v]) => [k, Number(v)])), rows: rows.rows });
