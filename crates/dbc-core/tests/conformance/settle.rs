@@ -3,6 +3,17 @@
 
 use super::*;
 
+/// The ids of the tasks one `claimTasks` call (with `input`) takes, in claim order.
+async fn claim_ids(db: &Db, input: Json) -> Vec<String> {
+    db.op("claimTasks", input)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| s(t, "id").to_string())
+        .collect()
+}
+
 /// 1,000 claimed tasks settled in one message: 997 completed or failed, three refused
 /// (another worker's lease, an unknown id, a task settled earlier in the same array).
 /// Checks every outcome, the final statuses, the history and error-log rows, and what
@@ -27,18 +38,7 @@ pub(crate) async fn settle_batch_of_1000(p: Provider) {
             .map(|n| json!({"queue": "bulk", "name": format!("t{n}"), "maxAttempts": 1}))
             .collect();
         db.insert_task(Json::Array(others)).await;
-        let claimed = db
-            .op(
-                "claimTasks",
-                json!({"queue": "bulk", "limit": 1000, "workerId": "w1", "leaseMs": 600000}),
-            )
-            .await;
-        let claimed: Vec<String> = claimed
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| s(t, "id").to_string())
-            .collect();
+        let claimed = claim_ids(&db, json!({"queue": "bulk", "limit": 1000, "workerId": "w1", "leaseMs": 600000})).await;
         assert_eq!(claimed.len(), 1000, "[{p}]");
         assert!(claimed[..2].contains(&a) && claimed[..2].contains(&c), "[{p}]");
         // the first 997: completed (even, and a) or failed (odd, and c)
@@ -189,18 +189,7 @@ pub(crate) async fn settle_batch_completions_set_based(p: Provider) {
             .await;
         let wf_id = s(&wf, "id").to_string();
         let last = s(&wf["tasks"][1000], "id").to_string();
-        let claimed = db
-            .op(
-                "claimTasks",
-                json!({"queue": "bulk", "limit": 1000, "workerId": "w1", "leaseMs": 600000}),
-            )
-            .await;
-        let claimed: Vec<String> = claimed
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| s(t, "id").to_string())
-            .collect();
+        let claimed = claim_ids(&db, json!({"queue": "bulk", "limit": 1000, "workerId": "w1", "leaseMs": 600000})).await;
         assert_eq!(claimed.len(), 1000, "[{p}]");
         let items: Vec<Json> = claimed
             .iter()
@@ -297,18 +286,7 @@ pub(crate) async fn settle_batch_mixed_outcomes(p: Provider) {
             ))
             .await;
         assert_eq!(inserted.as_array().unwrap().len(), 6, "[{p}]");
-        let claimed = db
-            .op(
-                "claimTasks",
-                json!({"queue": "mix", "limit": 6, "workerId": "w1", "leaseMs": 600000}),
-            )
-            .await;
-        let r: Vec<String> = claimed
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| s(t, "id").to_string())
-            .collect();
+        let r = claim_ids(&db, json!({"queue": "mix", "limit": 6, "workerId": "w1", "leaseMs": 600000})).await;
         assert_eq!(r.len(), 6, "[{p}]");
         let finished = db.insert_task(json!({"queue": "other", "name": "done"})).await;
         let finished = s(&finished, "id").to_string();
@@ -403,18 +381,11 @@ pub(crate) async fn settle_batch_set_path_checks_lease(p: Provider) {
             ))
             .await;
         assert_eq!(inserted.as_array().unwrap().len(), 3);
-        let claimed = db
-            .op(
-                "claimTasks",
-                json!({"queue": "lease", "limit": 3, "workerId": "a", "leaseMs": 600000}),
-            )
-            .await;
-        let r: Vec<String> = claimed
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| s(t, "id").to_string())
-            .collect();
+        let r = claim_ids(
+            &db,
+            json!({"queue": "lease", "limit": 3, "workerId": "a", "leaseMs": 600000}),
+        )
+        .await;
         assert_eq!(r.len(), 3, "[{p}]");
         let pending = db.insert_task(json!({"queue": "idle", "name": "p"})).await;
         let pending = s(&pending, "id").to_string();
