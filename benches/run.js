@@ -100,7 +100,7 @@ function systemsFor(opts) {
 function counts(quick) {
   return quick
     ? { single: 2000, bulk: 10000, drain: { postgres: 5000, other: 2000 }, latency: 200, rate: 200 }
-    : { single: 20000, bulk: 100000, drain: { postgres: 100000, other: 5000 }, latency: 2000, rate: 200 };
+    : { single: 20000, bulk: 100000, drain: { postgres: 100000, other: 20000 }, latency: 2000, rate: 200 };
 }
 
 const providerOf = (s) => (s.name.includes('mariadb') ? 'mariadb' : s.name.includes('sqlite') ? 'sqlite' : 'postgres');

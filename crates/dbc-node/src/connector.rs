@@ -59,16 +59,19 @@ fn push_batch_item(
     let f = match o {
         Ok(Outcome {
             provider,
-            value: OpValue::Json(v),
+            value: OpValue::Answer(v),
             ..
-        }) => {
-            out.push_str(r#"{"provider":""#);
-            out.push_str(provider.as_str());
-            out.push_str(r#"","value":"#);
-            out.push_str(&v.to_string());
-            out.push('}');
-            return;
-        }
+        }) => match v.to_text() {
+            Ok(text) => {
+                out.push_str(r#"{"provider":""#);
+                out.push_str(provider.as_str());
+                out.push_str(r#"","value":"#);
+                out.push_str(&text);
+                out.push('}');
+                return;
+            }
+            Err(e) => failure(e, provider, operation),
+        },
         Ok(_) => failure(
             DbcError::Internal("a call of a batch answered with rows".into()),
             provider,

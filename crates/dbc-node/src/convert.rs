@@ -196,9 +196,8 @@ impl ToNapiValue for OutcomeJs {
             // JSON text, parsed by V8's JSON.parse in database-service.js: a thousand tasks
             // as one string cost a fraction of building them property by property through
             // napi (docs/PERFORMANCE.md)
-            OpValue::Json(j) => {
-                let text =
-                    serde_json::to_string(&j).map_err(|e| Error::from_reason(e.to_string()))?;
+            OpValue::Answer(a) => {
+                let text = a.to_text().map_err(|e| Error::from_reason(e.to_string()))?;
                 set(env, obj, "valueJson", js_string(env, &text)?)?;
             }
             OpValue::Rows(r) => set(env, obj, "value", rows_to_js(env, r)?)?,

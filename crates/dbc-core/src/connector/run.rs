@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde_json::Value as Json;
 
-use super::{Connector, Failure, OpOptions, OpValue, Outcome};
+use super::{Answer, Connector, Failure, OpOptions, OpValue, Outcome};
 use crate::db::{Conn, Trace};
 use crate::op::Op;
 use crate::queue::lease;
@@ -24,7 +24,7 @@ use crate::queue::service;
 use crate::queue::workflows;
 use crate::route::Backend;
 use crate::sqltext::bind_named;
-use crate::task::{self, Claim, NewTask, StatusChange};
+use crate::task::{self, Claim, NewTask, StatusChange, Task, TaskStatus};
 use crate::value::{Param, Params};
 use crate::{DbcError, Provider, Result};
 
@@ -67,8 +67,10 @@ impl Connector {
             let mut queues = Vec::new();
             pending_queues(v, &mut queues);
             // a resumed queue's tasks are claimable again
-            if let (Op::ResumeQueue, Some(q)) = (op, v.get("queue").and_then(Json::as_str)) {
-                queues.push(q.to_string());
+            if let (Op::ResumeQueue, Answer::Json(v)) = (op, v) {
+                if let Some(q) = v.get("queue").and_then(Json::as_str) {
+                    queues.push(q.to_string());
+                }
             }
             for q in queues {
                 self.waker.poke(&q);
@@ -77,7 +79,7 @@ impl Connector {
         match r {
             Ok(v) => Ok(Outcome {
                 provider,
-                value: OpValue::Json(v),
+                value: OpValue::Answer(v),
                 debug: self.debug_info(provider, trace),
             }),
             Err(e) => Err(self.fail_on(provider, op.as_str(), e)),
@@ -91,7 +93,7 @@ impl Connector {
         payload: &Json,
         opts: &OpOptions,
         mut trace: Option<&mut Trace>,
-    ) -> (Result<Json>, Provider) {
+    ) -> (Result<Answer>, Provider) {
         let _ticket = self.router.ticket().await;
         let mut b = match self.router.pick() {
             Ok(b) => b,
@@ -124,7 +126,7 @@ impl Connector {
         payload: &Json,
         opts: &OpOptions,
         trace: Option<&mut Trace>,
-    ) -> Result<Json> {
+    ) -> Result<Answer> {
         if op.joins_batch(trace.is_some()) {
             let lanes = self.lanes.of(&self.router, b);
             if let Some(r) = lanes
@@ -135,11 +137,14 @@ impl Connector {
             }
         }
         if op == Op::PreviewSchedule {
-            return schedules::preview(payload); // no database
+            return schedules::preview(payload).map(Answer::Json); // no database
         }
         let mut conn = self.acquire(b).await?;
         if op == Op::ExecuteTransaction {
-            return self.transaction(b, &mut conn, payload, opts, trace).await;
+            return self
+                .transaction(b, &mut conn, payload, opts, trace)
+                .await
+                .map(Answer::Json);
         }
         self.on_conn(b, &mut conn, op, payload, opts, trace).await
     }
@@ -186,6 +191,7 @@ impl Connector {
             } else {
                 self.on_conn(b, conn, *op, p, opts, trace.as_deref_mut())
                     .await
+                    .and_then(Answer::into_json)
             };
             match r {
                 Ok(v) => results.push(v),
@@ -272,13 +278,15 @@ impl Connector {
         payload: &Json,
         opts: &OpOptions,
         trace: Option<&mut Trace>,
-    ) -> Result<Json> {
+    ) -> Result<Answer> {
         let store = &b.store;
         let queue = default_queue(op, opts);
         let id_of = |p: &Json| task::input::uuid_of("id", p.get("id").unwrap_or(&Json::Null));
         let json = |v: std::result::Result<Json, serde_json::Error>| {
-            v.map_err(|e| DbcError::Internal(e.to_string()))
+            v.map(Answer::Json)
+                .map_err(|e| DbcError::Internal(e.to_string()))
         };
+        let one = |t: Task| Answer::Task(Box::new(t));
         match op {
             Op::InsertTask => {
                 let (list, single) = match payload {
@@ -295,43 +303,44 @@ impl Connector {
                     other => (vec![NewTask::parse(other, "", queue, self.limits())?], true),
                 };
                 let mut out = service::insert_tasks(conn, store, &list, trace).await?;
-                if single {
-                    json(serde_json::to_value(out.remove(0)))
+                Ok(if single {
+                    one(out.remove(0))
                 } else {
-                    json(serde_json::to_value(out))
-                }
+                    Answer::Tasks(out)
+                })
             }
             Op::ClaimTasks => {
                 let claim = Claim::parse(payload, queue, &self.worker_id)?;
-                json(serde_json::to_value(
+                Ok(Answer::Tasks(
                     service::claim_tasks(conn, store, &claim, trace).await?,
                 ))
             }
             Op::UpdateTaskStatus if payload.is_array() => {
                 let changes = StatusChange::parse_many(payload, self.limits())?;
-                Ok(Json::Array(
+                Ok(Answer::Json(Json::Array(
                     crate::queue::settle::settle_many(conn, store, &changes, self.backoff(), trace)
                         .await?,
-                ))
+                )))
             }
             Op::UpdateTaskStatus => {
                 let change = StatusChange::parse(payload)?;
                 change.check_size(self.limits())?;
-                json(serde_json::to_value(
-                    service::update_task_status(conn, store, &change, self.backoff(), trace)
-                        .await?,
-                ))
+                service::update_task_status(conn, store, &change, self.backoff(), trace)
+                    .await
+                    .map(one)
             }
-            Op::RequeueFailedTask => json(serde_json::to_value(
-                service::requeue_failed(conn, store, &id_of(payload)?, trace).await?,
-            )),
+            Op::RequeueFailedTask => service::requeue_failed(conn, store, &id_of(payload)?, trace)
+                .await
+                .map(one),
             Op::GetTask => json(serde_json::to_value(
                 service::get_task(conn, store, &id_of(payload)?, trace).await?,
             )),
             Op::ListTasks => json(serde_json::to_value(
                 service::list_tasks(conn, store, payload, trace).await?,
             )),
-            Op::DeleteTask => service::delete_task(conn, store, &id_of(payload)?, trace).await,
+            Op::DeleteTask => service::delete_task(conn, store, &id_of(payload)?, trace)
+                .await
+                .map(Answer::Json),
             Op::CreateWorkflow => json(serde_json::to_value(
                 workflows::create_workflow(conn, store, payload, queue, self.limits(), trace)
                     .await?,
@@ -339,18 +348,35 @@ impl Connector {
             Op::GetWorkflowProgress => json(serde_json::to_value(
                 workflows::progress(conn, store, payload, trace).await?,
             )),
+            Op::Heartbeat => lease::heartbeat(conn, store, &lease::Beat::parse(payload)?, trace)
+                .await
+                .map(one),
+            Op::SnoozeTask => {
+                let snooze = lease::Snooze::parse(payload, crate::task::now())?;
+                lease::snooze(conn, store, &snooze, trace).await.map(one)
+            }
+            _ => {
+                self.on_conn_admin(conn, store, op, payload, opts, trace)
+                    .await
+            }
+        }
+    }
+
+    /// The operations on queues and schedules: their answers are JSON values.
+    async fn on_conn_admin(
+        &self,
+        conn: &mut Conn,
+        store: &crate::store::Store,
+        op: Op,
+        payload: &Json,
+        opts: &OpOptions,
+        trace: Option<&mut Trace>,
+    ) -> Result<Answer> {
+        let queue = default_queue(op, opts);
+        let r = match op {
             Op::PauseQueue => queues::pause(conn, store, payload, node_queue(opts), trace).await,
             Op::ResumeQueue => queues::resume(conn, store, payload, node_queue(opts), trace).await,
             Op::GetQueueStats => queues::stats(conn, store, payload, trace).await,
-            Op::Heartbeat => json(serde_json::to_value(
-                lease::heartbeat(conn, store, &lease::Beat::parse(payload)?, trace).await?,
-            )),
-            Op::SnoozeTask => {
-                let snooze = lease::Snooze::parse(payload, crate::task::now())?;
-                json(serde_json::to_value(
-                    lease::snooze(conn, store, &snooze, trace).await?,
-                ))
-            }
             Op::ConfigureQueue => {
                 crate::queue::dead_letter::configure(conn, store, payload, node_queue(opts), trace)
                     .await
@@ -373,7 +399,12 @@ impl Connector {
                 "operation",
                 format!("operation {:?} cannot run here", op.as_str()),
             )),
-        }
+            _ => Err(DbcError::Internal(format!(
+                "operation {:?} has no handler",
+                op.as_str()
+            ))),
+        };
+        r.map(Answer::Json)
     }
 }
 
@@ -392,9 +423,26 @@ fn node_queue(opts: &OpOptions) -> Option<&str> {
 }
 
 /// Collects the queues of every pending task in an operation's result.
-fn pending_queues(v: &Json, out: &mut Vec<String>) {
+fn pending_queues(v: &Answer, out: &mut Vec<String>) {
+    let mut add = |q: &str| {
+        if !out.iter().any(|x| x == q) {
+            out.push(q.to_string());
+        }
+    };
     match v {
-        Json::Array(items) => items.iter().for_each(|i| pending_queues(i, out)),
+        Answer::Task(t) if t.status == TaskStatus::Pending => add(&t.queue),
+        Answer::Task(_) => {}
+        Answer::Tasks(ts) => ts
+            .iter()
+            .filter(|t| t.status == TaskStatus::Pending)
+            .for_each(|t| add(&t.queue)),
+        Answer::Json(j) => pending_json(j, out),
+    }
+}
+
+fn pending_json(v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::Array(items) => items.iter().for_each(|i| pending_json(i, out)),
         Json::Object(o) => {
             if o.get("status").and_then(Json::as_str) == Some("pending") {
                 if let Some(q) = o.get("queue").and_then(Json::as_str) {
@@ -404,7 +452,7 @@ fn pending_queues(v: &Json, out: &mut Vec<String>) {
                 }
             }
             if let Some(t) = o.get("tasks") {
-                pending_queues(t, out);
+                pending_json(t, out);
             }
         }
         _ => {}

@@ -131,9 +131,9 @@ pub(super) fn decode_my(row: &sqlx::mysql::MySqlRow, i: usize) -> Result<Value> 
     if raw.is_null() {
         return Ok(Value::Null);
     }
-    let info = raw.type_info().into_owned();
-    let ty = info.name().to_string();
-    Ok(match ty.as_str() {
+    let info = raw.type_info();
+    let ty = info.name();
+    Ok(match ty {
         "BOOLEAN" => Value::Bool(get!(row, i, i8, &ty) != 0),
         "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => {
             Value::from_i64(get!(row, i, i64, &ty))

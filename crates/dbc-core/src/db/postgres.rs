@@ -310,8 +310,9 @@ pub(super) fn decode_pg(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value> 
     if raw.is_null() {
         return Ok(Value::Null);
     }
-    let ty = raw.type_info().name().to_string();
-    Ok(match ty.as_str() {
+    let info = raw.type_info();
+    let ty = info.name();
+    Ok(match ty {
         "BOOL" => Value::Bool(get!(row, i, bool, &ty)),
         "INT2" => Value::Int(get!(row, i, i16, &ty) as i64),
         "INT4" => Value::Int(get!(row, i, i32, &ty) as i64),

@@ -126,9 +126,10 @@ pub(super) fn decode_lite(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Val
     if raw.is_null() {
         return Ok(Value::Null);
     }
-    let declared = row.columns()[i].type_info().name().to_string();
-    let storage = raw.type_info().name().to_string();
-    Ok(match storage.as_str() {
+    let declared = row.columns()[i].type_info().name();
+    let raw_info = raw.type_info();
+    let storage = raw_info.name();
+    Ok(match storage {
         "INTEGER" | "BOOLEAN" if declared == "BOOLEAN" => {
             Value::Bool(get!(row, i, i64, &storage) != 0)
         }

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value as Json;
 use tokio::sync::oneshot;
 
+use crate::connector::Answer;
 use crate::db::Conn;
 use crate::metrics::Metrics;
 use crate::queue::{service, settle};
@@ -164,10 +165,8 @@ impl Coalescer {
         payload: &Json,
         queue: &str,
         limits: Limits,
-    ) -> Option<Result<Json>> {
-        let to_json = |t: Result<Task>| {
-            t.and_then(|t| serde_json::to_value(t).map_err(|e| DbcError::Internal(e.to_string())))
-        };
+    ) -> Option<Result<Answer>> {
+        let to_json = |t: Result<Task>| t.map(|t| Answer::Task(Box::new(t)));
         match operation {
             "insertTask" if payload.is_object() => {
                 let task = match NewTask::parse(payload, "", queue, limits) {

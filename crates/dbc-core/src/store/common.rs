@@ -121,7 +121,7 @@ impl Store {
         let out = conn
             .exec("find duplicates", &sql, &texts(keys), trace)
             .await?;
-        Task::from_rows(&out.rows)
+        Task::from_rows(out.rows)
     }
 
     // ---- reading --------------------------------------------------------------------
@@ -141,7 +141,7 @@ impl Store {
             &self.sql().select_task
         };
         let row = self.one_task_row(conn, sql, id, trace).await?;
-        Task::from_row(&row)
+        Task::from_row(row)
     }
 
     /// The task `id` and the start of the attempt it is running (if any).
@@ -153,7 +153,8 @@ impl Store {
     ) -> Result<(Task, Option<String>)> {
         let sql = &self.sql().select_task_with_attempt;
         let row = self.one_task_row(conn, sql, id, trace).await?;
-        Ok((Task::from_row(&row)?, row.last().and_then(read_time)))
+        let started = row.last().and_then(read_time);
+        Ok((Task::from_row(row)?, started))
     }
 
     async fn one_task_row(
@@ -246,7 +247,7 @@ impl Store {
             .replace("{{where}}", &where_)
             .replace("{{limit}}", &self.placeholders(params.len(), 1));
         let out = conn.exec("list tasks", &sql, &params, trace).await?;
-        Task::from_rows(&out.rows)
+        Task::from_rows(out.rows)
     }
 
     /// Deletes the task `id` (its history, errors and dependency rows go with it).

@@ -137,7 +137,7 @@ async fn complete_chunk(
     .await?;
     let read = sql.read_completed.replace("{{ids}}", &ids(1, n));
     let out = conn.exec("read tasks", &read, &params, trace).await?;
-    Task::from_rows(&out.rows)
+    Task::from_rows(out.rows)
 }
 
 /// The `n`-th placeholder (1-based) of this store.

@@ -257,7 +257,7 @@ async fn claim_in_steps(
         let out = conn
             .exec("read tasks", &read, &ids, trace.as_deref_mut())
             .await?;
-        Task::from_rows(&out.rows)
+        Task::from_rows(out.rows)
     })
     .await
 }

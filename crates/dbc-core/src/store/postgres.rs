@@ -113,7 +113,7 @@ impl PostgresStore {
         let out = conn
             .exec("claim tasks", &self.claim_tasks, &params, trace)
             .await?;
-        Task::from_rows(&out.rows)
+        Task::from_rows(out.rows)
     }
 
     /// Completes many running tasks with one statement; returns the tasks it took.
@@ -132,6 +132,6 @@ impl PostgresStore {
         let out = conn
             .exec("complete tasks", &self.complete_tasks, &params, trace)
             .await?;
-        Task::from_rows(&out.rows)
+        Task::from_rows(out.rows)
     }
 }

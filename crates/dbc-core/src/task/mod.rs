@@ -41,6 +41,30 @@ pub fn read_time(v: &Value) -> Option<String> {
     }
 }
 
+/// [`read_text`] of a value the caller gives up (no copy).
+fn into_text(v: Value) -> Option<String> {
+    match v {
+        Value::Text(s) => Some(s),
+        other => read_text(&other),
+    }
+}
+
+/// [`read_json`] of a value the caller gives up (no copy).
+fn into_json(v: Value) -> Json {
+    match v {
+        Value::Json(j) => j,
+        other => read_json(&other),
+    }
+}
+
+/// [`read_time`] of a value the caller gives up (no copy when it is already UTC text).
+fn into_time(v: Value) -> Option<String> {
+    match v {
+        Value::Text(s) if s.ends_with('Z') => Some(s),
+        other => read_time(&other),
+    }
+}
+
 /// Reads stored JSON (jsonb, or JSON text) back into a value.
 pub fn read_json(v: &Value) -> Json {
     match v {
@@ -108,37 +132,41 @@ impl Task {
     /// id, queue, name, payload, status, priority, run_at, attempts, max_attempts,
     /// workflow_id, idempotency_key, worker_id, lease_expires_at, result, last_error,
     /// created_at, updated_at, started_at, finished_at, progress).
-    pub fn from_row(r: &[Value]) -> Result<Task> {
-        let status = read_text(&r[4]).unwrap_or_default();
+    pub fn from_row(r: Vec<Value>) -> Result<Task> {
+        // the row's values are moved into the task, not copied (payloads can be large)
+        let mut r = r.into_iter();
+        let mut next = || r.next().unwrap_or(Value::Null);
+        let (id, queue, name, payload, status) = (next(), next(), next(), next(), next());
+        let status = read_text(&status).unwrap_or_default();
         Ok(Task {
-            id: read_text(&r[0]).unwrap_or_default(),
-            queue: read_text(&r[1]).unwrap_or_default(),
-            name: read_text(&r[2]),
-            payload: read_json(&r[3]),
+            id: into_text(id).unwrap_or_default(),
+            queue: into_text(queue).unwrap_or_default(),
+            name: into_text(name),
+            payload: into_json(payload),
             status: TaskStatus::parse(&status)
                 .ok_or_else(|| DbcError::Internal(format!("unknown task status {status:?}")))?,
-            priority: read_int(&r[5]),
-            run_at: read_time(&r[6]).unwrap_or_default(),
-            attempts: read_int(&r[7]),
-            max_attempts: read_int(&r[8]),
-            workflow_id: read_text(&r[9]),
-            idempotency_key: read_text(&r[10]),
-            worker_id: read_text(&r[11]),
-            lease_expires_at: read_time(&r[12]),
-            result: read_json(&r[13]),
-            last_error: read_text(&r[14]),
-            created_at: read_time(&r[15]).unwrap_or_default(),
-            updated_at: read_time(&r[16]).unwrap_or_default(),
-            started_at: read_time(&r[17]),
-            finished_at: read_time(&r[18]),
-            progress: r.get(19).map(read_json).unwrap_or(Json::Null),
+            priority: read_int(&next()),
+            run_at: into_time(next()).unwrap_or_default(),
+            attempts: read_int(&next()),
+            max_attempts: read_int(&next()),
+            workflow_id: into_text(next()),
+            idempotency_key: into_text(next()),
+            worker_id: into_text(next()),
+            lease_expires_at: into_time(next()),
+            result: into_json(next()),
+            last_error: into_text(next()),
+            created_at: into_time(next()).unwrap_or_default(),
+            updated_at: into_time(next()).unwrap_or_default(),
+            started_at: into_time(next()),
+            finished_at: into_time(next()),
+            progress: into_json(next()),
             deduplicated: false,
         })
     }
 
     /// Tasks from rows of the store's task columns.
-    pub fn from_rows(rows: &[Vec<Value>]) -> Result<Vec<Task>> {
-        rows.iter().map(|r| Task::from_row(r)).collect()
+    pub fn from_rows(rows: Vec<Vec<Value>>) -> Result<Vec<Task>> {
+        rows.into_iter().map(Task::from_row).collect()
     }
 
     /// The task a new one is stored as at `ts` (what an insert returns without reading

@@ -371,13 +371,13 @@ impl Db {
 pub fn rows_of(o: Outcome) -> QueryOutput {
     match o.value {
         OpValue::Rows(r) => r,
-        OpValue::Json(j) => panic!("expected rows, got JSON {j}"),
+        OpValue::Answer(a) => panic!("expected rows, got {a:?}"),
     }
 }
 
 pub fn json_of(o: Outcome) -> Json {
     match o.value {
-        OpValue::Json(j) => j,
+        OpValue::Answer(a) => a.into_json().expect("the answer as JSON"),
         OpValue::Rows(r) => panic!("expected JSON, got rows {r:?}"),
     }
 }
