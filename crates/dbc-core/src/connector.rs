@@ -13,6 +13,7 @@ mod run;
 mod stream;
 mod upkeep;
 
+pub use crate::task::Answer;
 pub use run::MAX_RETRIES;
 pub use stream::{RowStream, StreamChunk, StreamStop};
 
@@ -70,45 +71,9 @@ pub struct PoolDebug {
 #[derive(Debug)]
 pub enum OpValue {
     /// a queue operation's result (tasks, workflows...)
-    Answer(Answer),
+    Answer(crate::task::Answer),
     /// rows of a `query`
     Rows(QueryOutput),
-}
-
-/// What a queue operation answers. Tasks stay typed until the edge writes them as JSON
-/// text ([`Answer::to_text`]): the hot operations (insert, claim, settle) then build no
-/// JSON tree per task only to write it out again (docs/PERFORMANCE.md, "Answers written
-/// once"). Everything else is a JSON value.
-#[derive(Debug)]
-pub enum Answer {
-    /// a JSON value
-    Json(Json),
-    /// one task
-    Task(Box<crate::task::Task>),
-    /// a list of tasks
-    Tasks(Vec<crate::task::Task>),
-}
-
-impl Answer {
-    /// The answer as a JSON value (for callers that look into it).
-    pub fn into_json(self) -> crate::Result<Json> {
-        let v = match self {
-            Answer::Json(j) => return Ok(j),
-            Answer::Task(t) => serde_json::to_value(t),
-            Answer::Tasks(t) => serde_json::to_value(t),
-        };
-        v.map_err(|e| crate::DbcError::Internal(e.to_string()))
-    }
-
-    /// The answer as JSON text, written straight from the tasks.
-    pub fn to_text(&self) -> crate::Result<String> {
-        let v = match self {
-            Answer::Json(j) => serde_json::to_string(j),
-            Answer::Task(t) => serde_json::to_string(t),
-            Answer::Tasks(t) => serde_json::to_string(t),
-        };
-        v.map_err(|e| crate::DbcError::Internal(e.to_string()))
-    }
 }
 
 /// A successful operation.

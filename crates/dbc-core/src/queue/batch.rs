@@ -28,7 +28,6 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value as Json;
 use tokio::sync::oneshot;
 
-use crate::connector::Answer;
 use crate::db::Conn;
 use crate::metrics::Metrics;
 use crate::queue::{service, settle};
@@ -36,7 +35,7 @@ use crate::route::{Backend, Router};
 use crate::store::Store;
 use crate::task::input::{Limits, NewTask, StatusChange};
 use crate::task::status::{Backoff, TaskStatus};
-use crate::task::Task;
+use crate::task::{Answer, Task};
 use crate::{DbcError, Result};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

@@ -5,6 +5,7 @@
 //! ([`Execution`]) and error log ([`ErrorLog`]), [`TaskPage`] — with the decoding of
 //! stored values into them (times, JSON, text and integers as each provider gives them).
 
+mod answer;
 pub mod input;
 pub mod status;
 pub mod unique;
@@ -16,6 +17,7 @@ use serde_json::Value as Json;
 use crate::value::{iso_utc, Value};
 use crate::{DbcError, Result};
 
+pub use answer::Answer;
 pub use input::{Claim, Limits, NewTask, StatusChange, TaskFilter};
 pub use status::{Backoff, TaskStatus};
 
