@@ -424,19 +424,13 @@ fn node_queue(opts: &OpOptions) -> Option<&str> {
 
 /// Collects the queues of every pending task in an operation's result.
 fn pending_queues(v: &Answer, out: &mut Vec<String>) {
-    let mut add = |q: &str| {
-        if !out.iter().any(|x| x == q) {
-            out.push(q.to_string());
-        }
+    let tasks = match v {
+        Answer::Task(t) => std::slice::from_ref(&**t),
+        Answer::Tasks(ts) => ts.as_slice(),
+        Answer::Json(j) => return pending_json(j, out),
     };
-    match v {
-        Answer::Task(t) if t.status == TaskStatus::Pending => add(&t.queue),
-        Answer::Task(_) => {}
-        Answer::Tasks(ts) => ts
-            .iter()
-            .filter(|t| t.status == TaskStatus::Pending)
-            .for_each(|t| add(&t.queue)),
-        Answer::Json(j) => pending_json(j, out),
+    for t in tasks.iter().filter(|t| t.status == TaskStatus::Pending) {
+        add_queue(out, &t.queue);
     }
 }
 
@@ -446,9 +440,7 @@ fn pending_json(v: &Json, out: &mut Vec<String>) {
         Json::Object(o) => {
             if o.get("status").and_then(Json::as_str) == Some("pending") {
                 if let Some(q) = o.get("queue").and_then(Json::as_str) {
-                    if !out.iter().any(|x| x == q) {
-                        out.push(q.to_string());
-                    }
+                    add_queue(out, q);
                 }
             }
             if let Some(t) = o.get("tasks") {
@@ -456,6 +448,13 @@ fn pending_json(v: &Json, out: &mut Vec<String>) {
             }
         }
         _ => {}
+    }
+}
+
+/// Adds queue `q` to `out` once.
+fn add_queue(out: &mut Vec<String>, q: &str) {
+    if !out.iter().any(|x| x == q) {
+        out.push(q.to_string());
     }
 }
 

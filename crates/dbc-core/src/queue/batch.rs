@@ -165,7 +165,7 @@ impl Coalescer {
         queue: &str,
         limits: Limits,
     ) -> Option<Result<Answer>> {
-        let to_json = |t: Result<Task>| t.map(|t| Answer::Task(Box::new(t)));
+        let answer = |t: Result<Task>| t.map(|t| Answer::Task(Box::new(t)));
         match operation {
             "insertTask" if payload.is_object() => {
                 let task = match NewTask::parse(payload, "", queue, limits) {
@@ -175,7 +175,7 @@ impl Coalescer {
                 if task.has_dependencies() {
                     return None;
                 }
-                Some(to_json(self.inserts.submit(task).await))
+                Some(answer(self.inserts.submit(task).await))
             }
             "updateTaskStatus" if payload.is_object() => {
                 let lane = &self.completions;
@@ -188,7 +188,7 @@ impl Coalescer {
                 if change.status != TaskStatus::Completed {
                     return None;
                 }
-                Some(to_json(lane.submit(change).await))
+                Some(answer(lane.submit(change).await))
             }
             _ => None,
         }
